@@ -1,0 +1,621 @@
+//! Atomic bytes: replace a file so that it is always either the old or the new version.
+//!
+//! # The save protocol
+//!
+//! Every save, whether through [`write_atomic`], [`WriteOptions::write`] or a streaming
+//! [`AtomicFile`], runs the same steps, all relative to one open handle on the
+//! destination's directory:
+//!
+//! 1. Resolve the destination. A symlink is followed to its final target, and the
+//!    temporary file is created beside the *target*: the link's own directory may be
+//!    read-only or on another filesystem, and a rename only swaps entries of one
+//!    directory. The link itself stays a link.
+//! 2. Create `.{name}.{random}.tmp` in that directory with
+//!    `O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC` and already the final mode, so it is never
+//!    more readable than the file it becomes (or an anonymous `O_TMPFILE` on Linux, with
+//!    [`WriteOptions::anonymous_temp`]). The writer holds an advisory lock on it until the
+//!    save ends: that is how [`sweep`] tells a live writer's temporary file from debris.
+//! 3. Write all bytes.
+//! 4. Flush the file to stable storage (skipped by [`Durability::None`]).
+//! 5. `rename` it over the destination: the atomic swap of a directory entry that readers
+//!    see as "old file" or "new file", nothing in between.
+//! 6. Flush the directory, so that the rename itself survives a power cut (only
+//!    [`Durability::Full`]).
+//!
+//! If any step fails, the temporary file is removed and the destination is untouched; a
+//! writer that is killed outright leaves at most a named temporary file, which [`sweep`]
+//! removes.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, TryLockError};
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Op, Result};
+use crate::sys;
+
+/// How much of a save must reach stable storage before it returns.
+///
+/// | level | survives a process crash | survives power loss |
+/// |---|---|---|
+/// | `Full` | yes: old or new file | yes: the new file, once the call has returned |
+/// | `Data` | yes | the file is old or new, but may be the old one after the call returned |
+/// | `None` | yes | no: the file may be empty or missing after power loss |
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Durability {
+    /// Sync the file, rename, sync the directory (the default).
+    #[default]
+    Full,
+    /// Sync the file and rename; skip the directory sync.
+    Data,
+    /// Write and rename only: atomic against process crashes, not power loss.
+    None,
+}
+
+/// How a file is written: durability, permissions, replace-or-not.
+///
+/// ```
+/// use atomic_persist::{Durability, WriteOptions};
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("secret.txt");
+/// WriteOptions::new()
+///     .durability(Durability::Full)
+///     .mode(0o600)
+///     .write(&path, b"hunter2")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct WriteOptions {
+    durability: Durability,
+    mode: Option<u32>,
+    preserve_permissions: bool,
+    no_clobber: bool,
+    anonymous_temp: bool,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            durability: Durability::Full,
+            mode: None,
+            preserve_permissions: true,
+            no_clobber: false,
+            anonymous_temp: false,
+        }
+    }
+}
+
+impl WriteOptions {
+    /// The defaults: [`Durability::Full`], permissions preserved, replace allowed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How much must reach stable storage before a save returns.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The exact Unix permission bits of the written file (not reduced by the umask).
+    /// Wins over [`preserve_permissions`](Self::preserve_permissions). Ignored on
+    /// platforms without Unix modes.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = Some(mode);
+        self
+    }
+
+    /// Keep an existing destination's mode, and its owner and group where permitted
+    /// (default `true`). A new file gets `0o666` less the umask, as `File::create` does.
+    pub fn preserve_permissions(mut self, yes: bool) -> Self {
+        self.preserve_permissions = yes;
+        self
+    }
+
+    /// Fail with [`Error::AlreadyExists`] instead of replacing an existing destination.
+    ///
+    /// The check is atomic with the rename (`renameat2(RENAME_NOREPLACE)`, or `link`
+    /// where the filesystem lacks it): of two concurrent creators exactly one wins.
+    pub fn no_clobber(mut self, yes: bool) -> Self {
+        self.no_clobber = yes;
+        self
+    }
+
+    /// On Linux, write into an anonymous `O_TMPFILE` that gets a name only just before
+    /// the rename, so a writer killed mid-write leaves nothing behind (default `false`).
+    /// Where the filesystem has no `O_TMPFILE`, a named temporary file is used.
+    pub fn anonymous_temp(mut self, yes: bool) -> Self {
+        self.anonymous_temp = yes;
+        self
+    }
+
+    /// Atomically replaces (or creates) `path` with `bytes`.
+    pub fn write(&self, path: impl AsRef<Path>, bytes: impl AsRef<[u8]>) -> Result<()> {
+        let (staged, mut file) = Staged::new(self, path.as_ref())?;
+        if let Err(e) = file.write_all(bytes.as_ref()) {
+            return Err(staged.error(Op::Write, e));
+        }
+        staged.commit(file)
+    }
+
+    /// Starts a streaming atomic write of `path`; nothing is visible until
+    /// [`AtomicFile::commit`].
+    pub fn create(&self, path: impl AsRef<Path>) -> Result<AtomicFile> {
+        let (staged, file) = Staged::new(self, path.as_ref())?;
+        Ok(AtomicFile {
+            file: BufWriter::with_capacity(BUFFER, file),
+            staged,
+        })
+    }
+}
+
+/// Atomically replaces (or creates) `path` with `bytes`, durably ([`Durability::Full`]).
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("state.json");
+/// atomic_persist::write_atomic(&path, br#"{"done": 41}"#)?;
+/// atomic_persist::write_atomic(&path, br#"{"done": 42}"#)?;
+/// assert_eq!(std::fs::read(&path)?, br#"{"done": 42}"#);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_atomic(path: impl AsRef<Path>, bytes: impl AsRef<[u8]>) -> Result<()> {
+    WriteOptions::default().write(path, bytes)
+}
+
+/// The buffer of an [`AtomicFile`]: large enough that a serializer's many small writes
+/// become few syscalls.
+const BUFFER: usize = 64 * 1024;
+
+/// A streaming atomic write: `impl Write` into a temporary file that replaces the
+/// destination on [`commit`](Self::commit).
+///
+/// Dropping it without a commit removes the temporary file and leaves the destination
+/// as it was.
+///
+/// ```
+/// use std::io::Write;
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("log.txt");
+/// let mut f = atomic_persist::AtomicFile::create(&path)?;
+/// for i in 0..3 {
+///     writeln!(f, "line {i}")?;
+/// }
+/// f.commit()?;
+/// assert_eq!(std::fs::read_to_string(&path)?, "line 0\nline 1\nline 2\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct AtomicFile {
+    file: BufWriter<File>,
+    staged: Staged,
+}
+
+impl AtomicFile {
+    /// Starts a streaming atomic write of `path` with the default [`WriteOptions`].
+    pub fn create(path: impl AsRef<Path>) -> Result<AtomicFile> {
+        WriteOptions::default().create(path)
+    }
+
+    /// Flushes, syncs and renames the temporary file over the destination, as the
+    /// options' [`Durability`] says.
+    pub fn commit(self) -> Result<()> {
+        let AtomicFile { file, staged } = self;
+        match file.into_inner() {
+            Ok(file) => staged.commit(file),
+            Err(e) => Err(staged.error(Op::Write, e.into_error())),
+        }
+    }
+
+    /// Discards the write: removes the temporary file, leaving the destination as it was.
+    pub fn abort(self) -> Result<()> {
+        let AtomicFile { file, mut staged } = self;
+        drop(file);
+        staged.remove_temp()
+    }
+
+    /// The destination (after following symlinks).
+    pub fn path(&self) -> &Path {
+        &self.staged.target.path
+    }
+
+    /// The temporary file's path, while it has a name (an anonymous `O_TMPFILE` has none
+    /// until commit).
+    pub fn temp_path(&self) -> Option<PathBuf> {
+        let name = self.staged.temp.as_ref()?;
+        Some(self.staged.target.dir_path.join(name))
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// The destination, resolved: an open directory and a name in it.
+#[derive(Debug)]
+struct Target {
+    dir: sys::Dir,
+    dir_path: PathBuf,
+    name: OsString,
+    /// `dir_path/name`, for error messages.
+    path: PathBuf,
+}
+
+/// A save in progress: owns the temporary file's name and removes it on drop unless the
+/// rename consumed it.
+#[derive(Debug)]
+struct Staged {
+    target: Target,
+    /// The temporary file's name in `target.dir`; `None` while anonymous, or once renamed.
+    temp: Option<OsString>,
+    /// The destination existed: its metadata was copied, so sync it all, not just data.
+    replaces: bool,
+    durability: Durability,
+    no_clobber: bool,
+}
+
+/// Symlinks followed before giving up, as the kernel's own limit (`ELOOP`).
+const MAX_SYMLINKS: usize = 40;
+
+/// Name collisions tolerated before giving up on creating a temporary file.
+const MAX_TEMP_ATTEMPTS: usize = 64;
+
+impl Staged {
+    /// Steps 1 and 2: resolve the destination, create and lock the temporary file.
+    fn new(opts: &WriteOptions, path: &Path) -> Result<(Staged, File)> {
+        let (target, existing) = resolve(path)?;
+        if opts.no_clobber && existing.is_some() {
+            return Err(Error::AlreadyExists { path: target.path });
+        }
+        let perms = match &existing {
+            Some(e) if opts.preserve_permissions => e.perms(opts.mode),
+            _ => sys::Perms::new(opts.mode),
+        };
+        let mut staged = Staged {
+            target,
+            temp: None,
+            replaces: existing.is_some(),
+            durability: opts.durability,
+            no_clobber: opts.no_clobber,
+        };
+        let file = staged.create_temp(&perms, opts.anonymous_temp)?;
+        if let Err(e) = perms.apply(&file) {
+            return Err(staged.error(Op::SetPermissions, e));
+        }
+        Ok((staged, file))
+    }
+
+    fn create_temp(&mut self, perms: &sys::Perms, anonymous: bool) -> Result<File> {
+        if anonymous {
+            match self.target.dir.create_anonymous(perms) {
+                // Locked like a named temp: it gets a name just before the rename.
+                Ok(Some(file)) => {
+                    return match file.try_lock() {
+                        Ok(()) => Ok(file),
+                        Err(e) => Err(self.error(Op::CreateTemp, io::Error::from(e))),
+                    };
+                }
+                Ok(None) => {} // no O_TMPFILE here: fall through to a named temp
+                Err(e) => return Err(self.error(Op::CreateTemp, e)),
+            }
+        }
+        for _ in 0..MAX_TEMP_ATTEMPTS {
+            let name = temp_name(&self.target.name);
+            let file = match self.target.dir.create_new(&name, perms) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(self.error(Op::CreateTemp, e)),
+            };
+            self.temp = Some(name);
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                // A concurrent sweep opened the name first and will delete it: start over.
+                Err(TryLockError::WouldBlock) => {
+                    let _ = self.remove_temp();
+                }
+                Err(TryLockError::Error(e)) => return Err(self.error(Op::CreateTemp, e)),
+            }
+        }
+        let e = io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary file name");
+        Err(self.error(Op::CreateTemp, e))
+    }
+
+    /// Steps 4 to 6: sync the file, rename it over the destination, sync the directory.
+    fn commit(mut self, file: File) -> Result<()> {
+        if self.durability != Durability::None {
+            // A new file needs only its data (and size) on disk; a replacement also
+            // carries copied mode and owner, which only a full fsync is sure to persist.
+            let synced = if self.replaces {
+                file.sync_all()
+            } else {
+                file.sync_data()
+            };
+            if let Err(e) = synced {
+                // Never rename after a failed sync: the data may not be on disk.
+                return Err(self.error(Op::SyncFile, e));
+            }
+        }
+        if self.temp.is_none() {
+            self.link_anonymous(&file)?;
+        }
+        let Some(temp) = self.temp.take() else {
+            return Ok(()); // a no-clobber anonymous file was linked straight into place
+        };
+        let (dir, name) = (&self.target.dir, &self.target.name);
+        let renamed = if self.no_clobber {
+            dir.rename_noreplace(&temp, name)
+        } else {
+            dir.rename(&temp, name)
+        };
+        if let Err(e) = renamed {
+            self.temp = Some(temp); // still ours to remove
+            return Err(match e.kind() {
+                io::ErrorKind::AlreadyExists if self.no_clobber => Error::AlreadyExists {
+                    path: self.target.path.clone(),
+                },
+                _ => self.error(Op::Rename, e),
+            });
+        }
+        drop(file);
+        if self.durability == Durability::Full {
+            // The rename is only a change to the directory: without this sync a power cut
+            // can bring the old entry back.
+            dir.sync().map_err(|e| self.error(Op::SyncDir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Names an anonymous temporary file: the destination itself for a no-clobber save
+    /// (`link` never replaces), otherwise a fresh temporary name to rename from.
+    fn link_anonymous(&mut self, file: &File) -> Result<()> {
+        let name = if self.no_clobber {
+            self.target.name.clone()
+        } else {
+            temp_name(&self.target.name)
+        };
+        match self.target.dir.link_anonymous(file, &name) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && self.no_clobber => {
+                return Err(Error::AlreadyExists {
+                    path: self.target.path.clone(),
+                });
+            }
+            Err(e) => return Err(self.error(Op::Rename, e)),
+        }
+        if !self.no_clobber {
+            self.temp = Some(name);
+        }
+        if self.durability != Durability::None && sys::sync_again_after_link(file) {
+            file.sync_data().map_err(|e| self.error(Op::SyncFile, e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the temporary file's name, if it still has one.
+    fn remove_temp(&mut self) -> Result<()> {
+        let Some(name) = self.temp.take() else {
+            return Ok(());
+        };
+        match self.target.dir.remove(&name) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(
+                Op::RemoveTemp,
+                self.target.dir_path.join(name),
+                e,
+            )),
+        }
+    }
+
+    /// An I/O error about the destination.
+    fn error(&self, op: Op, source: io::Error) -> Error {
+        Error::io(op, &self.target.path, source)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        // Best effort: a temp that cannot be removed now is debris for `sweep`.
+        let _ = self.remove_temp();
+    }
+}
+
+/// Step 1: open the directory of `path`, following symlinks to the final target.
+fn resolve(path: &Path) -> Result<(Target, Option<sys::Existing>)> {
+    let mut path = path.to_path_buf();
+    for _ in 0..MAX_SYMLINKS {
+        let Some(name) = path.file_name().map(OsStr::to_os_string) else {
+            let e = io::Error::new(io::ErrorKind::InvalidInput, "not a file name");
+            return Err(Error::io(Op::Inspect, path, e));
+        };
+        let dir_path = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let dir = sys::Dir::open(&dir_path).map_err(|e| Error::io(Op::OpenDir, &path, e))?;
+        let existing = dir
+            .inspect(&name)
+            .map_err(|e| Error::io(Op::Inspect, &path, e))?;
+        match &existing {
+            Some(e) if e.is_symlink() => {
+                let link = dir
+                    .read_link(&name)
+                    .map_err(|e| Error::io(Op::Inspect, &path, e))?;
+                // A relative link is relative to the directory that holds it.
+                path = dir_path.join(link);
+                continue;
+            }
+            Some(e) if e.is_dir() => {
+                let e = io::Error::from(io::ErrorKind::IsADirectory);
+                return Err(Error::io(Op::Inspect, path, e));
+            }
+            _ => {}
+        }
+        let target = Target {
+            path: dir_path.join(&name),
+            dir,
+            dir_path,
+            name,
+        };
+        return Ok((target, existing));
+    }
+    let e = io::Error::other("too many levels of symbolic links");
+    Err(Error::io(Op::Inspect, path, e))
+}
+
+/// Length of the random part of a temporary file's name.
+const SUFFIX_LEN: usize = 12;
+const SUFFIX_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+/// The longest file name most filesystems allow (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// `.{name}.{random}.tmp`, with `name` shortened so the whole fits in `NAME_MAX` bytes.
+fn temp_name(name: &OsStr) -> OsString {
+    let overhead = 1 + 1 + SUFFIX_LEN + ".tmp".len();
+    let name = sys::name_bytes(name);
+    let name = &name[..name.len().min(NAME_MAX - overhead)];
+    let mut bytes = Vec::with_capacity(name.len() + overhead);
+    bytes.push(b'.');
+    bytes.extend_from_slice(name);
+    bytes.push(b'.');
+    bytes.extend_from_slice(&random_suffix());
+    bytes.extend_from_slice(b".tmp");
+    sys::name_from_bytes(bytes)
+}
+
+/// Unpredictable characters from std's randomly keyed SipHash over a counter and the
+/// clock: no RNG dependency, and no two calls in a process alike.
+fn random_suffix() -> [u8; SUFFIX_LEN] {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(t.as_nanos());
+    }
+    let mut bits = hasher.finish();
+    let mut out = [0u8; SUFFIX_LEN];
+    for c in &mut out {
+        *c = SUFFIX_ALPHABET[(bits & 31) as usize];
+        bits >>= 5;
+    }
+    out
+}
+
+/// Whether `name` has the shape of a temporary file this crate creates.
+fn is_temp_name(name: &OsStr) -> bool {
+    let bytes = sys::name_bytes(name);
+    let Some(rest) = bytes.strip_suffix(b".tmp") else {
+        return false;
+    };
+    let Some(split) = rest.len().checked_sub(SUFFIX_LEN + 1) else {
+        return false;
+    };
+    let (head, suffix) = rest.split_at(split);
+    bytes.first() == Some(&b'.')
+        && head.len() > 1
+        && suffix[0] == b'.'
+        && suffix[1..].iter().all(|c| SUFFIX_ALPHABET.contains(c))
+}
+
+/// Removes temporary files left in `dir` by writers that crashed, and returns how many.
+///
+/// A live writer holds a lock on its temporary file, so `sweep` never removes one that
+/// is still being written. Lock files of the `lock` module are not temporary files and
+/// are left alone.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// let removed = atomic_persist::sweep(dir.path())?;
+/// assert_eq!(removed, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn sweep(dir: impl AsRef<Path>) -> Result<usize> {
+    let dir_path = dir.as_ref();
+    let dir = sys::Dir::open(dir_path).map_err(|e| Error::io(Op::OpenDir, dir_path, e))?;
+    let entries = std::fs::read_dir(dir_path).map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;
+        let name = entry.file_name();
+        if !is_temp_name(&name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        if sweep_one(&dir, &name).map_err(|e| Error::io(Op::RemoveTemp, entry.path(), e))? {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes one temporary file unless a live writer holds its lock.
+fn sweep_one(dir: &sys::Dir, name: &OsStr) -> io::Result<bool> {
+    let file = match dir.open_temp(name) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Ok(false),
+        Err(TryLockError::Error(e)) => return Err(e),
+    }
+    match dir.remove(name) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_have_the_documented_shape() {
+        let name = temp_name(OsStr::new("state.json"));
+        let s = name.to_str().unwrap();
+        assert!(s.starts_with(".state.json.") && s.ends_with(".tmp"), "{s}");
+        assert_eq!(s.len(), ".state.json.".len() + SUFFIX_LEN + ".tmp".len());
+        assert!(is_temp_name(&name));
+    }
+
+    #[test]
+    fn temp_names_differ() {
+        let a = temp_name(OsStr::new("x"));
+        let b = temp_name(OsStr::new("x"));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn temp_name_of_a_long_name_fits_name_max() {
+        let long = "n".repeat(255);
+        let name = temp_name(OsStr::new(&long));
+        assert!(name.len() <= NAME_MAX);
+        assert!(is_temp_name(&name));
+    }
+
+    #[test]
+    fn ordinary_names_are_not_temp_names() {
+        for n in [
+            "state.json",
+            ".state.json",
+            "x.tmp",
+            ".x.tmp",
+            ".x.ABCDEFGHIJKL.tmp",
+            ".x.abcdefghijk.tmp",
+            ".lock.tmp",
+        ] {
+            assert!(!is_temp_name(OsStr::new(n)), "{n}");
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The crate's one error type.
+//!
+//! Every variant names the path it is about, so a message read in a log is enough to
+//! find the file. Variants are data: match on them rather than on message text.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// A boxed error from a serializer or deserializer.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while saving or loading.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A filesystem operation failed.
+    #[error("cannot {op} {}: {source}{}", path.display(), op.hint(source))]
+    Io {
+        /// What was being done.
+        op: Op,
+        /// The file or directory it was done to.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The file does not exist.
+    #[error("{} does not exist", path.display())]
+    NotFound {
+        /// The missing file.
+        path: PathBuf,
+    },
+
+    /// The destination exists and the write was asked not to replace it.
+    #[error("{} already exists", path.display())]
+    AlreadyExists {
+        /// The existing file.
+        path: PathBuf,
+    },
+
+    /// The value could not be serialized; nothing on disk was touched.
+    #[error("cannot serialize the value for {}: {source}", path.display())]
+    Serialize {
+        /// The file the value was meant for.
+        path: PathBuf,
+        /// The serializer's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The file's bytes are not a valid document of its format.
+    #[error("cannot parse {} as {format}{}: {source}", path.display(), Position(*line, *column))]
+    Deserialize {
+        /// The file that was read.
+        path: PathBuf,
+        /// The format's name, such as `"json"`.
+        format: &'static str,
+        /// The 1-based line of the error, when the format reports one.
+        line: Option<usize>,
+        /// The 1-based column of the error, when the format reports one.
+        column: Option<usize>,
+        /// The deserializer's error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The file fails an integrity check (checksum or envelope).
+    #[error("{} is corrupt: {reason}", path.display())]
+    Corrupt {
+        /// The corrupt file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// Another writer committed since this one last loaded the file.
+    #[error(
+        "{} changed on disk: expected generation {expected}, found {found}",
+        path.display()
+    )]
+    Conflict {
+        /// The file.
+        path: PathBuf,
+        /// The generation this writer last saw.
+        expected: u64,
+        /// The generation on disk.
+        found: u64,
+    },
+
+    /// The writer lock could not be taken in time.
+    #[error("{} is locked by another writer", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+
+    /// The file was written by a newer schema than this code supports.
+    #[error(
+        "{} has schema version {found}, this program supports up to {supported}",
+        path.display()
+    )]
+    SchemaVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version in the file.
+        found: u32,
+        /// The newest version this code reads.
+        supported: u32,
+    },
+
+    /// The value was refused by a validation hook.
+    #[error("invalid value for {}: {reason}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The hook's reason.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// The path the error is about.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Error::Io { path, .. }
+            | Error::NotFound { path }
+            | Error::AlreadyExists { path }
+            | Error::Serialize { path, .. }
+            | Error::Deserialize { path, .. }
+            | Error::Corrupt { path, .. }
+            | Error::Conflict { path, .. }
+            | Error::Locked { path }
+            | Error::SchemaVersion { path, .. }
+            | Error::Invalid { path, .. } => path,
+        }
+    }
+
+    /// Builds an [`Error::Io`].
+    pub(crate) fn io(op: Op, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The filesystem operation an [`Error::Io`] was about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Op {
+    /// Opening the destination's directory.
+    OpenDir,
+    /// Looking at the destination (stat, readlink).
+    Inspect,
+    /// Creating the temporary file.
+    CreateTemp,
+    /// Writing bytes into the temporary file.
+    Write,
+    /// Copying the destination's owner or mode onto the temporary file.
+    SetPermissions,
+    /// Flushing the temporary file to stable storage (fsync/fdatasync).
+    SyncFile,
+    /// Renaming (or linking) the temporary file over the destination.
+    Rename,
+    /// Flushing the directory, so the rename itself is durable.
+    SyncDir,
+    /// Removing a temporary file.
+    RemoveTemp,
+    /// Reading a file.
+    Read,
+    /// Listing a directory.
+    ReadDir,
+    /// Taking or releasing a lock.
+    Lock,
+}
+
+impl Op {
+    /// A suggestion appended to the message where one is known to help.
+    fn hint(self, source: &io::Error) -> &'static str {
+        // Some network and shared-folder filesystems refuse fsync on a directory
+        // (EINVAL); say what to do rather than leave the user to guess.
+        if self == Op::SyncDir && source.kind() == io::ErrorKind::InvalidInput {
+            " (this filesystem cannot sync a directory; Durability::Data skips that step)"
+        } else {
+            ""
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Op::OpenDir => "open the directory of",
+            Op::Inspect => "inspect",
+            Op::CreateTemp => "create a temporary file for",
+            Op::Write => "write the temporary file for",
+            Op::SetPermissions => "set permissions of the temporary file for",
+            Op::SyncFile => "sync the temporary file for",
+            Op::Rename => "rename the temporary file over",
+            Op::SyncDir => "sync the directory of",
+            Op::RemoveTemp => "remove temporary file",
+            Op::Read => "read",
+            Op::ReadDir => "list directory",
+            Op::Lock => "lock",
+        })
+    }
+}
+
+/// ` at line L column C`, or nothing when the format gave no position.
+struct Position(Option<usize>, Option<usize>);
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0, self.1) {
+            (Some(line), Some(column)) => write!(f, " at line {line} column {column}"),
+            (Some(line), None) => write!(f, " at line {line}"),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_error_names_operation_and_path() {
+        let e = Error::io(Op::Rename, "/tmp/x.json", io::Error::other("boom"));
+        assert_eq!(
+            e.to_string(),
+            "cannot rename the temporary file over /tmp/x.json: boom"
+        );
+    }
+
+    #[test]
+    fn dir_sync_einval_suggests_data_durability() {
+        let e = Error::io(
+            Op::SyncDir,
+            "/mnt/share/x",
+            io::Error::from(io::ErrorKind::InvalidInput),
+        );
+        assert!(e.to_string().contains("Durability::Data"), "{e}");
+    }
+
+    #[test]
+    fn deserialize_error_shows_position() {
+        let e = Error::Deserialize {
+            path: "a.json".into(),
+            format: "json",
+            line: Some(3),
+            column: Some(7),
+            source: "expected value".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot parse a.json as json at line 3 column 7: expected value"
+        );
+    }
+}

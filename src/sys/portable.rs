@@ -1,0 +1,130 @@
+//! Platforms without POSIX `*at` calls (Windows among them), on `std::fs` alone.
+//!
+//! The directory "handle" is its path. `std::fs::rename` replaces the destination
+//! atomically (`MoveFileExW` with `MOVEFILE_REPLACE_EXISTING` on Windows); directories
+//! cannot be opened for syncing there, so the directory sync is a no-op.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A directory, by path.
+#[derive(Debug)]
+pub(crate) struct Dir(PathBuf);
+
+/// What is at a name, as `symlink_metadata` sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct Existing(std::fs::Metadata);
+
+/// The permissions to give a new file: only read-only-ness exists here.
+#[derive(Debug, Clone)]
+pub(crate) struct Perms(Option<std::fs::Permissions>);
+
+impl Perms {
+    /// A new file; Unix mode bits have no meaning here.
+    pub(crate) fn new(_explicit: Option<u32>) -> Perms {
+        Perms(None)
+    }
+}
+
+impl Perms {
+    /// Gives a just-created file the permissions.
+    pub(crate) fn apply(&self, file: &File) -> io::Result<()> {
+        match &self.0 {
+            Some(p) => file.set_permissions(p.clone()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Existing {
+    pub(crate) fn is_symlink(&self) -> bool {
+        self.0.file_type().is_symlink()
+    }
+
+    pub(crate) fn is_dir(&self) -> bool {
+        self.0.is_dir()
+    }
+
+    pub(crate) fn perms(&self, _explicit: Option<u32>) -> Perms {
+        Perms(Some(self.0.permissions()))
+    }
+}
+
+impl Dir {
+    pub(crate) fn open(path: &Path) -> io::Result<Dir> {
+        let path = if path.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            path
+        };
+        if !std::fs::metadata(path)?.is_dir() {
+            return Err(io::ErrorKind::NotADirectory.into());
+        }
+        Ok(Dir(path.to_path_buf()))
+    }
+
+    pub(crate) fn inspect(&self, name: &OsStr) -> io::Result<Option<Existing>> {
+        match std::fs::symlink_metadata(self.0.join(name)) {
+            Ok(meta) => Ok(Some(Existing(meta))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) fn read_link(&self, name: &OsStr) -> io::Result<PathBuf> {
+        std::fs::read_link(self.0.join(name))
+    }
+
+    pub(crate) fn create_new(&self, name: &OsStr, perms: &Perms) -> io::Result<File> {
+        let _ = perms; // applied by `Perms::apply` once the file exists
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.0.join(name))
+    }
+
+    pub(crate) fn create_anonymous(&self, _perms: &Perms) -> io::Result<Option<File>> {
+        Ok(None)
+    }
+
+    pub(crate) fn link_anonymous(&self, _file: &File, _name: &OsStr) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    pub(crate) fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        std::fs::rename(self.0.join(from), self.0.join(to))
+    }
+
+    pub(crate) fn rename_noreplace(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        // hard_link never replaces; then drop the temp name.
+        std::fs::hard_link(self.0.join(from), self.0.join(to))?;
+        self.remove(from)
+    }
+
+    pub(crate) fn remove(&self, name: &OsStr) -> io::Result<()> {
+        std::fs::remove_file(self.0.join(name))
+    }
+
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub(crate) fn open_temp(&self, name: &OsStr) -> io::Result<File> {
+        OpenOptions::new().write(true).open(self.0.join(name))
+    }
+}
+
+pub(crate) fn sync_again_after_link(_file: &File) -> bool {
+    false
+}
+
+pub(crate) fn name_bytes(name: &OsStr) -> &[u8] {
+    name.as_encoded_bytes()
+}
+
+pub(crate) fn name_from_bytes(bytes: Vec<u8>) -> OsString {
+    // Only ever called with a prefix of a valid name cut at an ASCII byte, plus ASCII.
+    OsString::from(String::from_utf8_lossy(&bytes).into_owned())
+}
