@@ -62,5 +62,5 @@ pub(super) fn link_tmpfile(file: &File, dir: &OwnedFd, name: &OsStr) -> io::Resu
 /// btrfs ignores an fsync of a file that has no name yet.
 pub(super) fn is_btrfs(file: &File) -> bool {
     const BTRFS_SUPER_MAGIC: i64 = 0x9123_683E;
-    rustix::fs::fstatfs(file).is_ok_and(|fs| fs.f_type as i64 == BTRFS_SUPER_MAGIC)
+    rustix::fs::fstatfs(file).is_ok_and(|fs| i64::from(fs.f_type) == BTRFS_SUPER_MAGIC)
 }

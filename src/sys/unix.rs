@@ -110,7 +110,7 @@ impl Dir {
         match rustix::fs::statat(&self.0, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(Existing {
                 kind: FileType::from_raw_mode(st.st_mode as _),
-                mode: st.st_mode as u32,
+                mode: u32::from(st.st_mode),
                 uid: st.st_uid,
                 gid: st.st_gid,
             })),
