@@ -108,26 +108,26 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
         }
     };
     let envelope = opts.envelope.unwrap_or(false);
-    if let Some(v) = &opts.version {
-        if !envelope {
-            errors.push(
-                darling::Error::custom(
-                    "`version` needs `envelope = true`: without the envelope the schema \
+    if let Some(v) = &opts.version
+        && !envelope
+    {
+        errors.push(
+            darling::Error::custom(
+                "`version` needs `envelope = true`: without the envelope the schema \
                      version is not stored in the file",
-                )
-                .with_span(&v.span),
-            );
-        }
+            )
+            .with_span(&v.span),
+        );
     }
-    if let Some(m) = &opts.migrate_from {
-        if opts.version.is_none() {
-            errors.push(
-                darling::Error::custom(
-                    "`migrate_from` needs `version`: the version this type reads and writes",
-                )
-                .with_span(m),
-            );
-        }
+    if let Some(m) = &opts.migrate_from
+        && opts.version.is_none()
+    {
+        errors.push(
+            darling::Error::custom(
+                "`migrate_from` needs `version`: the version this type reads and writes",
+            )
+            .with_span(m),
+        );
     }
     errors.finish()?;
 
