@@ -494,11 +494,15 @@ fn temp_name(name: &OsStr) -> OsString {
 
 /// Unpredictable characters from std's randomly keyed SipHash over a counter and the
 /// clock: no RNG dependency, and no two calls in a process alike.
+///
+/// No process id: `getpid` is a real syscall on every save (libc no longer caches it),
+/// and it adds nothing a collision needs. Processes have their own random keys; a forked
+/// child that shares its parent's keys and counter still differs in the nanosecond
+/// clock; and a name that does collide fails `O_EXCL` and is drawn again.
 fn random_suffix() -> [u8; SUFFIX_LEN] {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    hasher.write_u32(std::process::id());
     if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
         hasher.write_u128(t.as_nanos());
     }
