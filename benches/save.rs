@@ -96,6 +96,45 @@ const IMPLS: &[Impl] = &[
     },
 ];
 
+/// Measured on tmpfs only, to take the crate's overhead apart.
+const TMPFS_EXTRAS: &[Impl] = &[
+    Impl {
+        name: "atomic-persist `preserve_permissions(false)` (Full)",
+        flushes: Flushes::FileAndDir,
+        save: crate_no_preserve,
+    },
+    Impl {
+        name: "floor + `lstat` of the destination",
+        flushes: Flushes::FileAndDir,
+        save: floor_plus::<LSTAT>,
+    },
+    Impl {
+        name: "floor + `geteuid` + `getegid`",
+        flushes: Flushes::FileAndDir,
+        save: floor_plus::<IDS>,
+    },
+    Impl {
+        name: "floor + `flock` of the temp file",
+        flushes: Flushes::FileAndDir,
+        save: floor_plus::<FLOCK>,
+    },
+    Impl {
+        name: "floor + `fchmod` of the temp file",
+        flushes: Flushes::FileAndDir,
+        save: floor_plus::<FCHMOD>,
+    },
+    Impl {
+        name: "floor + all four (the crate's extra syscalls)",
+        flushes: Flushes::FileAndDir,
+        save: floor_plus::<{ LSTAT | IDS | FLOCK | FCHMOD }>,
+    },
+];
+
+/// Everything measured on tmpfs: `IMPLS`, then `TMPFS_EXTRAS`.
+fn all_impls() -> Vec<&'static Impl> {
+    IMPLS.iter().chain(TMPFS_EXTRAS).collect()
+}
+
 /// Index of the floor for each kind of flushing, in `IMPLS`.
 fn floor_of(flushes: Flushes) -> usize {
     match flushes {
@@ -134,6 +173,52 @@ fn floor_full(path: &Path, bytes: &[u8]) -> Res {
     floor(path, bytes, true)
 }
 
+/// Extra syscalls a crate save makes beyond the floor, for [`floor_plus`].
+const LSTAT: u8 = 1;
+const IDS: u8 = 2;
+const FLOCK: u8 = 4;
+const FCHMOD: u8 = 8;
+
+/// The floor plus some of the syscalls a crate save adds to it (`EXTRA`, a set of the
+/// flags above), each made as the crate makes it: on tmpfs, where no flush hides them,
+/// this says what each one costs inside a save.
+fn floor_plus<const EXTRA: u8>(path: &Path, bytes: &[u8]) -> Res {
+    use rustix::fs::{AtFlags, Mode};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static PID: OnceLock<u32> = OnceLock::new();
+    let pid = *PID.get_or_init(std::process::id);
+    let dir = path.parent().ok_or("no parent")?;
+    let name = path.file_name().ok_or("no file name")?.to_string_lossy();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let temp = dir.join(format!(".{name}.{pid}-{n}.tmp"));
+    let mut mode = 0o644;
+    if EXTRA & LSTAT != 0 {
+        // Is the destination a symlink; its mode and owner.
+        let st = rustix::fs::statat(rustix::fs::CWD, path, AtFlags::SYMLINK_NOFOLLOW)?;
+        mode = st.st_mode & 0o7777;
+    }
+    if EXTRA & IDS != 0 {
+        // Whose file it is, to skip the chown of one's own file.
+        std::hint::black_box((rustix::process::geteuid(), rustix::process::getegid()));
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)?;
+    if EXTRA & FLOCK != 0 {
+        file.try_lock().map_err(|e| e.to_string())?; // so that sweep skips it
+    }
+    if EXTRA & FCHMOD != 0 {
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
+    }
+    file.write_all(bytes)?;
+    file.sync_data()?;
+    drop(file);
+    fs::rename(&temp, path)?;
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
 fn floor_no_dir_sync(path: &Path, bytes: &[u8]) -> Res {
     floor(path, bytes, false)
 }
@@ -145,6 +230,12 @@ fn crate_full(path: &Path, bytes: &[u8]) -> Res {
 fn crate_data(path: &Path, bytes: &[u8]) -> Res {
     Ok(WriteOptions::new()
         .durability(Durability::Data)
+        .write(path, bytes)?)
+}
+
+fn crate_no_preserve(path: &Path, bytes: &[u8]) -> Res {
+    Ok(WriteOptions::new()
+        .preserve_permissions(false)
         .write(path, bytes)?)
 }
 
@@ -186,12 +277,12 @@ const MIB: usize = 1024 * KIB;
 /// Sizes on disk, with their default number of rounds (a round saves once per
 /// implementation). Tuned to finish in a few minutes on a 2-core VM with a virtual disk.
 const DISK_SIZES: &[(usize, &str, &str, usize)] = &[
-    (KIB, "1 KiB", "BENCH_ROUNDS_1K", 200),
-    (64 * KIB, "64 KiB", "BENCH_ROUNDS_64K", 120),
-    (4 * MIB, "4 MiB", "BENCH_ROUNDS_4M", 40),
-    (64 * MIB, "64 MiB", "BENCH_ROUNDS_64M", 8),
+    (KIB, "1 KiB", "BENCH_ROUNDS_1K", 500),
+    (64 * KIB, "64 KiB", "BENCH_ROUNDS_64K", 300),
+    (4 * MIB, "4 MiB", "BENCH_ROUNDS_4M", 60),
+    (64 * MIB, "64 MiB", "BENCH_ROUNDS_64M", 12),
 ];
-const TMPFS_ROUNDS: usize = 5_000;
+const TMPFS_ROUNDS: usize = 20_000;
 const SYSCALL_ROUNDS: usize = 20_000;
 
 fn env_usize(var: &str, default: usize) -> usize {
@@ -222,30 +313,72 @@ fn dest(dir: &Path, i: usize) -> PathBuf {
 }
 
 /// Saves `bytes` through every implementation `rounds` times, interleaved; returns the
-/// sorted durations per implementation.
-fn measure(dir: &Path, bytes: &[u8], rounds: usize) -> Result<Vec<Vec<Duration>>, Box<dyn Error>> {
+/// durations per implementation, in round order (index `r` of each list is round `r`).
+fn measure(
+    impls: &[&Impl],
+    dir: &Path,
+    bytes: &[u8],
+    rounds: usize,
+) -> Result<Vec<Vec<Duration>>, Box<dyn Error>> {
     // Every destination exists before the first timed save: each save is a replace.
-    for i in 0..IMPLS.len() {
+    for i in 0..impls.len() {
         fs::write(dest(dir, i), bytes)?;
     }
-    let mut times = vec![Vec::with_capacity(rounds); IMPLS.len()];
+    let mut times = vec![Vec::with_capacity(rounds); impls.len()];
     // One untimed warm-up round, then `rounds` timed ones.
     for round in 0..=rounds {
-        for k in 0..IMPLS.len() {
-            let i = (k + round) % IMPLS.len();
+        for k in 0..impls.len() {
+            let i = (k + round) % impls.len();
             let path = dest(dir, i);
             let start = Instant::now();
-            (IMPLS[i].save)(&path, bytes).map_err(|e| format!("{}: {e}", IMPLS[i].name))?;
+            (impls[i].save)(&path, bytes).map_err(|e| format!("{}: {e}", impls[i].name))?;
             let elapsed = start.elapsed();
             if round > 0 {
                 times[i].push(elapsed);
             }
         }
     }
-    for t in &mut times {
-        t.sort_unstable();
-    }
     Ok(times)
+}
+
+fn sorted(times: &[Duration]) -> Vec<Duration> {
+    let mut t = times.to_vec();
+    t.sort_unstable();
+    t
+}
+
+/// The median of per-round values, with a distribution-free 95% confidence interval
+/// (order statistics at n/2 ± 0.98·√n).
+fn median_ci(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_unstable_by(f64::total_cmp);
+    let n = v.len() as f64;
+    let half = 0.98 * n.sqrt();
+    let at = |rank: f64| v[(rank.max(0.0) as usize).min(v.len() - 1)];
+    (
+        at(((n - 1.0) * 0.5).round()),
+        at((n / 2.0 - half).floor()),
+        at((n / 2.0 + half).ceil()),
+    )
+}
+
+/// Median and 95% CI of `a[r] / b[r]` over rounds `r`: each pair ran within one round.
+fn paired_ratio(a: &[Duration], b: &[Duration]) -> (f64, f64, f64) {
+    median_ci(
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
+            .collect(),
+    )
+}
+
+/// Median and 95% CI of `a[r] − b[r]` in µs over rounds `r`.
+fn paired_difference(a: &[Duration], b: &[Duration]) -> (f64, f64, f64) {
+    median_ci(
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| (a.as_secs_f64() - b.as_secs_f64()) * 1e6)
+            .collect(),
+    )
 }
 
 /// The `q`-quantile (0..=1) of sorted durations, nearest rank.
@@ -265,15 +398,17 @@ fn fmt_duration(d: Duration) -> String {
     }
 }
 
-fn disk_table(label: &str, rounds: usize, times: &[Vec<Duration>]) {
+fn disk_table(label: &str, rounds: usize, impls: &[&Impl], times: &[Vec<Duration>]) {
     println!("\n#### {label}, {rounds} rounds\n");
     println!(
-        "| implementation | median | p10 | p90 | median / floor | median / floor without dir fsync |"
+        "| implementation | median | p10 | p90 | median / floor | median / floor without dir fsync \
+         | paired: median of per-round ratios to its floor [95% CI] |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
-    let median = |i: usize| quantile(&times[i], 0.5).as_secs_f64();
-    for (i, imp) in IMPLS.iter().enumerate() {
-        let t = &times[i];
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let sorted: Vec<_> = times.iter().map(|t| sorted(t)).collect();
+    let median = |i: usize| quantile(&sorted[i], 0.5).as_secs_f64();
+    for (i, imp) in impls.iter().enumerate() {
+        let t = &sorted[i];
         let own = floor_of(imp.flushes);
         let (full, nodir) = (median(0), median(1));
         let m = median(i);
@@ -285,8 +420,9 @@ fn disk_table(label: &str, rounds: usize, times: &[Vec<Duration>]) {
                 format!("{:.3}×", m / floor)
             }
         };
+        let (p, lo, hi) = paired_ratio(&times[i], &times[own]);
         println!(
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {p:.3}× [{lo:.3}, {hi:.3}] |",
             imp.name,
             fmt_duration(quantile(t, 0.5)),
             fmt_duration(quantile(t, 0.1)),
@@ -297,16 +433,18 @@ fn disk_table(label: &str, rounds: usize, times: &[Vec<Duration>]) {
     }
 }
 
-fn tmpfs_table(rounds: usize, times: &[Vec<Duration>]) {
+fn tmpfs_table(rounds: usize, impls: &[&Impl], times: &[Vec<Duration>]) {
     println!("\n#### 1 KiB on tmpfs, {rounds} rounds\n");
     println!(
-        "| implementation | median | p10 | p90 | median − floor | median − floor without dir fsync |"
+        "| implementation | median | p10 | p90 | median − floor | median − floor without dir fsync \
+         | paired: median of per-round differences to its floor [95% CI] |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     let us = |d: Duration| d.as_secs_f64() * 1e6;
-    let median = |i: usize| us(quantile(&times[i], 0.5));
-    for (i, imp) in IMPLS.iter().enumerate() {
-        let t = &times[i];
+    let sorted: Vec<_> = times.iter().map(|t| sorted(t)).collect();
+    let median = |i: usize| us(quantile(&sorted[i], 0.5));
+    for (i, imp) in impls.iter().enumerate() {
+        let t = &sorted[i];
         let own = floor_of(imp.flushes);
         let m = median(i);
         let diff = |floor: f64, bold: bool| {
@@ -316,8 +454,9 @@ fn tmpfs_table(rounds: usize, times: &[Vec<Duration>]) {
                 format!("{:+.2} µs", m - floor)
             }
         };
+        let (p, lo, hi) = paired_difference(&times[i], &times[own]);
         println!(
-            "| {} | {:.2} µs | {:.2} µs | {:.2} µs | {} | {} |",
+            "| {} | {:.2} µs | {:.2} µs | {:.2} µs | {} | {} | {p:+.2} µs [{lo:+.2}, {hi:+.2}] |",
             imp.name,
             m,
             us(quantile(t, 0.1)),
@@ -434,7 +573,7 @@ fn filesystem(dir: &Path) -> String {
 fn smoke(base: &Path) -> Res {
     let dir = fresh_dir(base, "smoke")?;
     let bytes = payload(KIB);
-    for (i, imp) in IMPLS.iter().enumerate() {
+    for (i, imp) in all_impls().into_iter().enumerate() {
         let path = dest(&dir, i);
         fs::write(&path, b"old")?;
         (imp.save)(&path, &bytes)?;
@@ -443,14 +582,16 @@ fn smoke(base: &Path) -> Res {
     fs::remove_dir_all(&dir)?;
     println!(
         "save bench: {} implementations checked (run with `cargo bench` to measure)",
-        IMPLS.len()
+        all_impls().len()
     );
     Ok(())
 }
 
 /// `BENCH_ONLY`: 100 replace-saves of 1 KiB through one implementation, untimed.
 fn only_one(base: &Path, i: usize) -> Res {
-    let imp = IMPLS.get(i).ok_or("BENCH_ONLY: no such implementation")?;
+    let imp = *all_impls()
+        .get(i)
+        .ok_or("BENCH_ONLY: no such implementation")?;
     let dir = fresh_dir(base, "only")?;
     let (path, bytes) = (dest(&dir, i), payload(KIB));
     fs::write(&path, &bytes)?;
@@ -490,8 +631,10 @@ fn main() -> Res {
             continue;
         }
         let started = Instant::now();
-        let times = measure(&disk, &payload(size), rounds)?;
-        disk_table(&format!("{label} on {}", filesystem(&disk)), rounds, &times);
+        let impls: Vec<&Impl> = IMPLS.iter().collect();
+        let times = measure(&impls, &disk, &payload(size), rounds)?;
+        let label = format!("{label} on {}", filesystem(&disk));
+        disk_table(&label, rounds, &impls, &times);
         eprintln!("{label}: {:.1} s", started.elapsed().as_secs_f64());
     }
     fs::remove_dir_all(&disk)?;
@@ -509,8 +652,9 @@ fn main() -> Res {
     let tmpfs = fresh_dir(&tmpfs_base, "tmpfs")?;
     let rounds = env_usize("BENCH_ROUNDS_TMPFS", TMPFS_ROUNDS);
     if rounds > 0 {
-        let times = measure(&tmpfs, &payload(KIB), rounds)?;
-        tmpfs_table(rounds, &times);
+        let impls = all_impls();
+        let times = measure(&impls, &tmpfs, &payload(KIB), rounds)?;
+        tmpfs_table(rounds, &impls, &times);
     }
     let rounds = env_usize("BENCH_ROUNDS_SYSCALL", SYSCALL_ROUNDS);
     if rounds > 0 {
