@@ -21,7 +21,7 @@
 //! - `BENCH_TMPFS_DIR`: the tmpfs directory (default `/dev/shm`; skipped if absent);
 //! - `BENCH_ONLY=N`: no timing; save 1 KiB 100 times through implementation `N` (0 is the
 //!   floor, in the order of the tables) in `BENCH_DIR`, to count its syscalls:
-//!   `BENCH_ONLY=2 BENCH_DIR=/dev/shm strace -f -c target/release/deps/save-* --bench`.
+//!   `BENCH_ONLY=4 BENCH_DIR=/dev/shm strace -f -c target/release/deps/save-* --bench`.
 //!
 //! Without `--bench` (as `cargo test --benches` runs it) it only checks that every
 //! implementation saves the right bytes, once, and exits.
@@ -63,6 +63,16 @@ const IMPLS: &[Impl] = &[
         name: "floor, no dir fsync",
         flushes: Flushes::File,
         save: floor_no_dir_sync,
+    },
+    Impl {
+        name: "floor with `fsync` (`sync_all`) of the file",
+        flushes: Flushes::FileAndDir,
+        save: floor_fsync,
+    },
+    Impl {
+        name: "floor with `fsync` of the file, no dir fsync",
+        flushes: Flushes::File,
+        save: floor_fsync_no_dir_sync,
     },
     Impl {
         name: "atomic-persist `write_atomic` (Full)",
@@ -145,8 +155,10 @@ fn floor_of(flushes: Flushes) -> usize {
 
 // ---- the implementations ----------------------------------------------------------------
 
-/// The std-only floor: what any durable replace has to do, and nothing more.
-fn floor(path: &Path, bytes: &[u8], sync_dir: bool) -> Res {
+/// The std-only floor: what any durable replace has to do, and nothing more. `sync_all`
+/// flushes the file with `fsync` instead of `fdatasync`, as the crate does when it
+/// replaces a file (the copied mode is metadata) and as tempfile always does.
+fn floor(path: &Path, bytes: &[u8], sync_dir: bool, sync_all: bool) -> Res {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     // The pid once, not a getpid per save: the floor makes no syscall it does not need.
     static PID: OnceLock<u32> = OnceLock::new();
@@ -160,7 +172,11 @@ fn floor(path: &Path, bytes: &[u8], sync_dir: bool) -> Res {
         .create_new(true)
         .open(&temp)?;
     file.write_all(bytes)?;
-    file.sync_data()?;
+    if sync_all {
+        file.sync_all()?;
+    } else {
+        file.sync_data()?;
+    }
     drop(file);
     fs::rename(&temp, path)?;
     if sync_dir {
@@ -170,7 +186,15 @@ fn floor(path: &Path, bytes: &[u8], sync_dir: bool) -> Res {
 }
 
 fn floor_full(path: &Path, bytes: &[u8]) -> Res {
-    floor(path, bytes, true)
+    floor(path, bytes, true, false)
+}
+
+fn floor_fsync(path: &Path, bytes: &[u8]) -> Res {
+    floor(path, bytes, true, true)
+}
+
+fn floor_fsync_no_dir_sync(path: &Path, bytes: &[u8]) -> Res {
+    floor(path, bytes, false, true)
 }
 
 /// Extra syscalls a crate save makes beyond the floor, for [`floor_plus`].
@@ -220,7 +244,7 @@ fn floor_plus<const EXTRA: u8>(path: &Path, bytes: &[u8]) -> Res {
 }
 
 fn floor_no_dir_sync(path: &Path, bytes: &[u8]) -> Res {
-    floor(path, bytes, false)
+    floor(path, bytes, false, false)
 }
 
 fn crate_full(path: &Path, bytes: &[u8]) -> Res {
@@ -277,9 +301,9 @@ const MIB: usize = 1024 * KIB;
 /// Sizes on disk, with their default number of rounds (a round saves once per
 /// implementation). Tuned to finish in a few minutes on a 2-core VM with a virtual disk.
 const DISK_SIZES: &[(usize, &str, &str, usize)] = &[
-    (KIB, "1 KiB", "BENCH_ROUNDS_1K", 500),
-    (64 * KIB, "64 KiB", "BENCH_ROUNDS_64K", 300),
-    (4 * MIB, "4 MiB", "BENCH_ROUNDS_4M", 60),
+    (KIB, "1 KiB", "BENCH_ROUNDS_1K", 1000),
+    (64 * KIB, "64 KiB", "BENCH_ROUNDS_64K", 500),
+    (4 * MIB, "4 MiB", "BENCH_ROUNDS_4M", 80),
     (64 * MIB, "64 MiB", "BENCH_ROUNDS_64M", 12),
 ];
 const TMPFS_ROUNDS: usize = 20_000;
