@@ -457,6 +457,44 @@ fn disk_table(label: &str, rounds: usize, impls: &[&Impl], times: &[Vec<Duration
     }
 }
 
+/// Pairs compared head to head: (this crate, a peer or variant), by name.
+const HEAD_TO_HEAD: &[(&str, &str)] = &[
+    (
+        "atomic-persist `write_atomic` (Full)",
+        "atomic-write-file 0.3",
+    ),
+    ("atomic-persist `write_atomic` (Full)", "atomicwrites 0.4"),
+    (
+        "atomic-persist `Durability::Data`",
+        "tempfile 3 (`sync_all` + `persist`, no dir fsync)",
+    ),
+    (
+        "atomic-persist `anonymous_temp(true)` (Full)",
+        "atomic-persist `write_atomic` (Full)",
+    ),
+];
+
+/// Per-round ratios (disk) or differences (tmpfs) of this crate to each peer.
+fn head_to_head(impls: &[&Impl], times: &[Vec<Duration>], ratio: bool) {
+    let index = |name: &str| impls.iter().position(|i| i.name == name);
+    println!();
+    println!("| head to head, per round | median [95% CI] |");
+    println!("|---|---:|");
+    for &(a, b) in HEAD_TO_HEAD {
+        let (Some(i), Some(j)) = (index(a), index(b)) else {
+            continue;
+        };
+        let cell = if ratio {
+            let (m, lo, hi) = paired_ratio(&times[i], &times[j]);
+            format!("{m:.3}× [{lo:.3}, {hi:.3}]")
+        } else {
+            let (m, lo, hi) = paired_difference(&times[i], &times[j]);
+            format!("{m:+.2} µs [{lo:+.2}, {hi:+.2}]")
+        };
+        println!("| {a} vs {b} | {cell} |");
+    }
+}
+
 fn tmpfs_table(rounds: usize, impls: &[&Impl], times: &[Vec<Duration>]) {
     println!("\n#### 1 KiB on tmpfs, {rounds} rounds\n");
     println!(
@@ -659,6 +697,7 @@ fn main() -> Res {
         let times = measure(&impls, &disk, &payload(size), rounds)?;
         let label = format!("{label} on {}", filesystem(&disk));
         disk_table(&label, rounds, &impls, &times);
+        head_to_head(&impls, &times, true);
         eprintln!("{label}: {:.1} s", started.elapsed().as_secs_f64());
     }
     fs::remove_dir_all(&disk)?;
@@ -679,6 +718,7 @@ fn main() -> Res {
         let impls = all_impls();
         let times = measure(&impls, &tmpfs, &payload(KIB), rounds)?;
         tmpfs_table(rounds, &impls, &times);
+        head_to_head(&impls, &times, false);
     }
     let rounds = env_usize("BENCH_ROUNDS_SYSCALL", SYSCALL_ROUNDS);
     if rounds > 0 {
