@@ -19,6 +19,8 @@
 //! - `BENCH_DIR`: the directory on disk (default: a fresh directory under Cargo's
 //!   `CARGO_TARGET_TMPDIR`, that is on the disk that holds `target/`);
 //! - `BENCH_TMPFS_DIR`: the tmpfs directory (default `/dev/shm`; skipped if absent);
+//! - `BENCH_DISK_EXTRAS=1`: also run the tmpfs-only variants (the floor plus each of the
+//!   crate's extra syscalls) on disk;
 //! - `BENCH_ONLY=N`: no timing; save 1 KiB 100 times through implementation `N` (0 is the
 //!   floor, in the order of the tables) in `BENCH_DIR`, to count its syscalls:
 //!   `BENCH_ONLY=4 BENCH_DIR=/dev/shm strace -f -c target/release/deps/save-* --bench`.
@@ -138,6 +140,21 @@ const TMPFS_EXTRAS: &[Impl] = &[
         flushes: Flushes::FileAndDir,
         save: floor_plus::<{ LSTAT | IDS | FLOCK | FCHMOD }>,
     },
+    Impl {
+        name: "floor + all four + `fsync` for `fdatasync` + dir handle (= a crate Full save)",
+        flushes: Flushes::FileAndDir,
+        save: floor_plus::<CRATE_EXTRAS>,
+    },
+    Impl {
+        name: "floor, no dir fsync + an open/close of the directory",
+        flushes: Flushes::File,
+        save: floor_plus::<{ NO_DIR_SYNC | DIR_HANDLE }>,
+    },
+    Impl {
+        name: "floor, no dir fsync + all the above (= a crate Data save)",
+        flushes: Flushes::File,
+        save: floor_plus::<{ NO_DIR_SYNC | CRATE_EXTRAS }>,
+    },
 ];
 
 /// Everything measured on tmpfs: `IMPLS`, then `TMPFS_EXTRAS`.
@@ -202,6 +219,14 @@ const LSTAT: u8 = 1;
 const IDS: u8 = 2;
 const FLOCK: u8 = 4;
 const FCHMOD: u8 = 8;
+/// Open the directory before the save and close it after (the crate's handle).
+const DIR_HANDLE: u8 = 16;
+/// `fsync` instead of `fdatasync` (the crate on a replace).
+const FSYNC: u8 = 32;
+/// No directory fsync (the floor of `Durability::Data`).
+const NO_DIR_SYNC: u8 = 64;
+/// Everything a crate save adds to the floor.
+const CRATE_EXTRAS: u8 = LSTAT | IDS | FLOCK | FCHMOD | DIR_HANDLE | FSYNC;
 
 /// The floor plus some of the syscalls a crate save adds to it (`EXTRA`, a set of the
 /// flags above), each made as the crate makes it: on tmpfs, where no flush hides them,
@@ -215,6 +240,11 @@ fn floor_plus<const EXTRA: u8>(path: &Path, bytes: &[u8]) -> Res {
     let name = path.file_name().ok_or("no file name")?.to_string_lossy();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let temp = dir.join(format!(".{name}.{pid}-{n}.tmp"));
+    let dir_handle = if EXTRA & DIR_HANDLE != 0 {
+        Some(File::open(dir)?)
+    } else {
+        None
+    };
     let mut mode = 0o644;
     if EXTRA & LSTAT != 0 {
         // Is the destination a symlink; its mode and owner.
@@ -236,10 +266,20 @@ fn floor_plus<const EXTRA: u8>(path: &Path, bytes: &[u8]) -> Res {
         rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
     }
     file.write_all(bytes)?;
-    file.sync_data()?;
+    if EXTRA & FSYNC != 0 {
+        file.sync_all()?;
+    } else {
+        file.sync_data()?;
+    }
     drop(file);
     fs::rename(&temp, path)?;
-    File::open(dir)?.sync_all()?;
+    if EXTRA & NO_DIR_SYNC == 0 {
+        match &dir_handle {
+            Some(d) => d.sync_all()?,
+            None => File::open(dir)?.sync_all()?,
+        }
+    }
+    drop(dir_handle);
     Ok(())
 }
 
@@ -687,13 +727,18 @@ fn main() -> Res {
         disk.display(),
         filesystem(&disk),
     );
+    let disk_extras = std::env::var_os("BENCH_DISK_EXTRAS").is_some_and(|v| v == "1");
     for &(size, label, var, default) in DISK_SIZES {
         let rounds = env_usize(var, default);
         if rounds == 0 {
             continue;
         }
         let started = Instant::now();
-        let impls: Vec<&Impl> = IMPLS.iter().collect();
+        let impls: Vec<&Impl> = if disk_extras {
+            all_impls()
+        } else {
+            IMPLS.iter().collect()
+        };
         let times = measure(&impls, &disk, &payload(size), rounds)?;
         let label = format!("{label} on {}", filesystem(&disk));
         disk_table(&label, rounds, &impls, &times);
