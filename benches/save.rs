@@ -608,6 +608,13 @@ fn syscall_costs(dir: &Path, rounds: usize) -> Res {
             file.unlock()?;
             Ok(())
         }),
+        (
+            "`fstatfs` (the btrfs probe of an `anonymous_temp` save)",
+            &|| {
+                std::hint::black_box(rustix::fs::fstatfs(&file)?);
+                Ok(())
+            },
+        ),
         ("`getpid` (a bare syscall, for scale)", &|| {
             std::hint::black_box(rustix::process::getpid());
             Ok(())
