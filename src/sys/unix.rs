@@ -51,6 +51,18 @@ impl Perms {
 }
 
 impl Perms {
+    /// The mode to create the file with. While a chown is still to come, the file
+    /// belongs to its creator's user and group, not the final ones: give it only the
+    /// owner's bits until then, or a member of the creator's group could open it in that
+    /// moment and keep reading what is written. [`apply`](Self::apply) sets the rest.
+    fn create_mode(&self) -> u32 {
+        if self.owner.is_some() {
+            self.mode & 0o700
+        } else {
+            self.mode
+        }
+    }
+
     /// Gives a just-created file its owner, then its exact mode.
     pub(crate) fn apply(&self, file: &File) -> io::Result<()> {
         // chown before chmod: a chown clears setuid/setgid bits that the chmod restores.
@@ -132,7 +144,8 @@ impl Dir {
     pub(crate) fn create_new(&self, name: &OsStr, perms: &Perms) -> io::Result<File> {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rustix::fs::openat(&self.0, name, flags, Mode::from_raw_mode(perms.mode as _))?;
+        let mode = Mode::from_raw_mode(perms.create_mode() as _);
+        let fd = rustix::fs::openat(&self.0, name, flags, mode)?;
         Ok(File::from(fd))
     }
 
@@ -141,7 +154,7 @@ impl Dir {
     pub(crate) fn create_anonymous(&self, perms: &Perms) -> io::Result<Option<File>> {
         #[cfg(target_os = "linux")]
         {
-            super::linux::open_tmpfile(&self.0, perms.mode)
+            super::linux::open_tmpfile(&self.0, perms.create_mode())
         }
         #[cfg(not(target_os = "linux"))]
         {
