@@ -542,7 +542,14 @@ fn is_temp_name(name: &OsStr) -> bool {
 pub fn sweep(dir: impl AsRef<Path>) -> Result<usize> {
     let dir_path = dir.as_ref();
     let dir = sys::Dir::open(dir_path).map_err(|e| Error::io(Op::OpenDir, dir_path, e))?;
-    let entries = std::fs::read_dir(dir_path).map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;
+    // The empty path (the parent of a bare file name) is the current directory, as it is
+    // for `Dir::open`; `read_dir("")` would fail.
+    let list = if dir_path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir_path
+    };
+    let entries = std::fs::read_dir(list).map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;
     let mut removed = 0;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;
