@@ -350,10 +350,16 @@ impl Staged {
         if self.temp.is_none() {
             self.link_anonymous(&file)?;
         }
-        let Some(temp) = self.temp.take() else {
-            return Ok(()); // a no-clobber anonymous file was linked straight into place
-        };
         let (dir, name) = (&self.target.dir, &self.target.name);
+        let Some(temp) = self.temp.take() else {
+            // A no-clobber anonymous file was linked straight into place: that link is
+            // the change to the directory, and needs its sync like a rename does.
+            drop(file);
+            if self.durability == Durability::Full {
+                dir.sync().map_err(|e| self.error(Op::SyncDir, e))?;
+            }
+            return Ok(());
+        };
         let renamed = if self.no_clobber {
             dir.rename_noreplace(&temp, name)
         } else {
