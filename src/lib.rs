@@ -36,6 +36,7 @@
 
 pub mod atomic;
 mod error;
+pub mod lock;
 mod sys;
 
 pub use atomic::{AtomicFile, Durability, WriteOptions, sweep, write_atomic};
