@@ -121,18 +121,26 @@ impl Tally {
     }
 }
 
-/// One kill: start a child writing from `start`, wait for its first save, kill it after
-/// a random delay, and check what is on disk. Returns the last acknowledged version.
-fn one_kill(
-    test: &str,
+/// What one kill runs: which test binary entry, writer, durability, where, from which
+/// version.
+struct Round<'a> {
+    test: &'a str,
     writer: Writer,
     durability: Durability,
-    dir: &Path,
+    dir: &'a Path,
     start: u64,
-    rng: &mut Rng,
-    tally: &mut Tally,
-    failures: &mut Vec<String>,
-) -> u64 {
+}
+
+/// One kill: start a child writing from `start`, wait for its first save, kill it after
+/// a random delay, and check what is on disk. Returns the last acknowledged version.
+fn one_kill(round: &Round, rng: &mut Rng, tally: &mut Tally, failures: &mut Vec<String>) -> u64 {
+    let Round {
+        test,
+        writer,
+        durability,
+        dir,
+        start,
+    } = *round;
     let path = dir.join("state.bin");
     let mut child = common::child(test, "crash-writer")
         .env("CRASH_WRITER", writer.name())
@@ -240,16 +248,14 @@ fn harness(test: &str, writers: &[Writer], kills: usize) -> (BTreeMap<Writer, Ta
                     let durability = [Durability::None, Durability::Data, Durability::Full]
                         [(round / writers.len()) % 3];
                     let tally = tallies.entry(writer).or_insert_with(Tally::default);
-                    version = one_kill(
-                        &test,
+                    let round = Round {
+                        test: &test,
                         writer,
                         durability,
-                        dir.path(),
-                        version + 1,
-                        &mut rng,
-                        tally,
-                        &mut failures,
-                    );
+                        dir: dir.path(),
+                        start: version + 1,
+                    };
+                    version = one_kill(&round, &mut rng, tally, &mut failures);
                 }
                 (tallies, failures)
             })

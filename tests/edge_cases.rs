@@ -26,11 +26,19 @@ fn a_non_utf8_file_name_is_written_and_rewritten() {
     }
     let mut f = AtomicFile::create(&path).unwrap();
     let temp = f.temp_path().unwrap();
-    assert!(temp.file_name().unwrap().as_bytes().starts_with(b".caf\xe9.json."));
+    assert!(
+        temp.file_name()
+            .unwrap()
+            .as_bytes()
+            .starts_with(b".caf\xe9.json.")
+    );
     f.write_all(b"streamed").unwrap();
     f.commit().unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), b"streamed");
-    assert_eq!(common::names(dir.path()), vec![path.file_name().unwrap().to_owned()]);
+    assert_eq!(
+        common::names(dir.path()),
+        vec![path.file_name().unwrap().to_owned()]
+    );
 }
 
 #[test]
@@ -67,7 +75,9 @@ fn a_bare_file_name_is_saved_in_the_current_directory() {
             .write("new.json", b"new")
             .unwrap();
         assert!(matches!(
-            WriteOptions::new().no_clobber(true).write("new.json", b"again"),
+            WriteOptions::new()
+                .no_clobber(true)
+                .write("new.json", b"again"),
             Err(Error::AlreadyExists { .. })
         ));
         // Debris of a killed writer of "file.json", swept through that path's parent,
@@ -84,7 +94,10 @@ fn a_bare_file_name_is_saved_in_the_current_directory() {
     let mut cmd = common::child(test, "cwd");
     cmd.current_dir(dir.path());
     common::run_child(cmd, "cwd-ok");
-    assert_eq!(std::fs::read(dir.path().join("file.json")).unwrap(), b"four");
+    assert_eq!(
+        std::fs::read(dir.path().join("file.json")).unwrap(),
+        b"four"
+    );
     assert_eq!(std::fs::read(dir.path().join("new.json")).unwrap(), b"new");
     common::assert_only(dir.path(), &["file.json", "new.json"]);
 }
@@ -110,7 +123,10 @@ fn aborting_an_atomic_file_removes_its_temp_and_keeps_the_destination() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
         write_atomic(&path, b"old").unwrap();
-        let mut f = WriteOptions::new().anonymous_temp(anonymous).create(&path).unwrap();
+        let mut f = WriteOptions::new()
+            .anonymous_temp(anonymous)
+            .create(&path)
+            .unwrap();
         f.write_all(b"never seen").unwrap();
         f.abort().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
@@ -135,7 +151,9 @@ fn every_durability_level_round_trips() {
     for (i, level) in LEVELS.into_iter().enumerate() {
         for anonymous in [false, true] {
             for no_clobber in [false, true] {
-                let path = dir.path().join(format!("{level:?}-{anonymous}-{no_clobber}"));
+                let path = dir
+                    .path()
+                    .join(format!("{level:?}-{anonymous}-{no_clobber}"));
                 let opts = WriteOptions::new()
                     .durability(level)
                     .anonymous_temp(anonymous)

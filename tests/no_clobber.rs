@@ -12,7 +12,9 @@ use std::thread;
 use atomic_persist::{Error, WriteOptions};
 
 fn opts(anonymous: bool) -> WriteOptions {
-    WriteOptions::new().no_clobber(true).anonymous_temp(anonymous)
+    WriteOptions::new()
+        .no_clobber(true)
+        .anonymous_temp(anonymous)
 }
 
 #[track_caller]
@@ -37,7 +39,10 @@ fn an_existing_file_is_refused_and_untouched() {
         ));
         let after = std::fs::metadata(&path).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"mine");
-        assert_eq!((after.ino(), after.mtime_nsec()), (before.ino(), before.mtime_nsec()));
+        assert_eq!(
+            (after.ino(), after.mtime_nsec()),
+            (before.ino(), before.mtime_nsec())
+        );
         common::assert_only(dir.path(), &["state.json"]);
     }
 }
@@ -103,7 +108,11 @@ fn of_many_threads_creating_one_file_exactly_one_wins_each_round() {
     for (round, w) in winners.iter().enumerate() {
         assert_eq!(w.len(), 1, "round {round}: winners {w:?}");
         let got = std::fs::read_to_string(dir.path().join(format!("round-{round}"))).unwrap();
-        assert_eq!(got, format!("thread {}", w[0]), "round {round}: the winner's bytes");
+        assert_eq!(
+            got,
+            format!("thread {}", w[0]),
+            "round {round}: the winner's bytes"
+        );
     }
     assert!(common::temps(dir.path()).is_empty());
 }

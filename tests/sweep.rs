@@ -9,9 +9,14 @@ use std::process::Stdio;
 
 use atomic_persist::{AtomicFile, WriteOptions, sweep, write_atomic};
 
+type Out = BufReader<std::process::ChildStdout>;
+
 /// Starts a child that opens a save of `path`, writes into it, prints its temp path and
 /// then waits for its stdin to close. Returns the child, its stdout and the temp path.
-type Out = BufReader<std::process::ChildStdout>;
+#[allow(
+    clippy::zombie_processes,
+    reason = "the caller kills or waits for the child"
+)]
 fn writer_child(test: &str, path: &Path) -> (std::process::Child, Out, PathBuf) {
     let mut child = common::child(test, path.to_str().unwrap())
         .stdin(Stdio::piped())
@@ -22,7 +27,10 @@ fn writer_child(test: &str, path: &Path) -> (std::process::Child, Out, PathBuf) 
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "writer child exited");
+        if out.read_line(&mut line).unwrap() == 0 {
+            let status = child.wait().unwrap();
+            panic!("the writer child exited early: {status}");
+        }
         if let Some(p) = line.trim_end().strip_prefix("temp ") {
             return (child, out, PathBuf::from(p));
         }

@@ -11,7 +11,11 @@ use atomic_persist::{WriteOptions, write_atomic};
 
 fn assert_link(link: &Path, to: &Path) {
     let m = std::fs::symlink_metadata(link).unwrap();
-    assert!(m.file_type().is_symlink(), "{} is no longer a link", link.display());
+    assert!(
+        m.file_type().is_symlink(),
+        "{} is no longer a link",
+        link.display()
+    );
     assert_eq!(std::fs::read_link(link).unwrap(), to);
 }
 
@@ -23,7 +27,10 @@ fn a_relative_link_is_written_through_and_stays_a_link() {
     symlink("target.json", &link).unwrap();
     write_atomic(&link, b"new").unwrap();
     assert_link(&link, Path::new("target.json"));
-    assert_eq!(std::fs::read(dir.path().join("target.json")).unwrap(), b"new");
+    assert_eq!(
+        std::fs::read(dir.path().join("target.json")).unwrap(),
+        b"new"
+    );
     common::assert_only(dir.path(), &["link.json", "target.json"]);
 }
 
@@ -51,7 +58,10 @@ fn a_link_relative_to_its_own_directory_is_resolved_there() {
     std::fs::write(dir.path().join("data/target"), b"old").unwrap();
     symlink("../data/target", dir.path().join("sub/link")).unwrap();
     write_atomic(dir.path().join("sub/link"), b"new").unwrap();
-    assert_eq!(std::fs::read(dir.path().join("data/target")).unwrap(), b"new");
+    assert_eq!(
+        std::fs::read(dir.path().join("data/target")).unwrap(),
+        b"new"
+    );
     assert_link(&dir.path().join("sub/link"), Path::new("../data/target"));
     common::assert_only(&dir.path().join("sub"), &["link"]);
     common::assert_only(&dir.path().join("data"), &["target"]);
@@ -61,7 +71,11 @@ fn a_link_relative_to_its_own_directory_is_resolved_there() {
 fn a_chain_of_links_is_followed_to_the_end() {
     // a/l1 -> ../b/l2 -> /abs/c/l3 -> target (in c)
     let root = tempfile::tempdir().unwrap();
-    let (a, b, c) = (root.path().join("a"), root.path().join("b"), root.path().join("c"));
+    let (a, b, c) = (
+        root.path().join("a"),
+        root.path().join("b"),
+        root.path().join("c"),
+    );
     for d in [&a, &b, &c] {
         std::fs::create_dir(d).unwrap();
     }
@@ -73,7 +87,10 @@ fn a_chain_of_links_is_followed_to_the_end() {
         let l1 = a.join("l1");
         match how {
             "write" => write_atomic(&l1, how).unwrap(),
-            "anonymous" => WriteOptions::new().anonymous_temp(true).write(&l1, how).unwrap(),
+            "anonymous" => WriteOptions::new()
+                .anonymous_temp(true)
+                .write(&l1, how)
+                .unwrap(),
             _ => {
                 let mut f = WriteOptions::new().create(&l1).unwrap();
                 assert_eq!(f.path(), c.join("target"));
@@ -154,7 +171,10 @@ fn a_dangling_link_creates_its_target() {
     // The same through a relative dangling link, with no_clobber: the target is new.
     let rel = a.path().join("rel.json");
     symlink("made.json", &rel).unwrap();
-    WriteOptions::new().no_clobber(true).write(&rel, b"made").unwrap();
+    WriteOptions::new()
+        .no_clobber(true)
+        .write(&rel, b"made")
+        .unwrap();
     assert_eq!(std::fs::read(a.path().join("made.json")).unwrap(), b"made");
     assert_link(&rel, Path::new("made.json"));
 }

@@ -95,7 +95,7 @@ pub fn version_bytes(version: u64) -> Vec<u8> {
     let len = version_len(version);
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(MAGIC);
-    write!(out, " {version:020} {len:010}\n").unwrap();
+    writeln!(out, " {version:020} {len:010}").unwrap();
     debug_assert_eq!(out.len(), HEADER_LEN);
     let seed = mix(version ^ 0xA5A5);
     out.extend((HEADER_LEN..len).map(|i| fill(seed, i)));
