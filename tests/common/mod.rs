@@ -89,6 +89,22 @@ pub fn version_len(version: u64) -> usize {
     HEADER_LEN + (h >> 8) as usize % (limit + 1)
 }
 
+/// The fill pattern's period: prime, so that two versions never line up by accident.
+const PERIOD: usize = 251;
+
+/// One period of the fill pattern of `version`.
+fn block(version: u64) -> [u8; PERIOD] {
+    let mut b = [0u8; PERIOD];
+    let mut x = mix(version ^ 0xA5A5);
+    for (i, c) in b.iter_mut().enumerate() {
+        if i % 8 == 0 {
+            x = mix(x);
+        }
+        *c = (x >> ((i % 8) * 8)) as u8;
+    }
+    b
+}
+
 /// The full contents of `version`: a header naming the version and the length, then a
 /// fill pattern that differs from version to version.
 pub fn version_bytes(version: u64) -> Vec<u8> {
@@ -97,13 +113,12 @@ pub fn version_bytes(version: u64) -> Vec<u8> {
     out.extend_from_slice(MAGIC);
     writeln!(out, " {version:020} {len:010}").unwrap();
     debug_assert_eq!(out.len(), HEADER_LEN);
-    let seed = mix(version ^ 0xA5A5);
-    out.extend((HEADER_LEN..len).map(|i| fill(seed, i)));
+    let block = block(version);
+    while out.len() < len {
+        let n = (len - out.len()).min(PERIOD);
+        out.extend_from_slice(&block[..n]);
+    }
     out
-}
-
-fn fill(seed: u64, i: usize) -> u8 {
-    (seed.wrapping_add((i as u64).wrapping_mul(0x9E37)) >> 24) as u8
 }
 
 /// The version whose complete contents `bytes` are, or why they are not one.
@@ -130,9 +145,12 @@ pub fn parse_version(bytes: &[u8]) -> Result<u64, String> {
             bytes.len()
         ));
     }
-    let seed = mix(version ^ 0xA5A5);
-    if let Some(i) = (HEADER_LEN..len).find(|&i| bytes[i] != fill(seed, i)) {
-        return Err(format!("torn: version {version} differs at byte {i}"));
+    let block = block(version);
+    for (k, chunk) in bytes[HEADER_LEN..].chunks(PERIOD).enumerate() {
+        if chunk != &block[..chunk.len()] {
+            let at = HEADER_LEN + k * PERIOD;
+            return Err(format!("torn: version {version} differs in bytes {at}.."));
+        }
     }
     Ok(version)
 }
