@@ -40,6 +40,16 @@ fn save(path: &Path, bytes: &[u8], how: &str) -> atomic_persist::Result<()> {
             }
             f.commit()
         }
+        "stream-small" => {
+            // Less than the stream's buffer: every write succeeds, and the error must
+            // come typed from commit, which flushes.
+            assert!(bytes.len() < 64 * 1024);
+            let mut f = WriteOptions::new().create(path)?;
+            for piece in bytes.chunks(1024) {
+                f.write_all(piece).expect("buffered, not written yet");
+            }
+            f.commit()
+        }
         _ => unreachable!(),
     }
 }
@@ -75,6 +85,22 @@ fn efbig_from_rlimit_fsize_is_a_write_error_and_leaves_the_old_file() {
             // Under the limit, saves still work.
             save(&path, OLD, how).unwrap();
         }
+        let small = 16 * 1024;
+        rustix::process::setrlimit(
+            rustix::process::Resource::Fsize,
+            rustix::process::Rlimit {
+                current: Some(small),
+                maximum: None,
+            },
+        )
+        .unwrap();
+        let over = vec![b'x'; 2 * small as usize];
+        assert_io(save(&path, &over, "stream-small"), Op::Write, libc::EFBIG);
+        assert_eq!(std::fs::read(&path).unwrap(), OLD);
+        assert_eq!(
+            common::temps(Path::new(&dir)),
+            Vec::<std::path::PathBuf>::new()
+        );
         println!("efbig-ok");
         return;
     }
@@ -107,6 +133,13 @@ fn enospc_on_a_full_tmpfs_is_a_write_error_and_leaves_the_old_file() {
         assert_eq!(std::fs::read(&path).unwrap(), OLD, "{how}");
         common::assert_only(&fs.path, &["state.bin"]);
     }
+    // Only 20 KiB left: a streamed 32 KiB fits the buffer and fails at commit.
+    std::fs::write(fs.path.join("filler"), vec![b'f'; 40 * 1024]).unwrap();
+    let over = vec![b'x'; 32 * 1024];
+    assert_io(save(&path, &over, "stream-small"), Op::Write, libc::ENOSPC);
+    assert_eq!(std::fs::read(&path).unwrap(), OLD);
+    common::assert_only(&fs.path, &["filler", "state.bin"]);
+    std::fs::remove_file(fs.path.join("filler")).unwrap();
     // The failed temps gave their space back: a save that fits still works.
     let fits = vec![b'y'; 24 * 1024];
     write_atomic(&path, &fits).unwrap();
