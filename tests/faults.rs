@@ -4,7 +4,6 @@
 mod common;
 
 use std::io::{self, Write};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 
 use atomic_persist::{Error, Op, WriteOptions, write_atomic};
@@ -204,8 +203,7 @@ fn an_unwritable_directory_is_a_create_temp_error_for_an_unprivileged_writer() {
     write_atomic(&path, OLD).unwrap();
     // Without root, mode bits are enforced: the child can read the file but not
     // create anything beside it.
-    let mut cmd = common::child(test, dir.to_str().unwrap());
-    cmd.uid(65534).gid(65534);
+    let cmd = common::child_as_nobody(top.path(), test, dir.to_str().unwrap());
     common::run_child(cmd, "eacces-ok");
     assert_eq!(std::fs::read(&path).unwrap(), OLD);
     common::assert_only(&dir, &["state.bin"]);

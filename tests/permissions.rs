@@ -6,7 +6,6 @@ mod common;
 
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 
 use atomic_persist::WriteOptions;
@@ -188,8 +187,7 @@ fn an_unprivileged_writer_replaces_a_file_it_cannot_chown() {
     let path = dir.join("state.bin");
     std::fs::write(&path, b"old").unwrap();
     chmod(&path, 0o644);
-    let mut cmd = common::child(test, dir.to_str().unwrap());
-    cmd.uid(65534).gid(65534);
+    let cmd = common::child_as_nobody(top.path(), test, dir.to_str().unwrap());
     common::run_child(cmd, "eperm-ok");
     // The owner could not be kept (EPERM is tolerated); the mode was.
     let m = meta(&path);

@@ -22,7 +22,23 @@ pub fn role() -> Option<String> {
 /// A command that re-runs exactly the test `test` of this binary, with `role` set, so
 /// the test's body can act as the child.
 pub fn child(test: &str, role: &str) -> Command {
-    let exe = std::env::current_exe().expect("current_exe");
+    child_of(&std::env::current_exe().expect("current_exe"), test, role)
+}
+
+/// [`child`], running as uid and gid 65534 (nobody). The test binary is copied into
+/// `dir` first (which must be open to all, see [`open_dir_to_all`]): the build
+/// directory may be out of nobody's reach.
+pub fn child_as_nobody(dir: &Path, test: &str, role: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let exe = dir.join("test-binary");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut cmd = child_of(&exe, test, role);
+    cmd.uid(65534).gid(65534);
+    cmd
+}
+
+fn child_of(exe: &Path, test: &str, role: &str) -> Command {
     let mut cmd = Command::new(exe);
     cmd.args(["--exact", test, "--nocapture", "--test-threads=1", "-q"])
         .env(ROLE, role)
@@ -299,10 +315,10 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Whether `strace` can be run here.
+/// Whether `strace` is installed and may trace here (containers may forbid ptrace).
 pub fn have_strace() -> bool {
     Command::new("strace")
-        .arg("-V")
+        .args(["-qq", "-o", "/dev/null", "true"])
         .output()
         .is_ok_and(|o| o.status.success())
 }
