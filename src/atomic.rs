@@ -320,6 +320,12 @@ impl Staged {
             };
             self.temp = Some(name);
             match file.try_lock() {
+                // Between our create and our lock, a concurrent sweep may have locked the
+                // name, taken it for debris and removed it: writing on would end in a
+                // failed rename. The name is no longer ours to remove: forget it.
+                Ok(()) if sys::is_unlinked(&file).map_err(|e| self.error(Op::CreateTemp, e))? => {
+                    self.temp = None;
+                }
                 Ok(()) => return Ok(file),
                 // A concurrent sweep opened the name first and will delete it: start over.
                 Err(TryLockError::WouldBlock) => {

@@ -241,6 +241,12 @@ pub(crate) fn sync_again_after_link(file: &File) -> bool {
     }
 }
 
+/// Whether `file` has lost its last name: a `sweep` that locked a just-created temporary
+/// file before its writer did has removed it by the time it lets go of the lock.
+pub(crate) fn is_unlinked(file: &File) -> io::Result<bool> {
+    Ok(rustix::fs::fstat(file)?.st_nlink == 0)
+}
+
 /// The bytes of a file name, for building the temporary file's name.
 pub(crate) fn name_bytes(name: &OsStr) -> &[u8] {
     use std::os::unix::ffi::OsStrExt;
