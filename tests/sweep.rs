@@ -190,3 +190,66 @@ fn sweep_removes_debris_with_a_non_utf8_name() {
     assert_eq!(sweep(dir.path()).unwrap(), 1);
     common::assert_only(dir.path(), &[]);
 }
+
+#[test]
+fn saves_succeed_while_another_thread_sweeps_the_directory() {
+    // A sweep may run at any moment, also between a writer's creating its temp and
+    // locking it: every save must still succeed, and sweep must never remove a live temp.
+    // (A stress test: it finds a sweep that takes such a temp for debris often, not
+    // always.)
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const WRITERS: u64 = 4;
+    const SAVES: u64 = 750;
+    let dir = tempfile::tempdir().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let sweeper = {
+        let (dir, done) = (dir.path().to_owned(), done.clone());
+        std::thread::spawn(move || {
+            let mut sweeps = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                sweep(&dir).unwrap();
+                sweeps += 1;
+            }
+            sweeps
+        })
+    };
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let path = dir.path().join(format!("state-{w}"));
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                for v in 0..SAVES {
+                    let opts = WriteOptions::new()
+                        .durability(atomic_persist::Durability::None)
+                        .anonymous_temp(v % 4 == 3);
+                    if let Err(e) = opts.write(&path, format!("save {v}")) {
+                        failures.push(format!("writer {w} save {v}: {e}"));
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    done.store(true, Ordering::Relaxed);
+    let sweeps = sweeper.join().unwrap();
+    common::report(&format!(
+        "sweep race: {} saves, {sweeps} concurrent sweeps, {} failed saves",
+        WRITERS * SAVES,
+        failures.len()
+    ));
+    assert!(
+        failures.is_empty(),
+        "{}",
+        failures[..failures.len().min(10)].join("\n")
+    );
+    let want: Vec<String> = (0..WRITERS).map(|w| format!("state-{w}")).collect();
+    common::assert_only(
+        dir.path(),
+        &want.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+}
