@@ -87,15 +87,13 @@ impl Existing {
 
     /// The permissions that keep this file's mode and owner, unless `explicit` is given.
     pub(crate) fn perms(&self, explicit: Option<u32>) -> Perms {
-        let mine = (
-            rustix::process::geteuid().as_raw(),
-            rustix::process::getegid().as_raw(),
-        );
         Perms {
             mode: explicit.unwrap_or(self.mode & 0o7777),
             exact: true,
-            // Only a file owned by someone else needs a chown: skip the syscall otherwise.
-            owner: Some((self.uid, self.gid)).filter(|&owner| owner != mine),
+            // Always, even for a file of our own user and group: in a setgid directory a
+            // new file takes the directory's group, not ours, so comparing with our ids
+            // cannot tell whether the chown is needed.
+            owner: Some((self.uid, self.gid)),
         }
     }
 }
