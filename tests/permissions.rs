@@ -465,3 +465,30 @@ fn the_readability_check_rejects_wider_states() {
         "another user may read"
     );
 }
+
+#[test]
+fn the_group_is_kept_in_a_setgid_directory() {
+    // New files in a setgid directory take the directory's group. A rewrite of a file
+    // whose group differs must still keep the file's own group.
+    let test = "the_group_is_kept_in_a_setgid_directory";
+    if !common::is_root() {
+        return common::skip(test, "chown of the directory needs root");
+    }
+    for how in HOW {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::chown(dir.path(), None, Some(65534)).unwrap();
+        chmod(dir.path(), 0o2755);
+        let path = dir.path().join("state.bin");
+        std::fs::write(&path, b"old").unwrap();
+        let mine = rustix::process::getegid().as_raw();
+        std::os::unix::fs::chown(&path, None, Some(mine)).unwrap();
+        chmod(&path, 0o640);
+        save(&WriteOptions::new(), &path, b"new", how);
+        assert_eq!(
+            meta(&path).gid(),
+            mine,
+            "{how}: group changed to the directory's"
+        );
+        assert_eq!(mode(&path), 0o640);
+    }
+}
