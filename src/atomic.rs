@@ -320,6 +320,12 @@ impl Staged {
             };
             self.temp = Some(name);
             match file.try_lock() {
+                // Between our create and our lock, a concurrent sweep may have locked the
+                // name, taken it for debris and removed it: writing on would end in a
+                // failed rename. The name is no longer ours to remove: forget it.
+                Ok(()) if sys::is_unlinked(&file).map_err(|e| self.error(Op::CreateTemp, e))? => {
+                    self.temp = None;
+                }
                 Ok(()) => return Ok(file),
                 // A concurrent sweep opened the name first and will delete it: start over.
                 Err(TryLockError::WouldBlock) => {
@@ -350,10 +356,16 @@ impl Staged {
         if self.temp.is_none() {
             self.link_anonymous(&file)?;
         }
-        let Some(temp) = self.temp.take() else {
-            return Ok(()); // a no-clobber anonymous file was linked straight into place
-        };
         let (dir, name) = (&self.target.dir, &self.target.name);
+        let Some(temp) = self.temp.take() else {
+            // A no-clobber anonymous file was linked straight into place: that link is
+            // the change to the directory, and needs its sync like a rename does.
+            drop(file);
+            if self.durability == Durability::Full {
+                dir.sync().map_err(|e| self.error(Op::SyncDir, e))?;
+            }
+            return Ok(());
+        };
         let renamed = if self.no_clobber {
             dir.rename_noreplace(&temp, name)
         } else {
@@ -542,7 +554,14 @@ fn is_temp_name(name: &OsStr) -> bool {
 pub fn sweep(dir: impl AsRef<Path>) -> Result<usize> {
     let dir_path = dir.as_ref();
     let dir = sys::Dir::open(dir_path).map_err(|e| Error::io(Op::OpenDir, dir_path, e))?;
-    let entries = std::fs::read_dir(dir_path).map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;
+    // The empty path (the parent of a bare file name) is the current directory, as it is
+    // for `Dir::open`; `read_dir("")` would fail.
+    let list = if dir_path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir_path
+    };
+    let entries = std::fs::read_dir(list).map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;
     let mut removed = 0;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;

@@ -51,6 +51,18 @@ impl Perms {
 }
 
 impl Perms {
+    /// The mode to create the file with. While a chown is still to come, the file
+    /// belongs to its creator's user and group, not the final ones: give it only the
+    /// owner's bits until then, or a member of the creator's group could open it in that
+    /// moment and keep reading what is written. [`apply`](Self::apply) sets the rest.
+    fn create_mode(&self) -> u32 {
+        if self.owner.is_some() {
+            self.mode & 0o700
+        } else {
+            self.mode
+        }
+    }
+
     /// Gives a just-created file its owner, then its exact mode.
     pub(crate) fn apply(&self, file: &File) -> io::Result<()> {
         // chown before chmod: a chown clears setuid/setgid bits that the chmod restores.
@@ -75,15 +87,13 @@ impl Existing {
 
     /// The permissions that keep this file's mode and owner, unless `explicit` is given.
     pub(crate) fn perms(&self, explicit: Option<u32>) -> Perms {
-        let mine = (
-            rustix::process::geteuid().as_raw(),
-            rustix::process::getegid().as_raw(),
-        );
         Perms {
             mode: explicit.unwrap_or(self.mode & 0o7777),
             exact: true,
-            // Only a file owned by someone else needs a chown: skip the syscall otherwise.
-            owner: Some((self.uid, self.gid)).filter(|&owner| owner != mine),
+            // Always, even for a file of our own user and group: in a setgid directory a
+            // new file takes the directory's group, not ours, so comparing with our ids
+            // cannot tell whether the chown is needed.
+            owner: Some((self.uid, self.gid)),
         }
     }
 }
@@ -133,7 +143,8 @@ impl Dir {
     pub(crate) fn create_new(&self, name: &OsStr, perms: &Perms) -> io::Result<File> {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rustix::fs::openat(&self.0, name, flags, Mode::from_raw_mode(perms.mode as _))?;
+        let mode = Mode::from_raw_mode(perms.create_mode() as _);
+        let fd = rustix::fs::openat(&self.0, name, flags, mode)?;
         Ok(File::from(fd))
     }
 
@@ -142,7 +153,7 @@ impl Dir {
     pub(crate) fn create_anonymous(&self, perms: &Perms) -> io::Result<Option<File>> {
         #[cfg(target_os = "linux")]
         {
-            super::linux::open_tmpfile(&self.0, perms.mode)
+            super::linux::open_tmpfile(&self.0, perms.create_mode())
         }
         #[cfg(not(target_os = "linux"))]
         {
@@ -226,6 +237,12 @@ pub(crate) fn sync_again_after_link(file: &File) -> bool {
         let _ = file;
         false
     }
+}
+
+/// Whether `file` has lost its last name: a `sweep` that locked a just-created temporary
+/// file before its writer did has removed it by the time it lets go of the lock.
+pub(crate) fn is_unlinked(file: &File) -> io::Result<bool> {
+    Ok(rustix::fs::fstat(file)?.st_nlink == 0)
 }
 
 /// The bytes of a file name, for building the temporary file's name.
