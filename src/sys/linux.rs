@@ -61,6 +61,7 @@ pub(super) fn link_tmpfile(file: &File, dir: &OwnedFd, name: &OsStr) -> io::Resu
 
 /// btrfs ignores an fsync of a file that has no name yet.
 pub(super) fn is_btrfs(file: &File) -> bool {
-    const BTRFS_SUPER_MAGIC: i64 = 0x9123_683E;
-    rustix::fs::fstatfs(file).is_ok_and(|fs| fs.f_type as i64 == BTRFS_SUPER_MAGIC)
+    const BTRFS_SUPER_MAGIC: u32 = 0x9123_683E;
+    // `f_type` is i64 or i32 by architecture; the magic's low 32 bits identify it.
+    rustix::fs::fstatfs(file).is_ok_and(|fs| fs.f_type as u32 == BTRFS_SUPER_MAGIC)
 }

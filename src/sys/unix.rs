@@ -110,6 +110,7 @@ impl Dir {
         match rustix::fs::statat(&self.0, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(Existing {
                 kind: FileType::from_raw_mode(st.st_mode as _),
+                #[allow(clippy::unnecessary_cast, reason = "st_mode is u16 on some targets")]
                 mode: st.st_mode as u32,
                 uid: st.st_uid,
                 gid: st.st_gid,
