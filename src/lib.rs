@@ -35,8 +35,23 @@
 #![deny(missing_docs)]
 
 pub mod atomic;
+pub mod envelope;
 mod error;
+pub mod format;
+pub mod persisted;
 mod sys;
+#[cfg(feature = "toml")]
+mod toml_doc;
 
 pub use atomic::{AtomicFile, Durability, WriteOptions, sweep, write_atomic};
+pub use envelope::{Meta, run_id};
 pub use error::{BoxError, Error, Op, Result};
+#[cfg(feature = "binary")]
+pub use format::Binary;
+#[cfg(feature = "toml")]
+pub use format::Toml;
+pub use format::{AnyFormat, Format};
+#[cfg(feature = "json")]
+pub use format::{Json, JsonPretty};
+pub use persisted::{Persisted, PersistedBuilder};
+pub use uuid::Uuid;
