@@ -28,7 +28,9 @@ fn status_kib(field: &str) -> u64 {
 /// The value: `mib` MiB of `u64`s (about 0.9 bytes of JSON per byte of value).
 fn value(mib: u64) -> Vec<u64> {
     let n = mib * 1024 * 1024 / 8;
-    (0..n).map(|i| i.wrapping_mul(2_654_435_761) % 1_000_000).collect()
+    (0..n)
+        .map(|i| i.wrapping_mul(2_654_435_761) % 1_000_000)
+        .collect()
 }
 
 fn child(mode: &str, mib: u64, dir: &Path) {
@@ -84,9 +86,16 @@ fn main() {
                 .args(["--child", mode, &mib.to_string()])
                 .output()
                 .expect("run the child");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let line = String::from_utf8(out.stdout).unwrap();
-            let f: Vec<f64> = line.split_whitespace().map(|x| x.parse().unwrap()).collect();
+            let f: Vec<f64> = line
+                .split_whitespace()
+                .map(|x| x.parse().unwrap())
+                .collect();
             let (before, peak, file, secs) = (f[0], f[1], f[2], f[3]);
             let label = match mode {
                 "streamed" => "`Persisted::commit` (streamed, enveloped)",
