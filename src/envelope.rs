@@ -88,6 +88,18 @@
 //!   [`Error::Deserialize`], with line and column in the file for JSON and TOML.
 //! - A newer envelope version is [`Error::Corrupt`] with a reason that names it.
 
+// With some formats' features off, parts of the per-format matches compile away.
+#![cfg_attr(
+    not(all(feature = "json", feature = "toml", feature = "binary")),
+    allow(
+        unused_variables,
+        unused_mut,
+        unreachable_code,
+        unreachable_patterns,
+        dead_code
+    )
+)]
+
 use std::hash::Hasher;
 use std::io::{self, Write};
 use std::path::Path;

@@ -45,6 +45,12 @@
 //! [envelope](crate::envelope) that keeps an enveloped file a valid document of its
 //! format. You can still call `serialize` and `deserialize` directly.
 
+// With every format's feature off, `AnyFormat` has no variants and its methods no body.
+#![cfg_attr(
+    not(any(feature = "json", feature = "toml", feature = "binary")),
+    allow(unused_variables, unreachable_code, unreachable_patterns, dead_code)
+)]
+
 use std::io::Write;
 use std::path::Path;
 
@@ -272,6 +278,7 @@ pub(crate) fn deserialize_error(
 }
 
 /// The 1-based line and column of byte `offset` in `bytes` (columns count characters).
+#[cfg_attr(not(any(feature = "json", feature = "toml")), allow(dead_code))]
 pub(crate) fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
     let before = &bytes[..offset.min(bytes.len())];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;

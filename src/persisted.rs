@@ -43,6 +43,12 @@
 //! file survive the program saving its settings. Keys the value no longer has are
 //! removed, new ones are appended to their table.
 
+// With every format's feature off, nothing can be opened and much compiles away.
+#![cfg_attr(
+    not(any(feature = "json", feature = "toml", feature = "binary")),
+    allow(unused_variables, unused_mut, unreachable_code, dead_code)
+)]
+
 use std::fmt;
 use std::io::{BufWriter, Write};
 use std::ops::Deref;
