@@ -478,6 +478,84 @@ impl<W: Write> Write for ErrorKeeping<W> {
     }
 }
 
+/// The layout of a file written by bincode, for [`read_bincode`].
+#[cfg(feature = "bincode")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BincodeLayout {
+    /// bincode 1.x's `bincode::serialize` (fixed-size little-endian integers); also
+    /// bincode 2's `config::legacy()`.
+    #[default]
+    Legacy,
+    /// bincode 2's `config::standard()` (variable-length integers).
+    Standard,
+}
+
+/// Reads a value from a file written by a bincode program (feature `bincode`), to
+/// migrate it to a maintained format. bincode is unmaintained (RUSTSEC-2025-0141), so
+/// this crate only reads it: save the value again with [`Binary`] or another format.
+///
+/// ```
+/// use atomic_persist::format::{read_bincode, BincodeLayout};
+/// # let dir = tempfile::tempdir()?;
+/// # let old = dir.path().join("state.bincode");
+/// # std::fs::write(&old, bincode::serde::encode_to_vec(&(7u32, "x"), bincode::config::legacy())?)?;
+/// let value: (u32, String) = read_bincode(&old, BincodeLayout::Legacy)?;
+/// assert_eq!(value, (7, "x".to_string()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "bincode")]
+pub fn read_bincode<T: DeserializeOwned>(
+    path: impl AsRef<Path>,
+    layout: BincodeLayout,
+) -> Result<T> {
+    let path = path.as_ref();
+    let bytes = crate::persisted::read_file(path)?;
+    // bincode trusts length prefixes; with the wrong layout (or a damaged file) one can
+    // ask for terabytes. A limit of 64 times the file's size (for files up to 16 MiB)
+    // bounds that while leaving room for in-memory sizes above on-disk ones.
+    macro_rules! decode_limited {
+        ($config:expr) => {{
+            let need = (bytes.len() as u64).saturating_mul(64);
+            let config = $config;
+            if need <= 1 << 20 {
+                bincode::serde::decode_from_slice::<T, _>(
+                    &bytes,
+                    config.with_limit::<{ 1 << 20 }>(),
+                )
+            } else if need <= 1 << 26 {
+                bincode::serde::decode_from_slice::<T, _>(
+                    &bytes,
+                    config.with_limit::<{ 1 << 26 }>(),
+                )
+            } else if need <= 1 << 30 {
+                bincode::serde::decode_from_slice::<T, _>(
+                    &bytes,
+                    config.with_limit::<{ 1 << 30 }>(),
+                )
+            } else {
+                bincode::serde::decode_from_slice::<T, _>(
+                    &bytes,
+                    config.with_limit::<{ usize::MAX }>(),
+                )
+            }
+        }};
+    }
+    let decoded = match layout {
+        BincodeLayout::Legacy => decode_limited!(bincode::config::legacy()),
+        BincodeLayout::Standard => decode_limited!(bincode::config::standard()),
+    };
+    let error = |source: String| deserialize_error("bincode", None, source).at(path);
+    match decoded {
+        Ok((value, n)) if n == bytes.len() => Ok(value),
+        Ok((_, n)) => Err(error(format!(
+            "{} bytes left over after the value: another type or layout",
+            bytes.len() - n
+        ))),
+        Err(e) => Err(error(e.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,6 +608,54 @@ mod tests {
                 assert_eq!((line, column), (Some(2), Some(5)));
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[cfg(all(feature = "bincode", feature = "binary"))]
+    #[test]
+    fn bincode_files_read_and_migrate_to_binary() {
+        #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Default)]
+        struct Old {
+            id: u64,
+            name: String,
+            scores: Vec<i32>,
+        }
+        let value = Old {
+            id: 1 << 40,
+            name: "old".into(),
+            scores: vec![-1, 2, 3],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        for (layout, config) in [
+            (BincodeLayout::Legacy, true),
+            (BincodeLayout::Standard, false),
+        ] {
+            let path = dir.path().join("old.bincode");
+            let bytes = if config {
+                bincode::serde::encode_to_vec(&value, bincode::config::legacy()).unwrap()
+            } else {
+                bincode::serde::encode_to_vec(&value, bincode::config::standard()).unwrap()
+            };
+            std::fs::write(&path, &bytes).unwrap();
+            let back: Old = read_bincode(&path, layout).unwrap();
+            assert_eq!(back, value);
+            // The wrong layout is an error, not a value.
+            let other = match layout {
+                BincodeLayout::Legacy => BincodeLayout::Standard,
+                BincodeLayout::Standard => BincodeLayout::Legacy,
+            };
+            let e = read_bincode::<Old>(&path, other).unwrap_err();
+            assert!(matches!(e, Error::Deserialize { .. }), "{e:?}");
+            assert_eq!(e.path(), path);
+
+            let new = dir.path().join("new.bin");
+            let mut p = crate::Persisted::open_or_else(&new, || back).unwrap();
+            p.commit().unwrap();
+            assert_eq!(
+                crate::Persisted::<Old>::open(&new).unwrap().into_inner(),
+                value
+            );
+            std::fs::remove_file(&new).unwrap();
         }
     }
 

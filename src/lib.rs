@@ -57,7 +57,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The [`format`] module lists the formats and their limits, [`persisted`] what a commit
+//! The [`format`](mod@format) module lists the formats and their limits, [`persisted`] what a commit
 //! does step by step, and [`envelope`] the envelope.
 //!
 //! # On-disk format
@@ -73,6 +73,8 @@
 //! - `json` (default): [`Json`] and [`JsonPretty`], for `.json` files.
 //! - `toml` (default): [`Toml`], for `.toml` files; a loaded config keeps its comments.
 //! - `binary`: [`Binary`] (postcard), for `.bin` files.
+//! - `bincode`: [`format::read_bincode`], to read (and migrate) files that bincode
+//!   programs wrote; bincode is unmaintained, so it is never used to write.
 //! - `cli`: the `atomic-persist` command-line tool.
 #![deny(missing_docs)]
 

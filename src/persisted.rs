@@ -18,7 +18,7 @@
 //!    CRC-32 and a 64-bit SipHash), never a copy of the bytes.
 //! 4. Serializes again, this time streaming through a 64 KiB buffer straight into an
 //!    [`AtomicFile`](crate::AtomicFile), hashing on the way; with the envelope on, the
-//!    meta and checksum follow the payload (see [`envelope`](crate::envelope)). A large
+//!    meta and checksum follow the payload (see [`envelope`](mod@crate::envelope)). A large
 //!    value therefore never has a second copy in memory. TOML has no streaming
 //!    serializer, so a TOML value goes through one string (configs are small).
 //! 5. Commits the file with the configured [`Durability`].
@@ -171,7 +171,7 @@ impl<T> PersistedBuilder<T> {
         self
     }
 
-    /// Wrap the value in the [envelope](crate::envelope): metadata and a checksum
+    /// Wrap the value in the [envelope](mod@crate::envelope): metadata and a checksum
     /// verified on every load (default `false`: the file is the plain value).
     pub fn envelope(mut self, on: bool) -> Self {
         self.envelope = on;

@@ -519,3 +519,25 @@ fn write_options_apply_to_commits() {
     p.set(state(1)).unwrap();
     assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
 }
+
+#[test]
+fn a_string_that_looks_like_the_meta_header_stays_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tricky.toml");
+    let tricky = State {
+        done: 1,
+        name: "line\n[meta]\nrun_id = \"x\"\n".into(),
+        tags: vec!["\n[meta]\n".into()],
+    };
+    let mut p = Persisted::<State>::builder(&path)
+        .envelope(true)
+        .open_or_else(|| tricky.clone())
+        .unwrap();
+    p.commit().unwrap();
+    let q = Persisted::<State>::builder(&path)
+        .envelope(true)
+        .open()
+        .unwrap();
+    assert_eq!(*q, tricky);
+    assert_eq!(q.meta(), p.meta());
+}
