@@ -80,6 +80,9 @@
 //!   has two of the three keys `atomic_persist`, `data`, `meta` and nothing else (or, in
 //!   binary, ends with the magic): one damaged byte must not turn a checkpoint into a
 //!   plain value.
+//! - An empty file is [`Error::Corrupt`] (a 0-byte file is what a non-atomic writer
+//!   leaves after a crash), except that, with the envelope off, a value that really is
+//!   empty in its format (an empty TOML table, a unit value in binary) loads.
 //! - Any other file is a plain value: it loads with [`Persisted::meta`](crate::Persisted::meta)
 //!   `None`, and gains the envelope on its next commit.
 //! - Opened with the envelope off, an enveloped file is an error that says so, rather
@@ -136,7 +139,8 @@ pub const ENVELOPE_VERSION: u32 = 1;
 pub struct Meta {
     /// The run (process) that wrote the file: [`run_id()`] unless the builder set one.
     pub run_id: Uuid,
-    /// When the commit that wrote the file began (RFC 3339 UTC on disk).
+    /// When the file was written, just before it was renamed into place (RFC 3339 UTC
+    /// on disk); never earlier than the previous commit of the same handle.
     pub written_at: SystemTime,
     /// How many commits with the envelope this file has seen: 1 for the first.
     pub generation: u64,
@@ -238,11 +242,10 @@ fn corrupt(reason: impl Into<String>) -> Error {
 
 /// Splits a file's bytes. `envelope` says whether the caller expects one.
 pub(crate) fn split(format: AnyFormat, bytes: &[u8], envelope: bool) -> Result<Split<'_>> {
-    if bytes.is_empty() {
-        return Err(corrupt(
-            "the file is empty (0 bytes): typically a write interrupted by a crash in a \
-             program that does not save atomically",
-        ));
+    if bytes.is_empty() && envelope {
+        // An enveloped file is never empty, and an empty plain file must not pass for a
+        // checkpoint.
+        return Err(empty_file());
     }
     let marker = marker(format, bytes);
     if marker != Marker::No {
@@ -270,6 +273,14 @@ pub(crate) fn split(format: AnyFormat, bytes: &[u8], envelope: bool) -> Result<S
         offset: 0,
         meta: None,
     })
+}
+
+/// The error for a 0-byte file that is not a valid value.
+pub(crate) fn empty_file() -> Error {
+    corrupt(
+        "the file is empty (0 bytes): typically a write interrupted by a crash in a \
+         program that does not save atomically",
+    )
 }
 
 /// Deserializes the payload of a split file; positions in errors point into the file.
@@ -324,7 +335,7 @@ fn marker(format: AnyFormat, bytes: &[u8]) -> Marker {
 fn prefix_marker(bytes: &[u8], start: &[u8], full: &[u8]) -> Marker {
     if bytes.starts_with(start) {
         Marker::Envelope
-    } else if full.starts_with(bytes) {
+    } else if !bytes.is_empty() && full.starts_with(bytes) {
         Marker::Truncated
     } else {
         Marker::No

@@ -29,7 +29,8 @@
 //!
 //! A missing file is [`Error::NotFound`] (or the default, with
 //! [`open_or_default`](Persisted::open_or_default)); an empty file is
-//! [`Error::Corrupt`] (a 0-byte file is what non-atomic savers leave after a crash); a
+//! [`Error::Corrupt`] (a 0-byte file is what non-atomic savers leave after a crash;
+//! only a value that is empty in its format, like an empty TOML table, loads from one); a
 //! file that does not parse is [`Error::Deserialize`] with line and column for JSON and
 //! TOML; a file that parses but fails the validate hook is [`Error::Invalid`]. An
 //! enveloped file with a newer schema version than the builder's is
@@ -593,7 +594,13 @@ fn load<T: DeserializeOwned>(path: &Path, config: &Config<T>) -> Result<Loaded<T
             supported: config.schema_version,
         });
     }
-    let value: T = envelope::decode(format, &bytes, &split).map_err(|e| e.at(path))?;
+    let value: T = envelope::decode(format, &bytes, &split).map_err(|e| {
+        if bytes.is_empty() {
+            envelope::empty_file().at(path)
+        } else {
+            e.at(path)
+        }
+    })?;
     check(config, &value, path)?;
     let disk = OnDisk {
         payload: Fingerprint::of(split.payload),

@@ -541,3 +541,30 @@ fn a_string_that_looks_like_the_meta_header_stays_data() {
     assert_eq!(*q, tricky);
     assert_eq!(q.meta(), p.meta());
 }
+
+#[test]
+fn a_value_that_is_empty_in_its_format_reads_back() {
+    #[derive(Serialize, Deserialize, Default, Debug, PartialEq)]
+    struct Optional {
+        limit: Option<u32>,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.toml");
+    let mut p = Persisted::<Optional>::open_or_default(&path).unwrap();
+    p.commit().unwrap();
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        b"",
+        "an empty table is an empty TOML file"
+    );
+    assert_eq!(
+        *Persisted::<Optional>::open(&path).unwrap(),
+        Optional::default()
+    );
+    // With the envelope on, an empty file is never taken for a value.
+    let e = Persisted::<Optional>::builder(&path)
+        .envelope(true)
+        .open()
+        .unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
+}
