@@ -1,4 +1,4 @@
-#![cfg(all(feature = "json", feature = "toml", feature = "binary"))]
+#![cfg(all(unix, feature = "json", feature = "toml", feature = "binary"))]
 //! `Persisted<T>`: opening, committing, the envelope's meta rules, validation, and what
 //! a commit leaves on disk.
 
@@ -366,6 +366,7 @@ fn plain_file_gains_the_envelope_and_enveloped_file_needs_it() {
             .unwrap()
             .set(state(1))
             .unwrap();
+        assert_eq!(atomic_persist::envelope::verify(&path).unwrap(), None);
         let mut p = Persisted::<State>::builder(&path)
             .envelope(true)
             .open()
