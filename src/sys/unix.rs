@@ -28,6 +28,17 @@ pub(crate) struct Existing {
     gid: u32,
 }
 
+/// What [`Perms::settle`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// The file's metadata is as created.
+    AsCreated,
+    /// Owner or mode were changed after creation: only a full fsync persists that.
+    Changed,
+    /// The file lost its name to a concurrent `sweep`: make another.
+    Unlinked,
+}
+
 /// The permissions to give a new file.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Perms {
@@ -51,16 +62,45 @@ impl Perms {
 }
 
 impl Perms {
-    /// Gives a just-created file its owner, then its exact mode.
-    pub(crate) fn apply(&self, file: &File) -> io::Result<()> {
-        // chown before chmod: a chown clears setuid/setgid bits that the chmod restores.
-        if let Some((uid, gid)) = self.owner {
+    /// The mode to create the file with, before [`settle`](Self::settle) sets the exact
+    /// one. Until then the file may carry the wrong group (the writer's, or a setgid
+    /// directory's): so the group gets no bit that others lack, and no member of a wrong
+    /// group can open it in that moment and keep reading. Special bits wait too.
+    fn create_mode(&self) -> u32 {
+        let other = self.mode & 0o007;
+        (self.mode & 0o707) | (self.mode & 0o070 & (other << 3))
+    }
+
+    /// Finishes a just-created (and locked) file: one `fstat` tells whether a `sweep`
+    /// removed its name before we locked it (`Settled::Unlinked`), and which owner and
+    /// mode it got, so that `fchown`/`fchmod` run only when they change something.
+    pub(crate) fn settle(&self, file: &File, named: bool) -> io::Result<Settled> {
+        if !named && self.owner.is_none() && !self.exact {
+            return Ok(Settled::AsCreated); // nothing to ask: no sweep sees it, no perms to fix
+        }
+        let st = rustix::fs::fstat(file)?;
+        if named && st.st_nlink == 0 {
+            return Ok(Settled::Unlinked);
+        }
+        let mut changed = false;
+        if let Some((uid, gid)) = self.owner
+            && (st.st_uid, st.st_gid) != (uid, gid)
+        {
             set_owner(file, uid, gid)?;
+            changed = true;
         }
-        if self.exact {
+        #[allow(clippy::unnecessary_cast, reason = "st_mode is u16 on some targets")]
+        let mode = st.st_mode as u32 & 0o7777;
+        // After a chown the kernel may have cleared setuid/setgid: always restore then.
+        if self.exact && (changed || mode != self.mode) {
             rustix::fs::fchmod(file, Mode::from_raw_mode(self.mode as _))?;
+            changed = true;
         }
-        Ok(())
+        Ok(if changed {
+            Settled::Changed
+        } else {
+            Settled::AsCreated
+        })
     }
 }
 
@@ -75,15 +115,12 @@ impl Existing {
 
     /// The permissions that keep this file's mode and owner, unless `explicit` is given.
     pub(crate) fn perms(&self, explicit: Option<u32>) -> Perms {
-        let mine = (
-            rustix::process::geteuid().as_raw(),
-            rustix::process::getegid().as_raw(),
-        );
         Perms {
             mode: explicit.unwrap_or(self.mode & 0o7777),
             exact: true,
-            // Only a file owned by someone else needs a chown: skip the syscall otherwise.
-            owner: Some((self.uid, self.gid)).filter(|&owner| owner != mine),
+            // Compared with what the new file got, not with our own ids: in a setgid
+            // directory a new file takes the directory's group.
+            owner: Some((self.uid, self.gid)),
         }
     }
 }
@@ -133,7 +170,8 @@ impl Dir {
     pub(crate) fn create_new(&self, name: &OsStr, perms: &Perms) -> io::Result<File> {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rustix::fs::openat(&self.0, name, flags, Mode::from_raw_mode(perms.mode as _))?;
+        let mode = Mode::from_raw_mode(perms.create_mode() as _);
+        let fd = rustix::fs::openat(&self.0, name, flags, mode)?;
         Ok(File::from(fd))
     }
 
@@ -142,7 +180,7 @@ impl Dir {
     pub(crate) fn create_anonymous(&self, perms: &Perms) -> io::Result<Option<File>> {
         #[cfg(target_os = "linux")]
         {
-            super::linux::open_tmpfile(&self.0, perms.mode)
+            super::linux::open_tmpfile(&self.0, perms.create_mode())
         }
         #[cfg(not(target_os = "linux"))]
         {

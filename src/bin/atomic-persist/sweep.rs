@@ -1,0 +1,46 @@
+//! `atomic-persist sweep DIR`: remove the temporary files crashed writers left.
+
+use std::io::{self, Write as _};
+use std::path::PathBuf;
+
+use crate::Failure;
+
+/// Remove stale temporary files left in DIR by killed writers.
+///
+/// Prints one line, `removed N temporary files` (`removed 1 temporary file` for one).
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Remove stale temporary files left in DIR by killed writers.\n\n\
+        Only files named like this crate's temporary files (.NAME.XXXXXXXXXXXX.tmp) are \
+        considered, and one that a live writer still holds is never removed. Prints one \
+        line on standard output: `removed N temporary files` (`removed 1 temporary file` \
+        for one)."
+)]
+pub struct Args {
+    /// The directory to clean (not recursive).
+    dir: PathBuf,
+}
+
+/// Runs `atomic-persist sweep`.
+pub fn run(args: Args) -> Result<(), Failure> {
+    let removed = atomic_persist::sweep(&args.dir)?;
+    writeln!(io::stdout(), "{}", summary(removed)).map_err(Failure::stdout)
+}
+
+/// The line `sweep` prints.
+fn summary(removed: usize) -> String {
+    let plural = if removed == 1 { "" } else { "s" };
+    format!("removed {removed} temporary file{plural}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summary;
+
+    #[test]
+    fn summary_counts_in_english() {
+        assert_eq!(summary(0), "removed 0 temporary files");
+        assert_eq!(summary(1), "removed 1 temporary file");
+        assert_eq!(summary(3), "removed 3 temporary files");
+    }
+}
