@@ -121,9 +121,9 @@ const TMPFS_EXTRAS: &[Impl] = &[
         save: floor_plus::<LSTAT>,
     },
     Impl {
-        name: "floor + `geteuid` + `getegid`",
+        name: "floor + `fstat` of the temp file",
         flushes: Flushes::FileAndDir,
-        save: floor_plus::<IDS>,
+        save: floor_plus::<FSTAT>,
     },
     Impl {
         name: "floor + `flock` of the temp file",
@@ -131,17 +131,17 @@ const TMPFS_EXTRAS: &[Impl] = &[
         save: floor_plus::<FLOCK>,
     },
     Impl {
-        name: "floor + `fchmod` of the temp file",
+        name: "floor + `fchmod` of the temp file (the crate: only when the mode differs)",
         flushes: Flushes::FileAndDir,
         save: floor_plus::<FCHMOD>,
     },
     Impl {
-        name: "floor + all four (the crate's extra syscalls)",
+        name: "floor + `lstat` + `flock` + `fstat` (the crate's extra syscalls)",
         flushes: Flushes::FileAndDir,
-        save: floor_plus::<{ LSTAT | IDS | FLOCK | FCHMOD }>,
+        save: floor_plus::<{ LSTAT | FLOCK | FSTAT }>,
     },
     Impl {
-        name: "floor + all four + `fsync` for `fdatasync` + dir handle (= a crate Full save)",
+        name: "floor + those three + dir handle (= a crate Full save)",
         flushes: Flushes::FileAndDir,
         save: floor_plus::<CRATE_EXTRAS>,
     },
@@ -216,7 +216,8 @@ fn floor_fsync_no_dir_sync(path: &Path, bytes: &[u8]) -> Res {
 
 /// Extra syscalls a crate save makes beyond the floor, for [`floor_plus`].
 const LSTAT: u8 = 1;
-const IDS: u8 = 2;
+/// `fstat` of the new temp: did a sweep unlink it, and which owner and mode did it get.
+const FSTAT: u8 = 2;
 const FLOCK: u8 = 4;
 const FCHMOD: u8 = 8;
 /// Open the directory before the save and close it after (the crate's handle).
@@ -226,7 +227,9 @@ const FSYNC: u8 = 32;
 /// No directory fsync (the floor of `Durability::Data`).
 const NO_DIR_SYNC: u8 = 64;
 /// Everything a crate save adds to the floor.
-const CRATE_EXTRAS: u8 = LSTAT | IDS | FLOCK | FCHMOD | DIR_HANDLE | FSYNC;
+/// (A replace of one's own file whose mode the umask leaves alone: no chown, no chmod,
+/// and so `fdatasync`, not `fsync`.)
+const CRATE_EXTRAS: u8 = LSTAT | FLOCK | FSTAT | DIR_HANDLE;
 
 /// The floor plus some of the syscalls a crate save adds to it (`EXTRA`, a set of the
 /// flags above), each made as the crate makes it: on tmpfs, where no flush hides them,
@@ -251,16 +254,16 @@ fn floor_plus<const EXTRA: u8>(path: &Path, bytes: &[u8]) -> Res {
         let st = rustix::fs::statat(rustix::fs::CWD, path, AtFlags::SYMLINK_NOFOLLOW)?;
         mode = st.st_mode & 0o7777;
     }
-    if EXTRA & IDS != 0 {
-        // Whose file it is, to skip the chown of one's own file.
-        std::hint::black_box((rustix::process::geteuid(), rustix::process::getegid()));
-    }
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&temp)?;
     if EXTRA & FLOCK != 0 {
         file.try_lock().map_err(|e| e.to_string())?; // so that sweep skips it
+    }
+    if EXTRA & FSTAT != 0 {
+        // Did a sweep unlink it first; which owner and mode did it get.
+        std::hint::black_box(rustix::fs::fstat(&file)?);
     }
     if EXTRA & FCHMOD != 0 {
         rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
@@ -589,9 +592,8 @@ fn syscall_costs(dir: &Path, rounds: usize) -> Res {
                 Ok(())
             },
         ),
-        ("`geteuid` + `getegid`", &|| {
-            std::hint::black_box(rustix::process::geteuid());
-            std::hint::black_box(rustix::process::getegid());
+        ("`fstat`", &|| {
+            std::hint::black_box(rustix::fs::fstat(&file)?);
             Ok(())
         }),
         ("`fchmod`", &|| {
