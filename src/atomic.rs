@@ -260,8 +260,8 @@ struct Staged {
     target: Target,
     /// The temporary file's name in `target.dir`; `None` while anonymous, or once renamed.
     temp: Option<OsString>,
-    /// The destination existed: its metadata was copied, so sync it all, not just data.
-    replaces: bool,
+    /// Owner or mode were changed after creation, so sync it all, not just data.
+    metadata_changed: bool,
     durability: Durability,
     no_clobber: bool,
 }
@@ -286,14 +286,11 @@ impl Staged {
         let mut staged = Staged {
             target,
             temp: None,
-            replaces: existing.is_some(),
+            metadata_changed: false,
             durability: opts.durability,
             no_clobber: opts.no_clobber,
         };
         let file = staged.create_temp(&perms, opts.anonymous_temp)?;
-        if let Err(e) = perms.apply(&file) {
-            return Err(staged.error(Op::SetPermissions, e));
-        }
         Ok((staged, file))
     }
 
@@ -302,10 +299,10 @@ impl Staged {
             match self.target.dir.create_anonymous(perms) {
                 // Locked like a named temp: it gets a name just before the rename.
                 Ok(Some(file)) => {
-                    return match file.try_lock() {
-                        Ok(()) => Ok(file),
-                        Err(e) => Err(self.error(Op::CreateTemp, io::Error::from(e))),
-                    };
+                    file.try_lock()
+                        .map_err(|e| self.error(Op::CreateTemp, io::Error::from(e)))?;
+                    self.settle(&file, perms, false)?;
+                    return Ok(file);
                 }
                 Ok(None) => {} // no O_TMPFILE here: fall through to a named temp
                 Err(e) => return Err(self.error(Op::CreateTemp, e)),
@@ -320,13 +317,14 @@ impl Staged {
             };
             self.temp = Some(name);
             match file.try_lock() {
-                // Between our create and our lock, a concurrent sweep may have locked the
-                // name, taken it for debris and removed it: writing on would end in a
-                // failed rename. The name is no longer ours to remove: forget it.
-                Ok(()) if sys::is_unlinked(&file).map_err(|e| self.error(Op::CreateTemp, e))? => {
+                Ok(()) => {
+                    if self.settle(&file, perms, true)? {
+                        return Ok(file);
+                    }
+                    // Between our create and our lock, a concurrent sweep locked the name,
+                    // took it for debris and removed it. It is no longer ours: forget it.
                     self.temp = None;
                 }
-                Ok(()) => return Ok(file),
                 // A concurrent sweep opened the name first and will delete it: start over.
                 Err(TryLockError::WouldBlock) => {
                     let _ = self.remove_temp();
@@ -338,12 +336,25 @@ impl Staged {
         Err(self.error(Op::CreateTemp, e))
     }
 
+    /// Gives a locked new temp its final owner and mode; `false` when a sweep removed
+    /// its name first.
+    fn settle(&mut self, file: &File, perms: &sys::Perms, named: bool) -> Result<bool> {
+        match perms.settle(file, named) {
+            Ok(sys::Settled::Unlinked) => Ok(false),
+            Ok(settled) => {
+                self.metadata_changed = settled == sys::Settled::Changed;
+                Ok(true)
+            }
+            Err(e) => Err(self.error(Op::SetPermissions, e)),
+        }
+    }
+
     /// Steps 4 to 6: sync the file, rename it over the destination, sync the directory.
     fn commit(mut self, file: File) -> Result<()> {
         if self.durability != Durability::None {
-            // A new file needs only its data (and size) on disk; a replacement also
-            // carries copied mode and owner, which only a full fsync is sure to persist.
-            let synced = if self.replaces {
+            // The data (and size) of a file created with its final metadata needs only
+            // fdatasync; a chown/chmod after creation is persisted only by a full fsync.
+            let synced = if self.metadata_changed {
                 file.sync_all()
             } else {
                 file.sync_data()

@@ -113,6 +113,16 @@ pub enum Error {
         supported: u32,
     },
 
+    /// No format is known for the file: an unknown extension, or one whose Cargo
+    /// feature is off. Choose a format explicitly on the builder.
+    #[error("no format for {}: {reason}", path.display())]
+    UnknownFormat {
+        /// The file.
+        path: PathBuf,
+        /// Why no format was chosen.
+        reason: String,
+    },
+
     /// The value was refused by a validation hook.
     #[error("invalid value for {}: {reason}", path.display())]
     Invalid {
@@ -136,8 +146,32 @@ impl Error {
             | Error::Conflict { path, .. }
             | Error::Locked { path }
             | Error::SchemaVersion { path, .. }
+            | Error::UnknownFormat { path, .. }
             | Error::Invalid { path, .. } => path,
         }
+    }
+
+    /// The same error about `path` (errors from a [`Format`](crate::Format) have an empty
+    /// path until the file is known).
+    pub(crate) fn at(mut self, path: &std::path::Path) -> Error {
+        match &mut self {
+            Error::Io { path: p, .. }
+            | Error::NotFound { path: p }
+            | Error::AlreadyExists { path: p }
+            | Error::Serialize { path: p, .. }
+            | Error::Deserialize { path: p, .. }
+            | Error::Corrupt { path: p, .. }
+            | Error::Conflict { path: p, .. }
+            | Error::Locked { path: p }
+            | Error::SchemaVersion { path: p, .. }
+            | Error::UnknownFormat { path: p, .. }
+            | Error::Invalid { path: p, .. } => {
+                if p.as_os_str().is_empty() {
+                    *p = path.to_path_buf();
+                }
+            }
+        }
+        self
     }
 
     /// Builds an [`Error::Io`].

@@ -29,15 +29,74 @@
 //!
 //! The steps of a save, and why each is there, are in the [`atomic`] module.
 //!
+//! # Typed values
+//!
+//! [`Persisted<T>`] keeps a `serde` value in a file. The format comes from the extension
+//! (`.json`, `.toml`, `.bin`) unless the builder names one; every commit is an atomic
+//! save, skipped entirely when the value's bytes did not change.
+//!
+//! ```
+//! # #[cfg(feature = "json")] {
+//! use atomic_persist::Persisted;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, Default)]
+//! struct Progress {
+//!     next_item: u64,
+//! }
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("progress.json");
+//!
+//! // With the envelope, the file also records who wrote it, when, how many commits it
+//! // has seen, and a checksum that every load verifies.
+//! let mut job = Persisted::<Progress>::builder(&path).envelope(true).open_or_default()?;
+//! job.update(|p| p.next_item += 100)?;
+//! let meta = job.meta().unwrap();
+//! println!("generation {} by run {}", meta.generation, meta.run_id);
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The [`format`](mod@format) module lists the formats and their limits, [`persisted`] what a commit
+//! does step by step, and [`envelope`] the envelope.
+//!
+//! # On-disk format
+//!
+//! A file written without the envelope is exactly the value in its format, nothing more.
+//! An enveloped file follows the **envelope format, version 1**
+//! ([`envelope::ENVELOPE_VERSION`]), specified byte for byte in the [`envelope`] module:
+//! the payload first, then the meta with a CRC-32 over the payload's exact bytes and the
+//! meta, in a shape that stays a valid JSON or TOML document.
+//!
 //! # Feature flags
 //!
+//! - `json` (default): [`Json`] and [`JsonPretty`], for `.json` files.
+//! - `toml` (default): [`Toml`], for `.toml` files; a loaded config keeps its comments.
+//! - `binary`: [`Binary`] (postcard), for `.bin` files.
+//! - `bincode`: [`format::read_bincode`], to read (and migrate) files that bincode
+//!   programs wrote; bincode is unmaintained, so it is never used to write.
 //! - `cli`: the `atomic-persist` command-line tool.
 #![deny(missing_docs)]
 
 pub mod atomic;
+pub mod envelope;
 mod error;
+pub mod format;
 pub mod lock;
+pub mod persisted;
 mod sys;
+#[cfg(feature = "toml")]
+mod toml_doc;
 
 pub use atomic::{AtomicFile, Durability, WriteOptions, sweep, write_atomic};
+pub use envelope::{Meta, run_id};
 pub use error::{BoxError, Error, Op, Result};
+#[cfg(feature = "binary")]
+pub use format::Binary;
+#[cfg(feature = "toml")]
+pub use format::Toml;
+pub use format::{AnyFormat, Format};
+#[cfg(feature = "json")]
+pub use format::{Json, JsonPretty};
+pub use persisted::{Persisted, PersistedBuilder};
+pub use uuid::Uuid;

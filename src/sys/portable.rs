@@ -28,12 +28,26 @@ impl Perms {
     }
 }
 
+/// What [`Perms::settle`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// The file's metadata is as created.
+    AsCreated,
+    /// The permissions were changed after creation.
+    Changed,
+    /// Never reported here: see `settle`.
+    #[allow(dead_code)]
+    Unlinked,
+}
+
 impl Perms {
-    /// Gives a just-created file the permissions.
-    pub(crate) fn apply(&self, file: &File) -> io::Result<()> {
+    /// Gives a just-created file the permissions. Whether a sweep removed its name
+    /// cannot be asked portably: a save that loses that race fails at its rename, with a
+    /// typed error.
+    pub(crate) fn settle(&self, file: &File, _named: bool) -> io::Result<Settled> {
         match &self.0 {
-            Some(p) => file.set_permissions(p.clone()),
-            None => Ok(()),
+            Some(p) => file.set_permissions(p.clone()).map(|()| Settled::Changed),
+            None => Ok(Settled::AsCreated),
         }
     }
 }
@@ -78,7 +92,7 @@ impl Dir {
     }
 
     pub(crate) fn create_new(&self, name: &OsStr, perms: &Perms) -> io::Result<File> {
-        let _ = perms; // applied by `Perms::apply` once the file exists
+        let _ = perms; // applied by `Perms::settle` once the file exists
         OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -118,12 +132,6 @@ impl Dir {
 
 pub(crate) fn sync_again_after_link(_file: &File) -> bool {
     false
-}
-
-/// Whether the file has lost its last name. There is no portable way to ask: a save that
-/// loses this race to a sweep fails at its rename, with a typed error.
-pub(crate) fn is_unlinked(_file: &File) -> io::Result<bool> {
-    Ok(false)
 }
 
 pub(crate) fn name_bytes(name: &OsStr) -> &[u8] {

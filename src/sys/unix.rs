@@ -28,6 +28,17 @@ pub(crate) struct Existing {
     gid: u32,
 }
 
+/// What [`Perms::settle`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// The file's metadata is as created.
+    AsCreated,
+    /// Owner or mode were changed after creation: only a full fsync persists that.
+    Changed,
+    /// The file lost its name to a concurrent `sweep`: make another.
+    Unlinked,
+}
+
 /// The permissions to give a new file.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Perms {
@@ -51,28 +62,45 @@ impl Perms {
 }
 
 impl Perms {
-    /// The mode to create the file with. While a chown is still to come, the file
-    /// belongs to its creator's user and group, not the final ones: give it only the
-    /// owner's bits until then, or a member of the creator's group could open it in that
-    /// moment and keep reading what is written. [`apply`](Self::apply) sets the rest.
+    /// The mode to create the file with, before [`settle`](Self::settle) sets the exact
+    /// one. Until then the file may carry the wrong group (the writer's, or a setgid
+    /// directory's): so the group gets no bit that others lack, and no member of a wrong
+    /// group can open it in that moment and keep reading. Special bits wait too.
     fn create_mode(&self) -> u32 {
-        if self.owner.is_some() {
-            self.mode & 0o700
-        } else {
-            self.mode
-        }
+        let other = self.mode & 0o007;
+        (self.mode & 0o707) | (self.mode & 0o070 & (other << 3))
     }
 
-    /// Gives a just-created file its owner, then its exact mode.
-    pub(crate) fn apply(&self, file: &File) -> io::Result<()> {
-        // chown before chmod: a chown clears setuid/setgid bits that the chmod restores.
-        if let Some((uid, gid)) = self.owner {
+    /// Finishes a just-created (and locked) file: one `fstat` tells whether a `sweep`
+    /// removed its name before we locked it (`Settled::Unlinked`), and which owner and
+    /// mode it got, so that `fchown`/`fchmod` run only when they change something.
+    pub(crate) fn settle(&self, file: &File, named: bool) -> io::Result<Settled> {
+        if !named && self.owner.is_none() && !self.exact {
+            return Ok(Settled::AsCreated); // nothing to ask: no sweep sees it, no perms to fix
+        }
+        let st = rustix::fs::fstat(file)?;
+        if named && st.st_nlink == 0 {
+            return Ok(Settled::Unlinked);
+        }
+        let mut changed = false;
+        if let Some((uid, gid)) = self.owner
+            && (st.st_uid, st.st_gid) != (uid, gid)
+        {
             set_owner(file, uid, gid)?;
+            changed = true;
         }
-        if self.exact {
+        #[allow(clippy::unnecessary_cast, reason = "st_mode is u16 on some targets")]
+        let mode = st.st_mode as u32 & 0o7777;
+        // After a chown the kernel may have cleared setuid/setgid: always restore then.
+        if self.exact && (changed || mode != self.mode) {
             rustix::fs::fchmod(file, Mode::from_raw_mode(self.mode as _))?;
+            changed = true;
         }
-        Ok(())
+        Ok(if changed {
+            Settled::Changed
+        } else {
+            Settled::AsCreated
+        })
     }
 }
 
@@ -90,9 +118,8 @@ impl Existing {
         Perms {
             mode: explicit.unwrap_or(self.mode & 0o7777),
             exact: true,
-            // Always, even for a file of our own user and group: in a setgid directory a
-            // new file takes the directory's group, not ours, so comparing with our ids
-            // cannot tell whether the chown is needed.
+            // Compared with what the new file got, not with our own ids: in a setgid
+            // directory a new file takes the directory's group.
             owner: Some((self.uid, self.gid)),
         }
     }
@@ -237,12 +264,6 @@ pub(crate) fn sync_again_after_link(file: &File) -> bool {
         let _ = file;
         false
     }
-}
-
-/// Whether `file` has lost its last name: a `sweep` that locked a just-created temporary
-/// file before its writer did has removed it by the time it lets go of the lock.
-pub(crate) fn is_unlinked(file: &File) -> io::Result<bool> {
-    Ok(rustix::fs::fstat(file)?.st_nlink == 0)
 }
 
 /// The bytes of a file name, for building the temporary file's name.

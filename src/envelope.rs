@@ -1,0 +1,861 @@
+//! The envelope: metadata and a checksum around a value, in the value's own format.
+//!
+//! With the envelope on ([`PersistedBuilder::envelope`](crate::PersistedBuilder::envelope)),
+//! a file carries a [`Meta`] beside the value: which process run wrote it, when, how
+//! many commits the file has seen, the value's schema version, and a checksum that every
+//! load verifies. A torn write by another tool, a flipped bit on disk or a hand edit is
+//! then [`Error::Corrupt`], never a value. Without the envelope the file is the plain
+//! value, which is what configuration files that people edit should be.
+//!
+//! An enveloped file is still a valid document of its format: `jq .data state.json`
+//! reads a JSON checkpoint, and any TOML parser reads a TOML one.
+//!
+//! # On-disk format, version 1
+//!
+//! The **payload** is the value serialized by its format. The **checksum** is CRC-32
+//! (IEEE, as `crc32fast`, zlib and PNG compute it) over the payload's exact bytes, as
+//! they are in the file, followed by the 56 **canonical meta bytes**:
+//!
+//! ```text
+//! "atomic-persist/1"  (16 ASCII bytes)
+//! run_id              16 bytes, the UUID's big-endian bytes
+//! written_at          i64 LE seconds since 1970-01-01T00:00:00Z,
+//!                     i32 LE nanoseconds (negative before 1970)
+//! generation          u64 LE
+//! schema_version      u32 LE
+//! ```
+//!
+//! so the metadata is covered too. The payload comes *before* the metadata in every
+//! layout: the checksum is known only once the payload is written, and a value is
+//! streamed to disk without holding its bytes.
+//!
+//! **JSON** (`Json` compact, `JsonPretty` indented by two spaces, payload lines included):
+//!
+//! ```text
+//! {"atomic_persist":1,"data":PAYLOAD,"meta":{"run_id":"0193…","written_at":"2026-11-25T19:41:02.123456789Z","generation":3,"schema_version":0,"checksum":"crc32:1a2b3c4d"}}
+//! ```
+//!
+//! The first key is `atomic_persist`, the envelope version; `run_id` is the hyphenated
+//! UUID, `written_at` RFC 3339 in UTC with up to nine fractional digits, `checksum` the
+//! CRC as eight lowercase hex digits. The payload is the text of the `data` value.
+//!
+//! **TOML**:
+//!
+//! ```text
+//! atomic_persist = 1
+//!                                      ┐
+//! [data]                               │ payload: everything after the first line up to
+//! name = "x"                           │ the last line that is exactly `[meta]`; it is
+//!                                      ┘ the value serialized under the key `data`
+//! [meta]
+//! run_id = "0193…"
+//! written_at = 2026-11-25T19:41:02.123456789Z     (a TOML offset date-time)
+//! generation = 3
+//! schema_version = 0
+//! checksum = "crc32:1a2b3c4d"
+//! ```
+//!
+//! **Binary** (all integers little-endian):
+//!
+//! ```text
+//! offset   size  field
+//! 0        8     magic "APERSIST"
+//! 8        4     envelope version (1)
+//! 12       N     payload (postcard)
+//! 12+N     8     N, the payload length
+//!          16    run_id
+//!          8+4   written_at: seconds, nanoseconds (as in the canonical bytes)
+//!          8     generation
+//!          4     schema_version
+//!          4     checksum
+//!          8     magic "APERSIST"
+//! ```
+//!
+//! # Reading rules
+//!
+//! - Opened with the envelope on, a file that starts like an envelope (its first JSON
+//!   key or TOML line is `atomic_persist`, or it starts with the binary magic, or is a
+//!   truncated start of one) must be a complete, intact envelope: anything else is
+//!   [`Error::Corrupt`]. So is a file that does not start like one but whose top level
+//!   has two of the three keys `atomic_persist`, `data`, `meta` and nothing else (or, in
+//!   binary, ends with the magic): one damaged byte must not turn a checkpoint into a
+//!   plain value.
+//! - An empty file is [`Error::Corrupt`] (a 0-byte file is what a non-atomic writer
+//!   leaves after a crash), except that, with the envelope off, a value that really is
+//!   empty in its format (an empty TOML table, a unit value in binary) loads.
+//! - Any other file is a plain value: it loads with [`Persisted::meta`](crate::Persisted::meta)
+//!   `None`, and gains the envelope on its next commit.
+//! - Opened with the envelope off, an enveloped file is an error that says so, rather
+//!   than a value read from the wrong place.
+//! - A payload that is intact (the checksum matches) but does not fit the type is
+//!   [`Error::Deserialize`], with line and column in the file for JSON and TOML.
+//! - A newer envelope version is [`Error::Corrupt`] with a reason that names it.
+
+// With some formats' features off, parts of the per-format matches compile away.
+#![cfg_attr(
+    not(all(feature = "json", feature = "toml", feature = "binary")),
+    allow(
+        unused_variables,
+        unused_mut,
+        unreachable_code,
+        unreachable_patterns,
+        dead_code
+    )
+)]
+
+use std::hash::Hasher;
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::format::{AnyFormat, Format};
+
+/// The version of the on-disk envelope this build writes and reads.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// What an enveloped file says about itself.
+///
+/// ```
+/// # #[cfg(feature = "json")] {
+/// use atomic_persist::Persisted;
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("job.json");
+/// let mut p = Persisted::<u64>::builder(&path).envelope(true).open_or_default()?;
+/// p.set(7)?;
+/// let meta = p.meta().unwrap();
+/// assert_eq!(meta.generation, 1);
+/// assert_eq!(meta.run_id, atomic_persist::run_id());
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Meta {
+    /// The run (process) that wrote the file: [`run_id()`] unless the builder set one.
+    pub run_id: Uuid,
+    /// When the file was written, just before it was renamed into place (RFC 3339 UTC
+    /// on disk); never earlier than the previous commit of the same handle.
+    pub written_at: SystemTime,
+    /// How many commits with the envelope this file has seen: 1 for the first.
+    pub generation: u64,
+    /// The schema version of the value, as the writer declared it.
+    pub schema_version: u32,
+    /// CRC-32 of the payload bytes and the canonical meta bytes (see the format spec).
+    pub checksum: u32,
+}
+
+impl Meta {
+    /// `written_at` as RFC 3339 in UTC, as it is on disk: `2026-11-25T19:41:02.5Z`.
+    pub fn written_at_rfc3339(&self) -> String {
+        timestamp(self.written_at)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|_| "(out of range)".into())
+    }
+}
+
+impl std::fmt::Display for Meta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "generation {}, written {} by run {}, schema version {}",
+            self.generation,
+            self.written_at_rfc3339(),
+            self.run_id,
+            self.schema_version
+        )
+    }
+}
+
+/// This process's run id: a UUIDv7 drawn once per process, so ids sort by start time.
+/// Every enveloped commit records it unless the builder sets another
+/// ([`PersistedBuilder::run_id`](crate::PersistedBuilder::run_id)); log it to tie a file
+/// to the run that wrote it.
+///
+/// ```
+/// assert_eq!(atomic_persist::run_id(), atomic_persist::run_id());
+/// assert_eq!(atomic_persist::run_id().get_version_num(), 7);
+/// ```
+pub fn run_id() -> Uuid {
+    static RUN_ID: OnceLock<Uuid> = OnceLock::new();
+    *RUN_ID.get_or_init(Uuid::now_v7)
+}
+
+/// Checks the envelope of the file at `path` (format from its extension) without
+/// knowing the value's type: `Ok(Some(meta))` when it is enveloped and intact,
+/// `Ok(None)` when it is a plain file (nothing to verify), [`Error::Corrupt`] when it is
+/// damaged.
+///
+/// ```
+/// # #[cfg(feature = "json")] {
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("job.json");
+/// # let mut p = atomic_persist::Persisted::<u64>::builder(&path).envelope(true).open_or_default()?;
+/// # p.set(7)?;
+/// let meta = atomic_persist::envelope::verify(&path)?.expect("enveloped");
+/// assert_eq!(meta.generation, 1);
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn verify(path: impl AsRef<Path>) -> Result<Option<Meta>> {
+    let path = path.as_ref();
+    let format = AnyFormat::from_path(path)?;
+    let bytes = crate::persisted::read_file(path)?;
+    Ok(split(format, &bytes, true).map_err(|e| e.at(path))?.meta)
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading
+
+/// A file split into its payload and (when enveloped) its verified meta.
+pub(crate) struct Split<'a> {
+    /// The payload's bytes (the whole file when plain).
+    pub payload: &'a [u8],
+    /// Where the payload starts in the file.
+    pub offset: usize,
+    /// The verified meta, `None` for a plain file.
+    pub meta: Option<Meta>,
+}
+
+/// How the start of a file looks.
+#[derive(PartialEq, Eq, Debug)]
+enum Marker {
+    /// It starts like an envelope.
+    Envelope,
+    /// It is a non-empty, truncated start of an envelope.
+    Truncated,
+    /// It does not.
+    No,
+}
+
+fn corrupt(reason: impl Into<String>) -> Error {
+    Error::Corrupt {
+        path: Default::default(),
+        reason: reason.into(),
+    }
+}
+
+/// Splits a file's bytes. `envelope` says whether the caller expects one.
+pub(crate) fn split(format: AnyFormat, bytes: &[u8], envelope: bool) -> Result<Split<'_>> {
+    if bytes.is_empty() && envelope {
+        // An enveloped file is never empty, and an empty plain file must not pass for a
+        // checkpoint.
+        return Err(empty_file());
+    }
+    let marker = marker(format, bytes);
+    if marker != Marker::No {
+        if !envelope {
+            return Err(crate::format::deserialize_error(
+                format.name(),
+                None,
+                "the file has an atomic-persist envelope (meta + data); open it with \
+                 the envelope on: Persisted::builder(path).envelope(true)",
+            ));
+        }
+        if marker == Marker::Truncated {
+            return Err(corrupt("the file is a truncated envelope header"));
+        }
+        return split_envelope(format, bytes);
+    }
+    if envelope && looks_enveloped(format, bytes) {
+        return Err(corrupt(
+            "the file has the shape of an envelope but not its first key or magic: \
+             a damaged envelope",
+        ));
+    }
+    Ok(Split {
+        payload: bytes,
+        offset: 0,
+        meta: None,
+    })
+}
+
+/// The error for a 0-byte file that is not a valid value.
+pub(crate) fn empty_file() -> Error {
+    corrupt(
+        "the file is empty (0 bytes): typically a write interrupted by a crash in a \
+         program that does not save atomically",
+    )
+}
+
+/// Deserializes the payload of a split file; positions in errors point into the file.
+pub(crate) fn decode<T: DeserializeOwned>(
+    format: AnyFormat,
+    file: &[u8],
+    split: &Split<'_>,
+) -> Result<T> {
+    match format {
+        #[cfg(feature = "json")]
+        AnyFormat::Json | AnyFormat::JsonPretty => {
+            let origin = crate::format::line_column(file, split.offset);
+            serde_json::from_slice(split.payload)
+                .map_err(|e| crate::format::json_deserialize_error(e, origin))
+        }
+        #[cfg(feature = "toml")]
+        AnyFormat::Toml if split.meta.is_some() => {
+            #[derive(serde::Deserialize)]
+            struct Data<T> {
+                data: T,
+            }
+            crate::format::toml_from_slice::<Data<T>>(file, split.payload, split.offset)
+                .map(|d| d.data)
+        }
+        #[allow(unreachable_patterns)]
+        _ => format.deserialize(split.payload),
+    }
+}
+
+fn marker(format: AnyFormat, bytes: &[u8]) -> Marker {
+    match format {
+        #[cfg(feature = "json")]
+        AnyFormat::Json | AnyFormat::JsonPretty => {
+            let rest = skip_json_ws(bytes);
+            match rest.split_first() {
+                Some((b'{', rest)) if skip_json_ws(rest).starts_with(b"\"atomic_persist\"") => {
+                    Marker::Envelope
+                }
+                _ => Marker::No,
+            }
+        }
+        #[cfg(feature = "toml")]
+        AnyFormat::Toml => prefix_marker(bytes, TOML_KEY, TOML_PREFIX),
+        #[cfg(feature = "binary")]
+        AnyFormat::Binary => prefix_marker(bytes, &MAGIC, &MAGIC),
+    }
+}
+
+/// `Envelope` when `bytes` starts with `start`, `Truncated` when it is a start of
+/// `full`.
+#[cfg(any(feature = "toml", feature = "binary"))]
+fn prefix_marker(bytes: &[u8], start: &[u8], full: &[u8]) -> Marker {
+    if bytes.starts_with(start) {
+        Marker::Envelope
+    } else if !bytes.is_empty() && full.starts_with(bytes) {
+        Marker::Truncated
+    } else {
+        Marker::No
+    }
+}
+
+#[cfg(feature = "json")]
+fn skip_json_ws(bytes: &[u8]) -> &[u8] {
+    let n = bytes
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .count();
+    &bytes[n..]
+}
+
+/// A damaged envelope whose marker was hit: the top level has two of the three
+/// envelope keys and nothing else (or, in binary, the file ends with the magic).
+fn looks_enveloped(format: AnyFormat, bytes: &[u8]) -> bool {
+    let keys: Option<TopKeys> = match format {
+        #[cfg(feature = "json")]
+        AnyFormat::Json | AnyFormat::JsonPretty => serde_json::from_slice(bytes).ok(),
+        #[cfg(feature = "toml")]
+        AnyFormat::Toml => toml::from_slice(bytes).ok(),
+        #[cfg(feature = "binary")]
+        AnyFormat::Binary => return bytes.ends_with(&MAGIC),
+    };
+    keys.is_some_and(|k| k.total <= 3 && k.envelope_keys >= 2)
+}
+
+/// The count of a document's top-level keys, and of those named like envelope keys;
+/// values are skipped without being built.
+#[derive(Default)]
+#[cfg_attr(not(any(feature = "json", feature = "toml")), allow(dead_code))]
+struct TopKeys {
+    total: usize,
+    envelope_keys: usize,
+}
+
+impl<'de> serde::Deserialize<'de> for TopKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = TopKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<TopKeys, A::Error> {
+                let mut keys = TopKeys::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    keys.total += 1;
+                    if matches!(key.as_str(), "atomic_persist" | "data" | "meta") {
+                        keys.envelope_keys += 1;
+                    }
+                }
+                Ok(keys)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Meta as JSON and TOML spell it.
+#[cfg(any(feature = "json", feature = "toml"))]
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TextMeta {
+    run_id: String,
+    #[cfg_attr(feature = "toml", serde(deserialize_with = "string_or_datetime"))]
+    written_at: String,
+    generation: u64,
+    schema_version: u32,
+    checksum: String,
+}
+
+/// A TOML offset date-time (or, in JSON, a string), as its RFC 3339 text.
+#[cfg(feature = "toml")]
+fn string_or_datetime<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<String, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(String),
+        Datetime(toml::value::Datetime),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::Text(s) => s,
+        Either::Datetime(dt) => dt.to_string(),
+    })
+}
+#[cfg(feature = "toml")]
+use serde::Deserialize as _;
+
+#[cfg(any(feature = "json", feature = "toml"))]
+impl TextMeta {
+    fn parse(self) -> Result<Meta> {
+        let run_id = Uuid::try_parse(&self.run_id)
+            .map_err(|e| corrupt(format!("meta.run_id `{}`: {e}", self.run_id)))?;
+        let written_at = self
+            .written_at
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .and_then(|t| SystemTime::try_from(t).ok())
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "meta.written_at `{}` is not an RFC 3339 time",
+                    self.written_at
+                ))
+            })?;
+        let checksum = self
+            .checksum
+            .strip_prefix("crc32:")
+            .filter(|h| h.len() == 8)
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "meta.checksum `{}` is not `crc32:` and 8 hex digits",
+                    self.checksum
+                ))
+            })?;
+        Ok(Meta {
+            run_id,
+            written_at,
+            generation: self.generation,
+            schema_version: self.schema_version,
+            checksum,
+        })
+    }
+}
+
+fn check_version(found: u64) -> Result<()> {
+    if found == u64::from(ENVELOPE_VERSION) {
+        Ok(())
+    } else {
+        Err(corrupt(format!(
+            "envelope version {found}, this build reads version {ENVELOPE_VERSION}"
+        )))
+    }
+}
+
+/// Checks the checksum of a payload and its meta.
+fn verified(payload: &[u8], meta: Meta) -> Result<Meta> {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(payload);
+    let actual = checksum(crc, &meta);
+    if actual != meta.checksum {
+        return Err(corrupt(format!(
+            "checksum mismatch: the file says crc32:{:08x}, its contents hash to \
+             crc32:{actual:08x} (damaged or edited by hand)",
+            meta.checksum
+        )));
+    }
+    Ok(meta)
+}
+
+fn split_envelope(format: AnyFormat, bytes: &[u8]) -> Result<Split<'_>> {
+    match format {
+        #[cfg(feature = "json")]
+        AnyFormat::Json | AnyFormat::JsonPretty => split_json(bytes),
+        #[cfg(feature = "toml")]
+        AnyFormat::Toml => split_toml(bytes),
+        #[cfg(feature = "binary")]
+        AnyFormat::Binary => split_binary(bytes),
+    }
+}
+
+#[cfg(feature = "json")]
+fn split_json(bytes: &[u8]) -> Result<Split<'_>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Envelope<'a> {
+        atomic_persist: u64,
+        #[serde(borrow)]
+        data: &'a serde_json::value::RawValue,
+        meta: TextMeta,
+    }
+    let envelope: Envelope<'_> = serde_json::from_slice(bytes).map_err(|e| {
+        corrupt(format!(
+            "not a complete envelope ({e}): truncated, damaged or edited"
+        ))
+    })?;
+    check_version(envelope.atomic_persist)?;
+    let payload = envelope.data.get().as_bytes();
+    let offset = payload.as_ptr() as usize - bytes.as_ptr() as usize;
+    let meta = verified(payload, envelope.meta.parse()?)?;
+    Ok(Split {
+        payload,
+        offset,
+        meta: Some(meta),
+    })
+}
+
+#[cfg(feature = "toml")]
+const TOML_KEY: &[u8] = b"atomic_persist =";
+#[cfg(feature = "toml")]
+const TOML_PREFIX: &[u8] = b"atomic_persist = 1\n";
+#[cfg(feature = "toml")]
+const TOML_META: &[u8] = b"\n[meta]\n";
+
+#[cfg(feature = "toml")]
+fn split_toml(bytes: &[u8]) -> Result<Split<'_>> {
+    let line_end = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(bytes.len(), |i| i + 1);
+    let first = std::str::from_utf8(&bytes[..line_end])
+        .ok()
+        .and_then(|l| l.strip_prefix("atomic_persist ="))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| corrupt("the first line is not `atomic_persist = VERSION`"))?;
+    check_version(first)?;
+    if &bytes[..line_end] != TOML_PREFIX {
+        return Err(corrupt("the first line is not `atomic_persist = 1`"));
+    }
+    let rest = &bytes[line_end..];
+    let at = rest
+        .windows(TOML_META.len())
+        .rposition(|w| w == TOML_META)
+        .ok_or_else(|| corrupt("no `[meta]` table: the file is truncated or damaged"))?;
+    let payload = &rest[..=at];
+    let meta_text = &rest[at + 1..];
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct MetaTable {
+        meta: TextMeta,
+    }
+    let table: MetaTable = toml::from_slice(meta_text).map_err(|e| {
+        corrupt(format!(
+            "the [meta] table is damaged: {}",
+            e.message().trim()
+        ))
+    })?;
+    let meta = verified(payload, table.meta.parse()?)?;
+    Ok(Split {
+        payload,
+        offset: line_end,
+        meta: Some(meta),
+    })
+}
+
+#[cfg(feature = "binary")]
+const MAGIC: [u8; 8] = *b"APERSIST";
+#[cfg(feature = "binary")]
+const BINARY_HEADER: usize = 12;
+#[cfg(feature = "binary")]
+const BINARY_TRAILER: usize = 8 + 16 + 8 + 4 + 8 + 4 + 4 + 8;
+
+#[cfg(feature = "binary")]
+fn split_binary(bytes: &[u8]) -> Result<Split<'_>> {
+    if bytes.len() < BINARY_HEADER + BINARY_TRAILER {
+        return Err(corrupt(format!(
+            "{} bytes is shorter than an envelope's header and trailer: truncated",
+            bytes.len()
+        )));
+    }
+    let le = |at: usize, n: usize| -> u64 {
+        let mut b = [0u8; 8];
+        b[..n].copy_from_slice(&bytes[at..at + n]);
+        u64::from_le_bytes(b)
+    };
+    check_version(le(8, 4))?;
+    let t = bytes.len() - BINARY_TRAILER;
+    if bytes[bytes.len() - 8..] != MAGIC {
+        return Err(corrupt(
+            "the trailer's magic is missing: truncated or damaged",
+        ));
+    }
+    let len = le(t, 8);
+    if len != (t - BINARY_HEADER) as u64 {
+        return Err(corrupt(format!(
+            "the trailer says the payload has {len} bytes, the file holds {}: \
+             truncated or damaged",
+            t - BINARY_HEADER
+        )));
+    }
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&bytes[t + 8..t + 24]);
+    let seconds = le(t + 24, 8) as i64;
+    let nanos = le(t + 32, 4) as u32 as i32;
+    let written_at = jiff::Timestamp::new(seconds, nanos)
+        .ok()
+        .and_then(|t| SystemTime::try_from(t).ok())
+        .ok_or_else(|| corrupt("meta.written_at is out of range"))?;
+    let meta = Meta {
+        run_id: Uuid::from_bytes(id),
+        written_at,
+        generation: le(t + 36, 8),
+        schema_version: le(t + 44, 4) as u32,
+        checksum: le(t + 48, 4) as u32,
+    };
+    let payload = &bytes[BINARY_HEADER..t];
+    let meta = verified(payload, meta)?;
+    Ok(Split {
+        payload,
+        offset: BINARY_HEADER,
+        meta: Some(meta),
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing
+
+fn timestamp(t: SystemTime) -> std::result::Result<jiff::Timestamp, jiff::Error> {
+    jiff::Timestamp::try_from(t)
+}
+
+/// The 56 canonical meta bytes of the spec.
+fn canonical(meta: &Meta) -> [u8; 56] {
+    let ts = timestamp(meta.written_at).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let mut out = [0u8; 56];
+    out[..16].copy_from_slice(b"atomic-persist/1");
+    out[16..32].copy_from_slice(meta.run_id.as_bytes());
+    out[32..40].copy_from_slice(&ts.as_second().to_le_bytes());
+    out[40..44].copy_from_slice(&ts.subsec_nanosecond().to_le_bytes());
+    out[44..52].copy_from_slice(&meta.generation.to_le_bytes());
+    out[52..56].copy_from_slice(&meta.schema_version.to_le_bytes());
+    out
+}
+
+/// The checksum of a payload hashed so far and its meta.
+pub(crate) fn checksum(mut payload_crc: crc32fast::Hasher, meta: &Meta) -> u32 {
+    payload_crc.update(&canonical(meta));
+    payload_crc.finalize()
+}
+
+/// Hashes the bytes that pass through: CRC-32 for the checksum, SipHash and length for
+/// the "unchanged since last commit" fingerprint. Keeps the writer's first I/O error.
+pub(crate) struct Hashing<W> {
+    inner: W,
+    pub crc: crc32fast::Hasher,
+    sip: std::hash::DefaultHasher,
+    len: u64,
+    pub error: Option<io::Error>,
+}
+
+/// The identity of a payload's bytes, without keeping them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fingerprint {
+    len: u64,
+    crc: u32,
+    sip: u64,
+}
+
+impl Fingerprint {
+    /// How many bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The fingerprint of bytes in memory.
+    pub(crate) fn of(bytes: &[u8]) -> Fingerprint {
+        let mut h = Hashing::new(io::sink());
+        let _ = h.write_all(bytes);
+        h.fingerprint()
+    }
+}
+
+impl<W: Write> Hashing<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        Hashing {
+            inner,
+            crc: crc32fast::Hasher::new(),
+            sip: std::hash::DefaultHasher::new(),
+            len: 0,
+            error: None,
+        }
+    }
+
+    pub(crate) fn fingerprint(&self) -> Fingerprint {
+        Fingerprint {
+            len: self.len,
+            crc: self.crc.clone().finalize(),
+            sip: self.sip.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match self.inner.write(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                self.error
+                    .get_or_insert(io::Error::new(e.kind(), e.to_string()));
+                return Err(e);
+            }
+        };
+        self.crc.update(&buf[..n]);
+        self.sip.write(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Adds two spaces after every newline: nests `JsonPretty`'s output one level deeper.
+/// JSON strings escape their newlines, so every raw newline is layout.
+#[cfg(feature = "json")]
+struct Indent<W>(W);
+
+#[cfg(feature = "json")]
+impl<W: Write> Write for Indent<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while let Some(i) = buf.iter().position(|&b| b == b'\n') {
+            self.0.write_all(&buf[..=i])?;
+            self.0.write_all(b"  ")?;
+            buf = &buf[i + 1..];
+        }
+        self.0.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Writes the payload of `value`: the whole file when plain, the part the checksum
+/// covers when enveloped. TOML has no streaming serializer, so it goes through a string.
+pub(crate) fn write_payload<T: Serialize + ?Sized, W: Write>(
+    format: AnyFormat,
+    enveloped: bool,
+    value: &T,
+    mut out: W,
+) -> Result<()> {
+    match format {
+        #[cfg(feature = "json")]
+        AnyFormat::JsonPretty if enveloped => serde_json::to_writer_pretty(Indent(&mut out), value)
+            .map_err(crate::format::serialize_error),
+        #[cfg(feature = "toml")]
+        AnyFormat::Toml if enveloped => {
+            #[derive(Serialize)]
+            struct Data<'a, T: ?Sized> {
+                data: &'a T,
+            }
+            let mut text =
+                toml::to_string(&Data { data: value }).map_err(crate::format::serialize_error)?;
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            out.write_all(b"\n")
+                .and_then(|()| out.write_all(text.as_bytes()))
+                .map_err(crate::format::io_serialize_error)
+        }
+        _ => format.serialize(value, out),
+    }
+}
+
+/// Writes what comes before the payload in an enveloped file.
+pub(crate) fn write_head<W: Write>(format: AnyFormat, mut out: W) -> io::Result<()> {
+    match format {
+        #[cfg(feature = "json")]
+        AnyFormat::Json => out.write_all(b"{\"atomic_persist\":1,\"data\":"),
+        #[cfg(feature = "json")]
+        AnyFormat::JsonPretty => out.write_all(b"{\n  \"atomic_persist\": 1,\n  \"data\": "),
+        #[cfg(feature = "toml")]
+        AnyFormat::Toml => out.write_all(TOML_PREFIX),
+        #[cfg(feature = "binary")]
+        AnyFormat::Binary => {
+            out.write_all(&MAGIC)?;
+            out.write_all(&ENVELOPE_VERSION.to_le_bytes())
+        }
+    }
+}
+
+/// Writes what comes after the payload in an enveloped file.
+pub(crate) fn write_tail<W: Write>(
+    format: AnyFormat,
+    meta: &Meta,
+    payload_len: u64,
+    mut out: W,
+) -> io::Result<()> {
+    let _ = payload_len;
+    #[cfg(any(feature = "json", feature = "toml"))]
+    let time = meta.written_at_rfc3339();
+    match format {
+        #[cfg(feature = "json")]
+        AnyFormat::Json => write!(
+            out,
+            ",\"meta\":{{\"run_id\":\"{}\",\"written_at\":\"{time}\",\"generation\":{},\
+             \"schema_version\":{},\"checksum\":\"crc32:{:08x}\"}}}}",
+            meta.run_id, meta.generation, meta.schema_version, meta.checksum
+        ),
+        #[cfg(feature = "json")]
+        AnyFormat::JsonPretty => write!(
+            out,
+            ",\n  \"meta\": {{\n    \"run_id\": \"{}\",\n    \"written_at\": \"{time}\",\n    \
+             \"generation\": {},\n    \"schema_version\": {},\n    \
+             \"checksum\": \"crc32:{:08x}\"\n  }}\n}}\n",
+            meta.run_id, meta.generation, meta.schema_version, meta.checksum
+        ),
+        #[cfg(feature = "toml")]
+        AnyFormat::Toml => write!(
+            out,
+            "[meta]\nrun_id = \"{}\"\nwritten_at = {time}\ngeneration = {}\n\
+             schema_version = {}\nchecksum = \"crc32:{:08x}\"\n",
+            meta.run_id, meta.generation, meta.schema_version, meta.checksum
+        ),
+        #[cfg(feature = "binary")]
+        AnyFormat::Binary => {
+            let ts = timestamp(meta.written_at).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+            out.write_all(&payload_len.to_le_bytes())?;
+            out.write_all(meta.run_id.as_bytes())?;
+            out.write_all(&ts.as_second().to_le_bytes())?;
+            out.write_all(&ts.subsec_nanosecond().to_le_bytes())?;
+            out.write_all(&meta.generation.to_le_bytes())?;
+            out.write_all(&meta.schema_version.to_le_bytes())?;
+            out.write_all(&meta.checksum.to_le_bytes())?;
+            out.write_all(&MAGIC)
+        }
+    }
+}

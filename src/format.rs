@@ -1,0 +1,667 @@
+//! Formats: how a value becomes bytes and back.
+//!
+//! A [`Format`] turns a `serde` value into the bytes of a file and back. Four are built
+//! in, each behind a Cargo feature:
+//!
+//! | format | extension | feature | notes |
+//! |---|---|---|---|
+//! | [`Json`] | `.json` | `json` (default) | compact, one line |
+//! | [`JsonPretty`] | — | `json` (default) | indented, ends with a newline; choose it with [`PersistedBuilder::format`](crate::PersistedBuilder::format) |
+//! | [`Toml`] | `.toml` | `toml` (default) | comments of a loaded config survive a save |
+//! | [`Binary`] | `.bin` | `binary` | postcard's stable wire format; small and fast, not self-describing |
+//!
+//! [`Persisted`](crate::Persisted) picks the format from the file's extension unless one
+//! is given; [`AnyFormat::from_path`] does the same for your own code, and an unknown
+//! extension is [`Error::UnknownFormat`], never a guess.
+//!
+//! # Errors carry positions
+//!
+//! A JSON or TOML file that does not parse, or parses into the wrong shape, gives
+//! [`Error::Deserialize`] with the 1-based line and column of the problem. Errors from the
+//! methods of this trait have an empty path, since a format does not know the file;
+//! [`Persisted`](crate::Persisted) fills it in.
+//!
+//! # The binary format is not self-describing
+//!
+//! postcard writes values without field names or type tags: the reader must know the
+//! exact type. So serde features that need to look at the data to know its shape do not
+//! work with [`Binary`]:
+//!
+//! - `#[serde(flatten)]` and maps of unknown length fail to serialize;
+//! - `#[serde(untagged)]` enums, `#[serde(tag = "...")]` and `serde_json::Value`-like
+//!   "any" types fail to deserialize;
+//! - `#[serde(skip_serializing_if = "...")]` writes *nothing* for a skipped field, and the
+//!   reader then reads the next field's bytes in its place: never combine it with
+//!   `Binary`.
+//!
+//! The first two give an error that says so (it names "not self-describing"); the third
+//! cannot be detected by the format and is why the envelope's checksum does not help
+//! there: the bytes are intact, the type is wrong. Adding or reordering fields also
+//! changes the wire format: bump the [`schema_version`](crate::PersistedBuilder::schema_version).
+//!
+//! # Sealed
+//!
+//! The trait is sealed: each built-in format has a known way to carry the
+//! [envelope](crate::envelope) that keeps an enveloped file a valid document of its
+//! format. You can still call `serialize` and `deserialize` directly.
+
+// With every format's feature off, `AnyFormat` has no variants and its methods no body.
+#![cfg_attr(
+    not(any(feature = "json", feature = "toml", feature = "binary")),
+    allow(unused_variables, unreachable_code, unreachable_patterns, dead_code)
+)]
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{BoxError, Error, Result};
+
+/// How a value becomes bytes and back (sealed; see the [module docs](self)).
+///
+/// ```
+/// # #[cfg(feature = "json")] {
+/// use atomic_persist::{Format, Json};
+/// let mut bytes = Vec::new();
+/// Json.serialize(&vec![1, 2, 3], &mut bytes)?;
+/// assert_eq!(bytes, b"[1,2,3]");
+/// let back: Vec<u32> = Json.deserialize(&bytes)?;
+/// assert_eq!(back, [1, 2, 3]);
+/// # }
+/// # Ok::<(), atomic_persist::Error>(())
+/// ```
+pub trait Format: sealed::Sealed {
+    /// The format's name in messages, such as `"json"`.
+    fn name(&self) -> &'static str;
+
+    /// Writes `value` as a complete document into `out`.
+    fn serialize<T: Serialize + ?Sized, W: Write>(&self, value: &T, out: W) -> Result<()>;
+
+    /// Reads a value from a complete document.
+    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T>;
+}
+
+mod sealed {
+    /// Seals [`Format`](super::Format) and maps each format to its [`AnyFormat`](super::AnyFormat).
+    pub trait Sealed {
+        /// The format as an enum value.
+        fn any(&self) -> super::AnyFormat;
+    }
+}
+
+/// Compact JSON (`.json`): one line, no trailing newline.
+#[cfg(feature = "json")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Json;
+
+/// Indented JSON: two spaces per level, ends with a newline. Not chosen by extension:
+/// ask for it with [`PersistedBuilder::format`](crate::PersistedBuilder::format).
+#[cfg(feature = "json")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct JsonPretty;
+
+/// TOML (`.toml`). The value must serialize as a table (a struct or a map).
+#[cfg(feature = "toml")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Toml;
+
+/// postcard's compact binary wire format (`.bin`); see the
+/// [module docs](self#the-binary-format-is-not-self-describing) for its limits.
+#[cfg(feature = "binary")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Binary;
+
+/// One of the built-in formats, as a value: what [`Persisted`](crate::Persisted) stores,
+/// and what [`AnyFormat::from_path`] picks from an extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AnyFormat {
+    /// [`Json`].
+    #[cfg(feature = "json")]
+    Json,
+    /// [`JsonPretty`].
+    #[cfg(feature = "json")]
+    JsonPretty,
+    /// [`Toml`].
+    #[cfg(feature = "toml")]
+    Toml,
+    /// [`Binary`].
+    #[cfg(feature = "binary")]
+    Binary,
+}
+
+impl AnyFormat {
+    /// The format for a file name's extension: `.json` → [`Json`], `.toml` → [`Toml`],
+    /// `.bin` → [`Binary`] (case-insensitive). Anything else, or an extension whose
+    /// feature is off, is [`Error::UnknownFormat`].
+    ///
+    /// ```
+    /// use atomic_persist::{AnyFormat, Error};
+    /// # #[cfg(feature = "json")]
+    /// assert_eq!(AnyFormat::from_path("state.json")?, AnyFormat::Json);
+    /// assert!(matches!(AnyFormat::from_path("state.yaml"), Err(Error::UnknownFormat { .. })));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn from_path(path: impl AsRef<Path>) -> Result<AnyFormat> {
+        let path = path.as_ref();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        let unknown = |reason: String| Error::UnknownFormat {
+            path: path.to_path_buf(),
+            reason,
+        };
+        match ext.as_deref() {
+            #[cfg(feature = "json")]
+            Some("json") => Ok(AnyFormat::Json),
+            #[cfg(not(feature = "json"))]
+            Some("json") => Err(unknown("the `json` feature is not enabled".into())),
+            #[cfg(feature = "toml")]
+            Some("toml") => Ok(AnyFormat::Toml),
+            #[cfg(not(feature = "toml"))]
+            Some("toml") => Err(unknown("the `toml` feature is not enabled".into())),
+            #[cfg(feature = "binary")]
+            Some("bin") => Ok(AnyFormat::Binary),
+            #[cfg(not(feature = "binary"))]
+            Some("bin") => Err(unknown("the `binary` feature is not enabled".into())),
+            Some(other) => Err(unknown(format!(
+                "no format for the extension `.{other}` (known: .json, .toml, .bin); \
+                 choose one with the builder's .format(..)"
+            ))),
+            None => Err(unknown(
+                "the file name has no extension to choose a format by (known: .json, \
+                 .toml, .bin); choose one with the builder's .format(..)"
+                    .into(),
+            )),
+        }
+    }
+}
+
+impl sealed::Sealed for AnyFormat {
+    fn any(&self) -> AnyFormat {
+        *self
+    }
+}
+
+impl Format for AnyFormat {
+    fn name(&self) -> &'static str {
+        match *self {
+            #[cfg(feature = "json")]
+            AnyFormat::Json => Json.name(),
+            #[cfg(feature = "json")]
+            AnyFormat::JsonPretty => JsonPretty.name(),
+            #[cfg(feature = "toml")]
+            AnyFormat::Toml => Toml.name(),
+            #[cfg(feature = "binary")]
+            AnyFormat::Binary => Binary.name(),
+        }
+    }
+
+    fn serialize<T: Serialize + ?Sized, W: Write>(&self, value: &T, out: W) -> Result<()> {
+        match *self {
+            #[cfg(feature = "json")]
+            AnyFormat::Json => Json.serialize(value, out),
+            #[cfg(feature = "json")]
+            AnyFormat::JsonPretty => JsonPretty.serialize(value, out),
+            #[cfg(feature = "toml")]
+            AnyFormat::Toml => Toml.serialize(value, out),
+            #[cfg(feature = "binary")]
+            AnyFormat::Binary => Binary.serialize(value, out),
+        }
+    }
+
+    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        match *self {
+            #[cfg(feature = "json")]
+            AnyFormat::Json => Json.deserialize(bytes),
+            #[cfg(feature = "json")]
+            AnyFormat::JsonPretty => JsonPretty.deserialize(bytes),
+            #[cfg(feature = "toml")]
+            AnyFormat::Toml => Toml.deserialize(bytes),
+            #[cfg(feature = "binary")]
+            AnyFormat::Binary => Binary.deserialize(bytes),
+        }
+    }
+}
+
+/// Implements `From<F> for AnyFormat` and the seal for a unit format type.
+macro_rules! unit_format {
+    ($ty:ident, $feature:literal) => {
+        #[cfg(feature = $feature)]
+        impl sealed::Sealed for $ty {
+            fn any(&self) -> AnyFormat {
+                AnyFormat::$ty
+            }
+        }
+        #[cfg(feature = $feature)]
+        impl From<$ty> for AnyFormat {
+            fn from(_: $ty) -> AnyFormat {
+                AnyFormat::$ty
+            }
+        }
+    };
+}
+unit_format!(Json, "json");
+unit_format!(JsonPretty, "json");
+unit_format!(Toml, "toml");
+unit_format!(Binary, "binary");
+
+/// The format of a value that implements [`Format`].
+pub(crate) fn any_of(format: &impl Format) -> AnyFormat {
+    format.any()
+}
+
+/// An [`Error::Serialize`] without a path yet.
+pub(crate) fn serialize_error(source: impl Into<BoxError>) -> Error {
+    Error::Serialize {
+        path: Default::default(),
+        source: source.into(),
+    }
+}
+
+/// An [`Error::Deserialize`] without a path yet.
+pub(crate) fn deserialize_error(
+    format: &'static str,
+    position: Option<(usize, usize)>,
+    source: impl Into<BoxError>,
+) -> Error {
+    Error::Deserialize {
+        path: Default::default(),
+        format,
+        line: position.map(|p| p.0),
+        column: position.map(|p| p.1),
+        source: source.into(),
+    }
+}
+
+/// The 1-based line and column of byte `offset` in `bytes` (columns count characters).
+#[cfg_attr(not(any(feature = "json", feature = "toml")), allow(dead_code))]
+pub(crate) fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[start..]).chars().count() + 1;
+    (line, column)
+}
+
+#[cfg(feature = "json")]
+impl Format for Json {
+    fn name(&self) -> &'static str {
+        "json"
+    }
+
+    fn serialize<T: Serialize + ?Sized, W: Write>(&self, value: &T, out: W) -> Result<()> {
+        serde_json::to_writer(out, value).map_err(json_serialize_error)
+    }
+
+    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| json_deserialize_error(e, (1, 1)))
+    }
+}
+
+#[cfg(feature = "json")]
+impl Format for JsonPretty {
+    fn name(&self) -> &'static str {
+        "json"
+    }
+
+    fn serialize<T: Serialize + ?Sized, W: Write>(&self, value: &T, mut out: W) -> Result<()> {
+        serde_json::to_writer_pretty(&mut out, value).map_err(json_serialize_error)?;
+        out.write_all(b"\n").map_err(io_serialize_error)
+    }
+
+    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        Json.deserialize(bytes)
+    }
+}
+
+/// A write error while serializing: the writer's I/O error, kept as the source.
+pub(crate) fn io_serialize_error(e: std::io::Error) -> Error {
+    serialize_error(e)
+}
+
+#[cfg(feature = "json")]
+fn json_serialize_error(e: serde_json::Error) -> Error {
+    match e.io_error_kind() {
+        // The writer failed, not the value: keep the I/O error so the caller can tell.
+        Some(kind) => serialize_error(std::io::Error::new(kind, e)),
+        None => serialize_error(e),
+    }
+}
+
+/// A JSON error at a position inside a document that starts at `origin` (line, column)
+/// of the file.
+#[cfg(feature = "json")]
+pub(crate) fn json_deserialize_error(e: serde_json::Error, origin: (usize, usize)) -> Error {
+    let position = (e.line() > 0).then(|| {
+        let line = origin.0 + e.line() - 1;
+        let column = if e.line() == 1 {
+            origin.1 + e.column() - 1
+        } else {
+            e.column()
+        };
+        (line, column)
+    });
+    deserialize_error("json", position, JsonMessage(e))
+}
+
+/// serde_json's message without its own " at line L column C" suffix (the error has
+/// the position as fields).
+#[cfg(feature = "json")]
+#[derive(Debug)]
+struct JsonMessage(serde_json::Error);
+
+#[cfg(feature = "json")]
+impl std::fmt::Display for JsonMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let full = self.0.to_string();
+        let suffix = format!(" at line {} column {}", self.0.line(), self.0.column());
+        f.write_str(full.strip_suffix(&suffix).unwrap_or(&full))
+    }
+}
+
+#[cfg(feature = "json")]
+impl std::error::Error for JsonMessage {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[cfg(feature = "toml")]
+impl Format for Toml {
+    fn name(&self) -> &'static str {
+        "toml"
+    }
+
+    fn serialize<T: Serialize + ?Sized, W: Write>(&self, value: &T, mut out: W) -> Result<()> {
+        let text = toml::to_string(value).map_err(serialize_error)?;
+        out.write_all(text.as_bytes()).map_err(io_serialize_error)
+    }
+
+    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        toml_from_slice(bytes, bytes, 0)
+    }
+}
+
+/// Parses `part`, which starts at byte `offset` of the whole file `file`, so positions
+/// point into the file.
+#[cfg(feature = "toml")]
+pub(crate) fn toml_from_slice<T: DeserializeOwned>(
+    file: &[u8],
+    part: &[u8],
+    offset: usize,
+) -> Result<T> {
+    toml::from_slice(part).map_err(|e| {
+        let position = e.span().map(|span| line_column(file, offset + span.start));
+        deserialize_error("toml", position, e.message().trim_end().to_string())
+    })
+}
+
+#[cfg(feature = "binary")]
+impl Format for Binary {
+    fn name(&self) -> &'static str {
+        "binary"
+    }
+
+    fn serialize<T: Serialize + ?Sized, W: Write>(&self, value: &T, out: W) -> Result<()> {
+        let mut out = ErrorKeeping {
+            inner: out,
+            error: None,
+        };
+        match postcard::to_io(value, &mut out) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(match out.error.take() {
+                Some(io) => io_serialize_error(io),
+                None => serialize_error(postcard_message(e)),
+            }),
+        }
+    }
+
+    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        match postcard::take_from_bytes::<T>(bytes) {
+            Ok((value, [])) => Ok(value),
+            Ok((_, rest)) => Err(deserialize_error(
+                "binary",
+                None,
+                format!(
+                    "{} bytes left over after the value: the file holds another type",
+                    rest.len()
+                ),
+            )),
+            Err(e) => Err(deserialize_error("binary", None, postcard_message(e))),
+        }
+    }
+}
+
+/// postcard's message, with the reason spelled out where it is the format's nature.
+#[cfg(feature = "binary")]
+fn postcard_message(e: postcard::Error) -> String {
+    match e {
+        postcard::Error::WontImplement | postcard::Error::SerializeSeqLengthUnknown => format!(
+            "{e}: the binary format (postcard) is not self-describing, so this type's \
+             serde attributes (#[serde(flatten)], #[serde(untagged)], internally tagged \
+             enums, or 'any' values) cannot be used with it; use JSON or TOML"
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// A writer that remembers the I/O error postcard would otherwise flatten into its own.
+#[cfg(feature = "binary")]
+struct ErrorKeeping<W> {
+    inner: W,
+    error: Option<std::io::Error>,
+}
+
+#[cfg(feature = "binary")]
+impl<W: Write> Write for ErrorKeeping<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| {
+            self.error = Some(std::io::Error::new(e.kind(), e.to_string()));
+        })
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.inner.write_all(buf).inspect_err(|e| {
+            self.error = Some(std::io::Error::new(e.kind(), e.to_string()));
+        })
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The layout of a file written by bincode, for [`read_bincode`].
+#[cfg(feature = "bincode")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BincodeLayout {
+    /// bincode 1.x's `bincode::serialize` (fixed-size little-endian integers); also
+    /// bincode 2's `config::legacy()`.
+    #[default]
+    Legacy,
+    /// bincode 2's `config::standard()` (variable-length integers).
+    Standard,
+}
+
+/// Reads a value from a file written by a bincode program (feature `bincode`), to
+/// migrate it to a maintained format. bincode is unmaintained (RUSTSEC-2025-0141), so
+/// this crate only reads it: save the value again with [`Binary`] or another format.
+///
+/// ```
+/// use atomic_persist::format::{read_bincode, BincodeLayout};
+/// # let dir = tempfile::tempdir()?;
+/// # let old = dir.path().join("state.bincode");
+/// # std::fs::write(&old, bincode::serde::encode_to_vec(&(7u32, "x"), bincode::config::legacy())?)?;
+/// let value: (u32, String) = read_bincode(&old, BincodeLayout::Legacy)?;
+/// assert_eq!(value, (7, "x".to_string()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "bincode")]
+pub fn read_bincode<T: DeserializeOwned>(
+    path: impl AsRef<Path>,
+    layout: BincodeLayout,
+) -> Result<T> {
+    let path = path.as_ref();
+    let bytes = crate::persisted::read_file(path)?;
+    // bincode trusts length prefixes; with the wrong layout (or a damaged file) one can
+    // ask for terabytes. A limit of 64 times the file's size (for files up to 16 MiB)
+    // bounds that while leaving room for in-memory sizes above on-disk ones.
+    macro_rules! decode_limited {
+        ($config:expr) => {{
+            let need = (bytes.len() as u64).saturating_mul(64);
+            let config = $config;
+            if need <= 1 << 20 {
+                bincode::serde::decode_from_slice::<T, _>(
+                    &bytes,
+                    config.with_limit::<{ 1 << 20 }>(),
+                )
+            } else if need <= 1 << 26 {
+                bincode::serde::decode_from_slice::<T, _>(
+                    &bytes,
+                    config.with_limit::<{ 1 << 26 }>(),
+                )
+            } else if need <= 1 << 30 {
+                bincode::serde::decode_from_slice::<T, _>(
+                    &bytes,
+                    config.with_limit::<{ 1 << 30 }>(),
+                )
+            } else {
+                bincode::serde::decode_from_slice::<T, _>(
+                    &bytes,
+                    config.with_limit::<{ usize::MAX }>(),
+                )
+            }
+        }};
+    }
+    let decoded = match layout {
+        BincodeLayout::Legacy => decode_limited!(bincode::config::legacy()),
+        BincodeLayout::Standard => decode_limited!(bincode::config::standard()),
+    };
+    let error = |source: String| deserialize_error("bincode", None, source).at(path);
+    match decoded {
+        Ok((value, n)) if n == bytes.len() => Ok(value),
+        Ok((_, n)) => Err(error(format!(
+            "{} bytes left over after the value: another type or layout",
+            bytes.len() - n
+        ))),
+        Err(e) => Err(error(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_extension_is_a_clear_error() {
+        let e = AnyFormat::from_path("/tmp/settings.yaml").unwrap_err();
+        assert!(matches!(e, Error::UnknownFormat { .. }));
+        let msg = e.to_string();
+        assert!(msg.contains(".yaml") && msg.contains(".json"), "{msg}");
+        let e = AnyFormat::from_path("/tmp/settings").unwrap_err();
+        assert!(e.to_string().contains("no extension"), "{e}");
+    }
+
+    #[test]
+    fn line_column_counts_from_one() {
+        assert_eq!(line_column(b"ab\ncd", 0), (1, 1));
+        assert_eq!(line_column(b"ab\ncd", 4), (2, 2));
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn json_errors_have_positions() {
+        let e = Json.deserialize::<Vec<u32>>(b"[1,\n 2,\n x]").unwrap_err();
+        match e {
+            Error::Deserialize {
+                line,
+                column,
+                format,
+                ..
+            } => {
+                assert_eq!(format, "json");
+                assert_eq!((line, column), (Some(3), Some(2)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[cfg(feature = "toml")]
+    #[test]
+    fn toml_errors_have_positions() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct C {
+            a: u32,
+        }
+        let e = Toml.deserialize::<C>(b"# c\na = \"x\"\n").unwrap_err();
+        match e {
+            Error::Deserialize { line, column, .. } => {
+                assert_eq!((line, column), (Some(2), Some(5)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[cfg(all(feature = "bincode", feature = "binary"))]
+    #[test]
+    fn bincode_files_read_and_migrate_to_binary() {
+        #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Default)]
+        struct Old {
+            id: u64,
+            name: String,
+            scores: Vec<i32>,
+        }
+        let value = Old {
+            id: 1 << 40,
+            name: "old".into(),
+            scores: vec![-1, 2, 3],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        for (layout, config) in [
+            (BincodeLayout::Legacy, true),
+            (BincodeLayout::Standard, false),
+        ] {
+            let path = dir.path().join("old.bincode");
+            let bytes = if config {
+                bincode::serde::encode_to_vec(&value, bincode::config::legacy()).unwrap()
+            } else {
+                bincode::serde::encode_to_vec(&value, bincode::config::standard()).unwrap()
+            };
+            std::fs::write(&path, &bytes).unwrap();
+            let back: Old = read_bincode(&path, layout).unwrap();
+            assert_eq!(back, value);
+            // The wrong layout is an error, not a value.
+            let other = match layout {
+                BincodeLayout::Legacy => BincodeLayout::Standard,
+                BincodeLayout::Standard => BincodeLayout::Legacy,
+            };
+            let e = read_bincode::<Old>(&path, other).unwrap_err();
+            assert!(matches!(e, Error::Deserialize { .. }), "{e:?}");
+            assert_eq!(e.path(), path);
+
+            let new = dir.path().join("new.bin");
+            let mut p = crate::Persisted::open_or_else(&new, || back).unwrap();
+            p.commit().unwrap();
+            assert_eq!(
+                crate::Persisted::<Old>::open(&new).unwrap().into_inner(),
+                value
+            );
+            std::fs::remove_file(&new).unwrap();
+        }
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn extension_picks_the_format_case_insensitively() {
+        assert_eq!(AnyFormat::from_path("a.JSON").unwrap(), AnyFormat::Json);
+    }
+}
