@@ -70,6 +70,32 @@ fn new_bytes() -> Vec<u8> {
         .collect()
 }
 
+/// The value of the enveloped kind: revision 2 is large enough to stream in pieces.
+#[cfg(feature = "json")]
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Doc {
+    rev: u32,
+    text: String,
+}
+
+#[cfg(feature = "json")]
+fn doc(rev: u32) -> Doc {
+    let len = if rev == 1 { 5_000 } else { 150_000 };
+    Doc {
+        rev,
+        text: (0..len)
+            .map(|i| char::from(b'a' + (common::mix(i) % 26) as u8))
+            .collect(),
+    }
+}
+
+#[cfg(feature = "json")]
+fn doc_builder(dest: &Path) -> atomic_persist::PersistedBuilder<Doc> {
+    atomic_persist::Persisted::<Doc>::builder(dest)
+        .format(atomic_persist::Json)
+        .envelope(true)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
     /// `WriteOptions::write`, no destination yet.
@@ -84,19 +110,30 @@ enum Kind {
     AnonymousNoClobber,
     /// `AtomicFile` over an existing file, written in 40 KB pieces, then committed.
     Stream,
+    /// `Persisted<Doc>` with the envelope (JSON), opened from an enveloped file, then
+    /// `set` to a new value: the commit streams head, payload and tail into an
+    /// `AtomicFile`.
+    #[cfg(feature = "json")]
+    Enveloped,
     /// Not the crate: `File::create` of a temp, `write_all`, fsync with its result
     /// ignored, rename, no cleanup on error. The sweep must flag it.
     Sloppy,
 }
 
-const KINDS: [Kind; 6] = [
-    Kind::New,
-    Kind::Replace,
-    Kind::NoClobber,
-    Kind::Anonymous,
-    Kind::AnonymousNoClobber,
-    Kind::Stream,
-];
+/// The save kinds of the crate (history commits do not exist yet).
+fn kinds() -> Vec<Kind> {
+    let mut v = vec![
+        Kind::New,
+        Kind::Replace,
+        Kind::NoClobber,
+        Kind::Anonymous,
+        Kind::AnonymousNoClobber,
+        Kind::Stream,
+    ];
+    #[cfg(feature = "json")]
+    v.push(Kind::Enveloped);
+    v
+}
 
 impl Kind {
     fn name(self) -> &'static str {
@@ -107,12 +144,14 @@ impl Kind {
             Kind::Anonymous => "anonymous",
             Kind::AnonymousNoClobber => "anonymous-no-clobber",
             Kind::Stream => "stream",
+            #[cfg(feature = "json")]
+            Kind::Enveloped => "enveloped",
             Kind::Sloppy => "sloppy",
         }
     }
 
     fn from_name(s: &str) -> Kind {
-        KINDS
+        kinds()
             .into_iter()
             .chain([Kind::Sloppy])
             .find(|k| k.name() == s)
@@ -124,7 +163,43 @@ impl Kind {
         matches!(
             self,
             Kind::Replace | Kind::Anonymous | Kind::Stream | Kind::Sloppy
-        )
+        ) || self.enveloped()
+    }
+
+    fn enveloped(self) -> bool {
+        #[cfg(feature = "json")]
+        if self == Kind::Enveloped {
+            return true;
+        }
+        false
+    }
+
+    /// Writes the old file (if the kind has one) and returns its bytes.
+    fn prepare(self, dest: &Path) -> Option<Vec<u8>> {
+        if !self.existing() {
+            return None;
+        }
+        #[cfg(feature = "json")]
+        if self == Kind::Enveloped {
+            let mut p = doc_builder(dest).open_or_else(|| doc(1)).unwrap();
+            p.commit().unwrap();
+            return Some(std::fs::read(dest).unwrap());
+        }
+        std::fs::write(dest, old_bytes()).unwrap();
+        Some(old_bytes())
+    }
+
+    /// Whether `dest` holds what the save was to write.
+    fn is_new(self, dest: &Path, bytes: &[u8]) -> bool {
+        #[cfg(feature = "json")]
+        if self == Kind::Enveloped {
+            // The meta (time, run id) differs from run to run: load it, checksum and all.
+            return doc_builder(dest)
+                .open()
+                .is_ok_and(|p| *p.get() == doc(2) && p.meta().is_some_and(|m| m.generation == 2));
+        }
+        let _ = dest;
+        bytes == new_bytes()
     }
 
     fn test(self) -> &'static str {
@@ -139,8 +214,35 @@ impl Kind {
 // ---------------------------------------------------------------------------------
 // The child
 
+/// What a save needs that is made before tracing starts.
+enum Ready {
+    Bytes,
+    #[cfg(feature = "json")]
+    Persisted(atomic_persist::Persisted<Doc>),
+}
+
+/// Before tracing: open the `Persisted` of the enveloped kind (that load is not the save).
+fn ready(kind: Kind, dest: &Path) -> Ready {
+    #[cfg(feature = "json")]
+    if kind == Kind::Enveloped {
+        return Ready::Persisted(doc_builder(dest).open().unwrap());
+    }
+    let _ = (kind, dest);
+    Ready::Bytes
+}
+
 /// The save itself; returns the outcome line and the exit code.
-fn save(kind: Kind, dest: &Path) -> (String, i32) {
+fn save(kind: Kind, dest: &Path, ready: Ready) -> (String, i32) {
+    match ready {
+        #[cfg(feature = "json")]
+        Ready::Persisted(mut p) => {
+            return match p.set(doc(2)) {
+                Ok(()) => ("ok".into(), EXIT_OK),
+                Err(e) => (describe(&e), EXIT_TYPED_ERROR),
+            };
+        }
+        Ready::Bytes => {}
+    }
     let new = new_bytes();
     let opts = WriteOptions::new()
         .no_clobber(matches!(kind, Kind::NoClobber | Kind::AnonymousNoClobber))
@@ -166,6 +268,8 @@ fn save(kind: Kind, dest: &Path) -> (String, i32) {
                 f.commit()
             }
         },
+        #[cfg(feature = "json")]
+        Kind::Enveloped => unreachable!("saved through its Persisted above"),
         Kind::Sloppy => {
             return match sloppy_save(dest, &new) {
                 Ok(()) => ("ok".into(), EXIT_OK),
@@ -237,6 +341,7 @@ fn child_main() {
     let saver = std::thread::Builder::new()
         .name("save".into())
         .spawn(move || {
+            let ready = ready(kind, &dest);
             let tid = rustix::thread::gettid().as_raw_nonzero();
             let mut stdout = std::io::stdout();
             writeln!(stdout, "tid {tid}").unwrap();
@@ -245,7 +350,7 @@ fn child_main() {
             std::io::stdin().read_line(&mut go).unwrap();
             assert_eq!(go.trim(), "go");
             let _ = File::open(BEGIN);
-            let outcome = save(kind, &dest);
+            let outcome = save(kind, &dest, ready);
             let _ = File::open(END);
             outcome
         })
@@ -439,8 +544,8 @@ struct Run {
     outcome: String,
     code: Option<i32>,
     calls: Vec<Call>,
-    /// What the directory holds afterwards: name -> contents.
-    files: BTreeMap<String, Vec<u8>>,
+    /// What the directory holds afterwards: name -> `old`, `new`, or `N other bytes`.
+    files: BTreeMap<String, String>,
     stderr: String,
 }
 
@@ -449,9 +554,7 @@ struct Run {
 fn run(kind: Kind, root: &Path, id: usize, inject: Option<&str>) -> Result<Run, String> {
     let dir = root.join(format!("run{id}"));
     std::fs::create_dir(&dir).unwrap();
-    if kind.existing() {
-        std::fs::write(dir.join(DEST), old_bytes()).unwrap();
-    }
+    let old = kind.prepare(&dir.join(DEST));
     let log = root.join(format!("run{id}.strace"));
     let mut child = common::child(kind.test(), ROLE)
         .env("SWEEP_KIND", kind.name())
@@ -518,8 +621,16 @@ fn run(kind: Kind, root: &Path, id: usize, inject: Option<&str>) -> Result<Run, 
         .to_owned();
     let mut files = BTreeMap::new();
     for name in common::names(&dir) {
-        let bytes = std::fs::read(dir.join(&name)).unwrap_or_default();
-        files.insert(name.to_string_lossy().into_owned(), bytes);
+        let path = dir.join(&name);
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        let what = if old.as_ref() == Some(&bytes) {
+            "old".to_owned()
+        } else if kind.is_new(&path, &bytes) {
+            "new".to_owned()
+        } else {
+            format!("{} other bytes", bytes.len())
+        };
+        files.insert(name.to_string_lossy().into_owned(), what);
     }
     let calls = parse_log(&std::fs::read_to_string(&log).unwrap());
     let _ = std::fs::remove_dir_all(&dir);
@@ -606,37 +717,21 @@ fn check(kind: Kind, fault: &Fault, run: &Run) -> Vec<String> {
         )),
     }
     let after_rename = outcome.starts_with("err Io SyncDir");
-    let want: Option<Vec<u8>> = if outcome == "ok" || after_rename {
-        Some(new_bytes())
+    let want = if outcome == "ok" || after_rename {
+        Some("new")
     } else if kind.existing() {
-        Some(old_bytes())
+        Some("old")
     } else {
         None
     };
-    let mut want_files = BTreeMap::new();
-    if let Some(w) = want {
-        want_files.insert(DEST.to_owned(), w);
-    }
+    let want_files: BTreeMap<String, String> = want
+        .map(|w| (DEST.to_owned(), w.to_owned()))
+        .into_iter()
+        .collect();
     if run.files != want_files {
-        let show = |m: &BTreeMap<String, Vec<u8>>| {
-            m.iter()
-                .map(|(n, b)| {
-                    let what = if *b == new_bytes() {
-                        "new".to_owned()
-                    } else if *b == old_bytes() {
-                        "old".to_owned()
-                    } else {
-                        format!("{} other bytes", b.len())
-                    };
-                    format!("{n} ({what})")
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         bad(format!(
-            "outcome {outcome:?}: directory holds [{}], expected [{}]",
-            show(&run.files),
-            show(&want_files)
+            "outcome {outcome:?}: directory holds {:?}, expected {want_files:?}",
+            run.files
         ));
     }
     problems
@@ -754,7 +849,7 @@ fn every_injected_syscall_error_gives_a_typed_error_and_keeps_the_old_file() {
     }
     let mut problems = Vec::new();
     let mut total_runs = 0;
-    for kind in KINDS {
+    for kind in kinds() {
         let sweep = match sweep_kind(kind, None) {
             Ok(s) => s,
             Err(e) if e.contains("strace could not attach") => {
