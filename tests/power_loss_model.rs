@@ -59,20 +59,47 @@ enum Kind {
     Anonymous,
     AnonymousNoClobber,
     Stream,
+    /// A `Persisted` commit with the JSON envelope (head, payload, tail streamed).
+    #[cfg(feature = "json")]
+    Enveloped,
 }
 
-const KINDS: [Kind; 6] = [
-    Kind::New,
-    Kind::Replace,
-    Kind::NoClobber,
-    Kind::Anonymous,
-    Kind::AnonymousNoClobber,
-    Kind::Stream,
-];
+fn kinds() -> Vec<Kind> {
+    let mut v = vec![
+        Kind::New,
+        Kind::Replace,
+        Kind::NoClobber,
+        Kind::Anonymous,
+        Kind::AnonymousNoClobber,
+        Kind::Stream,
+    ];
+    #[cfg(feature = "json")]
+    v.push(Kind::Enveloped);
+    v
+}
+
+#[cfg(feature = "json")]
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+struct Doc {
+    rev: u32,
+    text: String,
+}
+
+#[cfg(feature = "json")]
+fn doc_builder(dest: &Path, level: Durability) -> atomic_persist::PersistedBuilder<Doc> {
+    atomic_persist::Persisted::<Doc>::builder(dest)
+        .format(atomic_persist::Json)
+        .envelope(true)
+        .durability(level)
+}
 const LEVELS: [Durability; 3] = [Durability::Full, Durability::Data, Durability::None];
 
 impl Kind {
     fn existing(self) -> bool {
+        #[cfg(feature = "json")]
+        if self == Kind::Enveloped {
+            return true;
+        }
         matches!(self, Kind::Replace | Kind::Anonymous | Kind::Stream)
     }
 }
@@ -84,16 +111,37 @@ fn label(kind: Kind, level: Durability) -> String {
 // ---------------------------------------------------------------------------------
 // The child: one save of each case, between markers
 
+/// The child: one save per case in `dir/CASE/dest.bin`; the old file, if any, is also
+/// copied to `dir/CASE.old` (the new one is what `dest.bin` holds at the end).
 fn child_main(dir: &Path) {
     use std::io::Write;
-    for kind in KINDS {
+    for kind in kinds() {
         for level in LEVELS {
             let case = label(kind, level);
             let sub = dir.join(&case);
             std::fs::create_dir(&sub).unwrap();
             let dest = sub.join(DEST);
+            #[cfg(feature = "json")]
+            if kind == Kind::Enveloped {
+                let old = Doc {
+                    rev: 1,
+                    text: "old".repeat(1000),
+                };
+                let mut p = doc_builder(&dest, level).open_or_else(|| old).unwrap();
+                p.commit().unwrap();
+                std::fs::copy(&dest, dir.join(format!("{case}.old"))).unwrap();
+                let _ = std::fs::File::open(format!("{MARK}begin-{case}"));
+                p.set(Doc {
+                    rev: 2,
+                    text: "new".repeat(4500),
+                })
+                .unwrap();
+                let _ = std::fs::File::open(format!("{MARK}end-{case}"));
+                continue;
+            }
             if kind.existing() {
                 std::fs::write(&dest, old_bytes()).unwrap();
+                std::fs::write(dir.join(format!("{case}.old")), old_bytes()).unwrap();
             }
             let opts = WriteOptions::new()
                 .durability(level)
@@ -355,7 +403,7 @@ struct Fs {
 }
 
 impl Fs {
-    fn new(existing: bool) -> Fs {
+    fn new(old: Option<&[u8]>) -> Fs {
         let mut fs = Fs {
             inodes: Vec::new(),
             live: BTreeMap::new(),
@@ -363,10 +411,10 @@ impl Fs {
             pending: Vec::new(),
             fds: BTreeMap::new(),
         };
-        if existing {
+        if let Some(old) = old {
             fs.inodes.push(Inode {
-                durable: old_bytes(),
-                current: old_bytes(),
+                durable: old.to_vec(),
+                current: old.to_vec(),
             });
             fs.live.insert(DEST.into(), 0);
             fs.durable.insert(DEST.into(), 0);
@@ -506,14 +554,13 @@ struct Tally {
 
 /// Replays `ops` and checks every crash state. `full` asks for the `Full` promise (new
 /// content once returned).
-fn explore(case: &str, ops: &[Op], existing: bool, full: bool) -> Tally {
-    let new = new_bytes();
-    let old = old_bytes();
+fn explore(case: &str, ops: &[Op], old: Option<&[u8]>, new: &[u8], full: bool) -> Tally {
+    let existing = old.is_some();
     let mut tally = Tally::default();
-    let mut fs = Fs::new(existing);
+    let mut fs = Fs::new(old);
     for point in 0..=ops.len() {
         if point > 0 {
-            fs.step(&ops[point - 1], &new);
+            fs.step(&ops[point - 1], new);
         }
         let returned = point == ops.len();
         let m = fs.pending.len();
@@ -536,7 +583,7 @@ fn explore(case: &str, ops: &[Op], existing: bool, full: bool) -> Tally {
                 tally.states += 1;
                 let seen = match &content {
                     None => Seen::Absent,
-                    Some(b) if *b == old && existing => Seen::Old,
+                    Some(b) if Some(&b[..]) == old => Seen::Old,
                     Some(b) if *b == new => Seen::New,
                     Some(_) => Seen::Torn,
                 };
@@ -563,7 +610,7 @@ fn explore(case: &str, ops: &[Op], existing: bool, full: bool) -> Tally {
     let dest = fs.live.get(DEST).map(|&i| fs.inodes[i].current.clone());
     assert_eq!(
         dest.as_deref(),
-        Some(&new[..]),
+        Some(new),
         "{case}: replay does not end with the new file"
     );
     tally
@@ -571,7 +618,7 @@ fn explore(case: &str, ops: &[Op], existing: bool, full: bool) -> Tally {
 
 fn kind_of(case: &str) -> Kind {
     let name = case.rsplit_once('-').unwrap().0;
-    KINDS
+    kinds()
         .into_iter()
         .find(|k| format!("{k:?}") == name)
         .unwrap()
@@ -608,7 +655,7 @@ fn every_simulated_power_loss_leaves_the_old_or_the_new_file() {
     let cases = parse_ops(&std::fs::read_to_string(&log).unwrap());
     assert_eq!(
         cases.len(),
-        KINDS.len() * LEVELS.len(),
+        kinds().len() * LEVELS.len(),
         "{:?}",
         cases.keys()
     );
@@ -617,8 +664,15 @@ fn every_simulated_power_loss_leaves_the_old_or_the_new_file() {
     let mut states: BTreeMap<String, usize> = BTreeMap::new();
     for (case, ops) in &cases {
         let (kind, level) = (kind_of(case), level_of(case));
-        let existing = kind.existing();
-        let t = explore(case, ops, existing, level == Durability::Full);
+        let new = std::fs::read(work.join(case).join(DEST)).unwrap();
+        let old = std::fs::read(work.join(format!("{case}.old"))).ok();
+        assert_eq!(old.is_some(), kind.existing(), "{case}");
+        assert!(
+            !new.contains(&0),
+            "{case}: a zeroed block could pass for new content"
+        );
+        let old = old.as_deref();
+        let t = explore(case, ops, old, &new, level == Durability::Full);
         *states.entry(format!("{level:?}")).or_default() += t.states;
         let count = |returned: bool, s: Seen| t.seen.get(&(returned, s)).copied().unwrap_or(0);
         common::report(&format!(
@@ -646,7 +700,7 @@ fn every_simulated_power_loss_leaves_the_old_or_the_new_file() {
                         failures.push(format!("{case}: the trace has no {what} to remove"));
                         continue;
                     }
-                    let m = explore(case, &mutated, existing, true);
+                    let m = explore(case, &mutated, old, &new, true);
                     *states.entry(format!("Full without {what}")).or_default() += m.states;
                     common::report(&format!(
                         "power-loss model [{case} without {what}]: states={} violations={}",
@@ -707,7 +761,7 @@ fn the_model_loses_unsynced_data_and_unsynced_renames() {
             to: DEST.into(),
         },
     ];
-    let t = explore("naive", &ops, true, true);
+    let t = explore("naive", &ops, Some(&old_bytes()), &new_bytes(), true);
     assert!(t.seen.contains_key(&(true, Seen::Torn)), "{:?}", t.seen);
     assert!(t.seen.contains_key(&(true, Seen::Old)), "{:?}", t.seen);
     // Zero bytes written but durable length 0: the empty file is among the states.
