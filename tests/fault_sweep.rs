@@ -100,7 +100,8 @@ fn doc_builder(dest: &Path) -> atomic_persist::PersistedBuilder<Doc> {
 enum Kind {
     /// `WriteOptions::write`, no destination yet.
     New,
-    /// `WriteOptions::write` over an existing file.
+    /// `WriteOptions::write` over an existing file of mode 0640 and, when the test runs
+    /// as root, owned by 65534: the save copies both (`fchown`, `fchmod`).
     Replace,
     /// `no_clobber(true)`, no destination yet (`renameat2(RENAME_NOREPLACE)`).
     NoClobber,
@@ -186,6 +187,13 @@ impl Kind {
             return Some(std::fs::read(dest).unwrap());
         }
         std::fs::write(dest, old_bytes()).unwrap();
+        if self == Kind::Replace {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o640)).unwrap();
+            if common::is_root() {
+                std::os::unix::fs::chown(dest, Some(65534), Some(65534)).unwrap();
+            }
+        }
         Some(old_bytes())
     }
 
@@ -546,12 +554,15 @@ struct Run {
     calls: Vec<Call>,
     /// What the directory holds afterwards: name -> `old`, `new`, or `N other bytes`.
     files: BTreeMap<String, String>,
+    /// What `atomic_persist::sweep` then removed, and what the directory held after.
+    swept: Result<usize, String>,
+    after_sweep: Vec<String>,
     stderr: String,
 }
 
-/// Runs one save of `kind` in a fresh directory under `root`, with `inject`
-/// (`NAME:error=ERRNO:when=N`) if given.
-fn run(kind: Kind, root: &Path, id: usize, inject: Option<&str>) -> Result<Run, String> {
+/// Runs one save of `kind` in a fresh directory under `root`, with the injections
+/// `inject` (`NAME:error=ERRNO:when=N` each), then sweeps the directory.
+fn run(kind: Kind, root: &Path, id: usize, inject: &[String]) -> Result<Run, String> {
     let dir = root.join(format!("run{id}"));
     std::fs::create_dir(&dir).unwrap();
     let old = kind.prepare(&dir.join(DEST));
@@ -577,7 +588,7 @@ fn run(kind: Kind, root: &Path, id: usize, inject: Option<&str>) -> Result<Run, 
     };
     let mut strace = Command::new("strace");
     strace.args(["-o"]).arg(&log).args(["-p", &tid]);
-    if let Some(spec) = inject {
+    for spec in inject {
         strace.args(["-e", &format!("inject={spec}")]);
     }
     let mut strace = strace
@@ -632,6 +643,11 @@ fn run(kind: Kind, root: &Path, id: usize, inject: Option<&str>) -> Result<Run, 
         };
         files.insert(name.to_string_lossy().into_owned(), what);
     }
+    let swept = atomic_persist::sweep(&dir).map_err(|e| e.to_string());
+    let after_sweep = common::names(&dir)
+        .into_iter()
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
     let calls = parse_log(&std::fs::read_to_string(&log).unwrap());
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&log);
@@ -640,6 +656,8 @@ fn run(kind: Kind, root: &Path, id: usize, inject: Option<&str>) -> Result<Run, 
         code: status.code(),
         calls,
         files,
+        swept,
+        after_sweep,
         stderr: format!("{stderr}{strace_err}"),
     })
 }
@@ -734,7 +752,99 @@ fn check(kind: Kind, fault: &Fault, run: &Run) -> Vec<String> {
             run.files
         ));
     }
+    if run.swept != Ok(0) {
+        bad(format!("sweep afterwards: {:?}", run.swept));
+    }
     problems
+}
+
+/// A second fault on top of one that made the save fail: the cleanup's `unlinkat` of
+/// the temporary file fails too.
+#[derive(Clone, Debug)]
+struct Double {
+    first: Fault,
+    cleanup: Call,
+    /// The outcome of the first fault alone.
+    outcome: String,
+}
+
+impl Double {
+    fn specs(&self) -> Vec<String> {
+        vec![
+            self.first.spec(),
+            format!("unlinkat:error=EIO:when={}", self.cleanup.nth),
+        ]
+    }
+}
+
+/// With the cleanup failing as well: the same error as with the first fault alone (not
+/// the cleanup's), the destination as it was, one temporary file left, which `sweep`
+/// then removes.
+fn check_double(kind: Kind, d: &Double, run: &Run) -> Vec<String> {
+    let mut problems = Vec::new();
+    let label = format!(
+        "{} + unlinkat#{} <- EIO",
+        d.first.label(kind),
+        d.cleanup.nth
+    );
+    let mut bad = |what: String| problems.push(format!("{label}: {what}"));
+    let landed: Vec<String> = save_window(&run.calls)
+        .unwrap_or(&[])
+        .iter()
+        .filter(|c| c.injected)
+        .map(|c| format!("{}#{}", c.name, c.nth))
+        .collect();
+    let want_landed = vec![
+        format!("{}#{}", d.first.call.name, d.first.call.nth),
+        format!("unlinkat#{}", d.cleanup.nth),
+    ];
+    if landed != want_landed {
+        bad(format!("injected {landed:?}, expected {want_landed:?}"));
+    }
+    if run.outcome != d.outcome || !matches!(run.code, Some(EXIT_TYPED_ERROR | EXIT_WRITE_IO_ERROR))
+    {
+        bad(format!(
+            "outcome {:?} (exit {:?}), expected {:?} as with the first fault alone; stderr:\n{}",
+            run.outcome, run.code, d.outcome, run.stderr
+        ));
+    }
+    let want = kind.existing().then_some("old");
+    let dest = run.files.get(DEST).map(String::as_str);
+    let others: Vec<&String> = run.files.keys().filter(|n| *n != DEST).collect();
+    let one_temp = others.len() == 1 && common::is_temp(std::ffi::OsStr::new(others[0]));
+    if dest != want || !one_temp {
+        bad(format!(
+            "directory holds {:?}, expected {DEST} {want:?} and one temporary file",
+            run.files
+        ));
+    }
+    let after: Vec<String> = want.iter().map(|_| DEST.to_owned()).collect();
+    if run.swept != Ok(1) || run.after_sweep != after {
+        bad(format!(
+            "sweep removed {:?}, left {:?}",
+            run.swept, run.after_sweep
+        ));
+    }
+    problems
+}
+
+/// Runs `f` on each item on [`WORKERS`] threads; results in any order.
+fn parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<(usize, R)> {
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..WORKERS {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(i, item);
+                    results.lock().unwrap().push((i, r));
+                }
+            });
+        }
+    });
+    results.into_inner().unwrap()
 }
 
 /// The sweep of one kind.
@@ -749,6 +859,8 @@ struct Sweep {
     outcomes: BTreeMap<String, usize>,
     /// Not faulted: name -> (count, reason).
     exempt: BTreeMap<String, (usize, &'static str)>,
+    /// Runs with the cleanup's `unlinkat` failing as well.
+    double_runs: usize,
     problems: Vec<String>,
 }
 
@@ -756,7 +868,7 @@ struct Sweep {
 /// `only` restricts the faulted syscalls (for the sloppy writer).
 fn sweep_kind(kind: Kind, only: Option<&[&str]>) -> Result<Sweep, String> {
     let root = tempfile::tempdir().unwrap();
-    let record = run(kind, root.path(), 0, None)?;
+    let record = run(kind, root.path(), 0, &[])?;
     let window = save_window(&record.calls)
         .ok_or_else(|| {
             format!(
@@ -805,27 +917,47 @@ fn sweep_kind(kind: Kind, only: Option<&[&str]>) -> Result<Sweep, String> {
         }
     }
     sweep.runs = faults.len();
-    let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..WORKERS {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(fault) = faults.get(i) else { break };
-                    let r = run(kind, root.path(), i + 1, Some(&fault.spec()));
-                    results.lock().unwrap().push((fault.clone(), r));
-                }
-            });
-        }
+    let results = parallel(&faults, |i, fault| {
+        run(kind, root.path(), i + 1, &[fault.spec()])
     });
-    for (fault, r) in results.into_inner().unwrap() {
+    let mut doubles = Vec::new();
+    let mut doubled = std::collections::BTreeSet::new();
+    for (i, r) in &results {
+        let fault = &faults[*i];
         match r {
             Err(e) => sweep.problems.push(format!("{}: {e}", fault.label(kind))),
             Ok(r) => {
                 *sweep.outcomes.entry(r.outcome.clone()).or_default() += 1;
-                sweep.problems.extend(check(kind, &fault, &r));
+                sweep.problems.extend(check(kind, fault, r));
+                // Where the failed save removed its temp, fail that removal too (once per
+                // faulted call).
+                let window = save_window(&r.calls).unwrap_or(&[]);
+                let after = window.iter().skip_while(|c| !c.injected).skip(1);
+                let cleanup = after.clone().find(|c| c.name == "unlinkat" && c.ret == "0");
+                if let Some(cleanup) = cleanup
+                    && r.outcome != "ok"
+                    && !after.clone().any(|c| is_publish(c) && c.ret == "0")
+                    && doubled.insert((fault.call.name.clone(), fault.call.nth))
+                {
+                    doubles.push(Double {
+                        first: fault.clone(),
+                        cleanup: cleanup.clone(),
+                        outcome: r.outcome.clone(),
+                    });
+                }
             }
+        }
+    }
+    sweep.double_runs = doubles.len();
+    let base = faults.len() + 1;
+    for (i, r) in parallel(&doubles, |i, d| {
+        run(kind, root.path(), base + i, &d.specs())
+    }) {
+        match r {
+            Err(e) => sweep
+                .problems
+                .push(format!("{}: {e}", doubles[i].first.label(kind))),
+            Ok(r) => sweep.problems.extend(check_double(kind, &doubles[i], &r)),
         }
     }
     Ok(sweep)
@@ -857,13 +989,14 @@ fn every_injected_syscall_error_gives_a_typed_error_and_keeps_the_old_file() {
             }
             Err(e) => panic!("{e}"),
         };
-        total_runs += sweep.runs;
+        total_runs += sweep.runs + sweep.double_runs;
         common::report(&format!(
-            "fault sweep [{}]: syscalls_in_save={} faulted_calls={} runs={} problems={}",
+            "fault sweep [{}]: syscalls_in_save={} faulted_calls={} runs={} double_fault_runs={} problems={}",
             kind.name(),
             sweep.calls,
             sweep.faulted_calls,
             sweep.runs,
+            sweep.double_runs,
             sweep.problems.len()
         ));
         for (outcome, n) in &sweep.outcomes {
