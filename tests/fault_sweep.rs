@@ -226,14 +226,14 @@ impl Kind {
 enum Ready {
     Bytes,
     #[cfg(feature = "json")]
-    Persisted(atomic_persist::Persisted<Doc>),
+    Persisted(Box<atomic_persist::Persisted<Doc>>),
 }
 
 /// Before tracing: open the `Persisted` of the enveloped kind (that load is not the save).
 fn ready(kind: Kind, dest: &Path) -> Ready {
     #[cfg(feature = "json")]
     if kind == Kind::Enveloped {
-        return Ready::Persisted(doc_builder(dest).open().unwrap());
+        return Ready::Persisted(Box::new(doc_builder(dest).open().unwrap()));
     }
     let _ = (kind, dest);
     Ready::Bytes

@@ -661,7 +661,8 @@ fn every_simulated_power_loss_leaves_the_old_or_the_new_file() {
     );
 
     let mut failures = Vec::new();
-    let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    // What -> (crash states, violating states).
+    let mut states: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for (case, ops) in &cases {
         let (kind, level) = (kind_of(case), level_of(case));
         let new = std::fs::read(work.join(case).join(DEST)).unwrap();
@@ -673,7 +674,9 @@ fn every_simulated_power_loss_leaves_the_old_or_the_new_file() {
         );
         let old = old.as_deref();
         let t = explore(case, ops, old, &new, level == Durability::Full);
-        *states.entry(format!("{level:?}")).or_default() += t.states;
+        let total = states.entry(format!("{level:?}")).or_default();
+        total.0 += t.states;
+        total.1 += t.violations.len();
         let count = |returned: bool, s: Seen| t.seen.get(&(returned, s)).copied().unwrap_or(0);
         common::report(&format!(
             "power-loss model [{case}]: ops={} states={} violations={} seen={:?}",
@@ -701,7 +704,9 @@ fn every_simulated_power_loss_leaves_the_old_or_the_new_file() {
                         continue;
                     }
                     let m = explore(case, &mutated, old, &new, true);
-                    *states.entry(format!("Full without {what}")).or_default() += m.states;
+                    let total = states.entry(format!("Full without {what}")).or_default();
+                    total.0 += m.states;
+                    total.1 += m.violations.len();
                     common::report(&format!(
                         "power-loss model [{case} without {what}]: states={} violations={}",
                         m.states,
@@ -737,8 +742,10 @@ fn every_simulated_power_loss_leaves_the_old_or_the_new_file() {
             }
         }
     }
-    for (what, n) in &states {
-        common::report(&format!("power-loss model: {n} crash states for {what}"));
+    for (what, (n, bad)) in &states {
+        common::report(&format!(
+            "power-loss model: {n} crash states for {what}, {bad} violating"
+        ));
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
