@@ -20,8 +20,12 @@
 //!    - on an error the destination is byte for byte the old file (or still absent) —
 //!      except `Op::SyncDir`: the rename is done, only its durability is unconfirmed, so
 //!      the destination is the new file;
-//!    - no temporary file is left, nothing else appears in the directory;
+//!    - no temporary file is left, nothing else appears in the directory, and `sweep`
+//!      afterwards finds nothing;
 //!    - after a failed `fsync`/`fdatasync` no `rename`/`link` follows.
+//! 3. Where a failed save removed its temp, the same fault again with that `unlinkat`
+//!    failing too: the first error is still the one returned, the destination is as
+//!    before, exactly one temp is left, and `sweep` removes it.
 //!
 //! A deliberately sloppy writer (ignores its fsync's result, leaves its temp behind on
 //! error) goes through the same checks and must be caught: the sweep can fail.
