@@ -127,7 +127,7 @@ enum Kind {
 
 /// The save kinds of the crate (history commits do not exist yet).
 fn kinds() -> Vec<Kind> {
-    let mut v = vec![
+    let v = vec![
         Kind::New,
         Kind::Replace,
         Kind::NoClobber,
@@ -135,8 +135,9 @@ fn kinds() -> Vec<Kind> {
         Kind::AnonymousNoClobber,
         Kind::Stream,
     ];
+    // The enveloped kind needs a format feature.
     #[cfg(feature = "json")]
-    v.push(Kind::Enveloped);
+    let v = [v, vec![Kind::Enveloped]].concat();
     v
 }
 

@@ -65,7 +65,7 @@ enum Kind {
 }
 
 fn kinds() -> Vec<Kind> {
-    let mut v = vec![
+    let v = vec![
         Kind::New,
         Kind::Replace,
         Kind::NoClobber,
@@ -73,8 +73,9 @@ fn kinds() -> Vec<Kind> {
         Kind::AnonymousNoClobber,
         Kind::Stream,
     ];
+    // The enveloped kind needs a format feature.
     #[cfg(feature = "json")]
-    v.push(Kind::Enveloped);
+    let v = [v, vec![Kind::Enveloped]].concat();
     v
 }
 
