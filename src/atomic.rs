@@ -131,6 +131,11 @@ impl WriteOptions {
         self
     }
 
+    /// The durability level these options ask for.
+    pub(crate) fn durability_level(&self) -> Durability {
+        self.durability
+    }
+
     /// Atomically replaces (or creates) `path` with `bytes`.
     pub fn write(&self, path: impl AsRef<Path>, bytes: impl AsRef<[u8]>) -> Result<()> {
         let (staged, mut file) = Staged::new(self, path.as_ref())?;
@@ -502,7 +507,8 @@ const SUFFIX_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 const NAME_MAX: usize = 255;
 
 /// `.{name}.{random}.tmp`, with `name` shortened so the whole fits in `NAME_MAX` bytes.
-fn temp_name(name: &OsStr) -> OsString {
+/// Also the name of the temporary symlink of a [`history`](crate::history) pointer swap.
+pub(crate) fn temp_name(name: &OsStr) -> OsString {
     let overhead = 1 + 1 + SUFFIX_LEN + ".tmp".len();
     let name = sys::name_bytes(name);
     let name = &name[..name.len().min(NAME_MAX - overhead)];
@@ -556,6 +562,11 @@ fn is_temp_name(name: &OsStr) -> bool {
 /// is still being written. Lock files of the `lock` module are not temporary files and
 /// are left alone.
 ///
+/// A temporary *symlink* of the same shape is the `latest` pointer of a
+/// [`history`](crate::history) being swapped: its writer holds the writer
+/// [`Lock`](crate::lock::Lock) of the data file for the whole swap, so `sweep` removes it
+/// only when it can take that lock itself (or no lock file exists).
+///
 /// ```
 /// # let dir = tempfile::tempdir()?;
 /// let removed = atomic_persist::sweep(dir.path())?;
@@ -577,10 +588,15 @@ pub fn sweep(dir: impl AsRef<Path>) -> Result<usize> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;
         let name = entry.file_name();
-        if !is_temp_name(&name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+        if !is_temp_name(&name) {
             continue;
         }
-        if sweep_one(&dir, &name).map_err(|e| Error::io(Op::RemoveTemp, entry.path(), e))? {
+        let swept = match entry.file_type() {
+            Ok(t) if t.is_file() => sweep_one(&dir, &name),
+            Ok(t) if t.is_symlink() => sweep_link(&dir, dir_path, &name),
+            _ => continue,
+        };
+        if swept.map_err(|e| Error::io(Op::RemoveTemp, entry.path(), e))? {
             removed += 1;
         }
     }
@@ -599,6 +615,30 @@ fn sweep_one(dir: &sys::Dir, name: &OsStr) -> io::Result<bool> {
         Err(TryLockError::WouldBlock) => return Ok(false),
         Err(TryLockError::Error(e)) => return Err(e),
     }
+    match dir.remove(name) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes a temporary symlink (a `history` pointer swap) unless the writer lock of the
+/// file it was named after is held.
+fn sweep_link(dir: &sys::Dir, dir_path: &Path, name: &OsStr) -> io::Result<bool> {
+    // `.{data}.{suffix}.tmp` -> `{data}` (shortened if the data name was very long, in
+    // which case no lock file matches and the link is debris of a name-length error).
+    let bytes = sys::name_bytes(name);
+    let data = &bytes[1..bytes.len() - ".tmp".len() - SUFFIX_LEN - 1];
+    let lock_path = crate::lock::Lock::path_for(dir_path.join(sys::name_from_bytes(data.to_vec())));
+    let _held = match File::open(&lock_path) {
+        Ok(file) => match file.try_lock() {
+            Ok(()) => Some(file),
+            Err(TryLockError::WouldBlock) => return Ok(false),
+            Err(TryLockError::Error(e)) => return Err(e),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
     match dir.remove(name) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
