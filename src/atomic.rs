@@ -132,6 +132,7 @@ impl WriteOptions {
     }
 
     /// The durability level these options ask for.
+    #[cfg_attr(not(feature = "json"), allow(dead_code))] // used by `history` only
     pub(crate) fn durability_level(&self) -> Durability {
         self.durability
     }

@@ -42,7 +42,7 @@ struct Record {
 
 fn record(generation: u64) -> Record {
     let h = mix(generation);
-    let len = (h >> 8) as usize % if h % 2 == 0 { 64 } else { 64 * 1024 };
+    let len = (h >> 8) as usize % if h.is_multiple_of(2) { 64 } else { 64 * 1024 };
     let c = (b'a' + (h % 26) as u8) as char;
     Record {
         generation,
