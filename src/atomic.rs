@@ -563,10 +563,12 @@ fn is_temp_name(name: &OsStr) -> bool {
 /// is still being written. Lock files of the `lock` module are not temporary files and
 /// are left alone.
 ///
-/// A temporary *symlink* of the same shape is the `latest` pointer of a
+/// A temporary *symlink* `.{name}.{random}.tmp` whose target is a version of `name`
+/// (`state.7.json` for `state.json`) is the `latest` pointer of a
 /// [`history`](crate::history) being swapped: its writer holds the writer
-/// [`Lock`](crate::lock::Lock) of the data file for the whole swap, so `sweep` removes it
-/// only when it can take that lock itself (or no lock file exists).
+/// [`Lock`](crate::lock::Lock) of `name` for the whole swap, so `sweep` removes it only
+/// when it can take that lock itself (or no lock file exists). Other symlinks are left
+/// alone.
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
@@ -630,6 +632,14 @@ fn sweep_link(dir: &sys::Dir, dir_path: &Path, name: &OsStr) -> io::Result<bool>
     // which case no lock file matches and the link is debris of a name-length error).
     let bytes = sys::name_bytes(name);
     let data = &bytes[1..bytes.len() - ".tmp".len() - SUFFIX_LEN - 1];
+    let target = match std::fs::read_link(dir_path.join(name)) {
+        Ok(target) => target,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if !is_version_name(data, target.as_os_str()) {
+        return Ok(false); // not a history's pointer
+    }
     let lock_path = crate::lock::Lock::path_for(dir_path.join(sys::name_from_bytes(data.to_vec())));
     let _held = match File::open(&lock_path) {
         Ok(file) => match file.try_lock() {
@@ -647,9 +657,50 @@ fn sweep_link(dir: &sys::Dir, dir_path: &Path, name: &OsStr) -> io::Result<bool>
     }
 }
 
+/// Whether `candidate` is a bare file name `{stem}.{digits}.{ext}` (`{name}.{digits}`
+/// without an extension) of the data file `data`: the name of a history version.
+fn is_version_name(data: &[u8], candidate: &OsStr) -> bool {
+    let data = sys::name_from_bytes(data.to_vec());
+    let data = Path::new(&data);
+    let (Some(stem), ext) = (data.file_stem(), data.extension()) else {
+        return false;
+    };
+    let c = sys::name_bytes(candidate);
+    let Some(rest) = c
+        .strip_prefix(sys::name_bytes(stem))
+        .and_then(|r| r.strip_prefix(b"."))
+    else {
+        return false;
+    };
+    let digits = match ext {
+        Some(ext) => match rest
+            .strip_suffix(sys::name_bytes(ext))
+            .and_then(|r| r.strip_suffix(b"."))
+        {
+            Some(d) => d,
+            None => return false,
+        },
+        None => rest,
+    };
+    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_names_of_a_history() {
+        assert!(is_version_name(b"state.json", OsStr::new("state.7.json")));
+        assert!(is_version_name(b"state", OsStr::new("state.12")));
+        assert!(!is_version_name(b"state.json", OsStr::new("state.json")));
+        assert!(!is_version_name(b"state.json", OsStr::new("state..json")));
+        assert!(!is_version_name(
+            b"state.json",
+            OsStr::new("dir/state.7.json")
+        ));
+        assert!(!is_version_name(b"link", OsStr::new("state.json")));
+    }
 
     #[test]
     fn temp_names_have_the_documented_shape() {
