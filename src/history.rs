@@ -34,6 +34,9 @@
 //!    [`Persisted`](crate::Persisted) writer of `state.json` would take.
 //! 2. Read the pointer. If another writer moved it since this handle last read it, the
 //!    commit is [`Error::Conflict`] and nothing is written: no lost update.
+//!    Before the lock, the value is serialized once into memory: a value whose bytes
+//!    equal the current version's makes no new version (and takes no lock), and a value
+//!    that cannot be serialized leaves everything as it was.
 //! 3. Write `state.{g+1}.json` atomically and durably through the
 //!    [`atomic`](crate::atomic) engine (temp file, fsync, rename, directory fsync, as the
 //!    [`Durability`] says). A file of that name can only be debris of a writer killed
@@ -828,6 +831,26 @@ pub struct History<T> {
 }
 
 /// Builds a [`History<T>`]: `History::<T>::builder(path)`.
+///
+/// ```
+/// # #[cfg(feature = "toml")] {
+/// use atomic_persist::Durability;
+/// use atomic_persist::history::History;
+/// use std::time::Duration;
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("settings.toml");
+/// let mut settings = History::<std::collections::BTreeMap<String, u32>>::builder(&path)
+///     .keep(5)                                  // the newest 5 versions stay
+///     .schema_version(1)
+///     .durability(Durability::Data)
+///     .lock_timeout(Duration::from_secs(2))
+///     .open_or_default()?;
+/// settings.update(|s| s.insert("volume".into(), 7))?;
+/// assert_eq!(settings.generation(), 1);
+/// assert!(dir.path().join("settings.1.toml").exists());
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct HistoryBuilder<T> {
     path: PathBuf,
     format: Option<AnyFormat>,
