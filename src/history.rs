@@ -97,6 +97,11 @@
 //! history was turned on), [`open`](HistoryBuilder::open) loads it, and the first commit
 //! writes the next generation after its envelope's (or generation 1) and replaces it with
 //! the pointer. The old file's contents are not kept as a version.
+//!
+//! Conversely, do not commit to `state.json` with a [`Persisted`](crate::Persisted)
+//! once it is a pointer: the engine writes through symlinks, so that would replace the
+//! current version's file (atomically, but outside the history's numbering and lock
+//! order). Read it freely; write through the `History`.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
