@@ -60,6 +60,13 @@
 //! The [`format`](mod@format) module lists the formats and their limits, [`persisted`] what a commit
 //! does step by step, and [`envelope`] the envelope.
 //!
+//! # History
+//!
+//! [`History<T>`](history::History) keeps every commit as a numbered, enveloped file
+//! (`state.7.json`) behind a `latest` pointer (`state.json`, a symlink swapped
+//! atomically), with retention, a manifest, and [`rollback`](history::History::rollback);
+//! see the [`history`] module (needs the `json` feature: the manifest is JSON).
+//!
 //! # On-disk format
 //!
 //! A file written without the envelope is exactly the value in its format, nothing more.
@@ -75,13 +82,15 @@
 //! - `binary`: [`Binary`] (postcard), for `.bin` files.
 //! - `bincode`: [`format::read_bincode`], to read (and migrate) files that bincode
 //!   programs wrote; bincode is unmaintained, so it is never used to write.
-//! - `cli`: the `atomic-persist` command-line tool.
+//! - `cli`: the `atomic-persist` command-line tool (turns on `json`).
 #![deny(missing_docs)]
 
 pub mod atomic;
 pub mod envelope;
 mod error;
 pub mod format;
+#[cfg(feature = "json")]
+pub mod history;
 pub mod lock;
 pub mod persisted;
 mod sys;
