@@ -214,6 +214,24 @@ impl Seen {
             id,
         }
     }
+
+    /// The version just renamed into place at `path`, whose identity was `id`. It is
+    /// opened again, read-only (a handle open for writing would keep its filesystem
+    /// from being remounted read-only), to pin it; when another writer has replaced it
+    /// already, nothing is pinned and the identity is forgotten, so the next check
+    /// reads the file.
+    fn renamed(path: &Path, id: Option<sys::FileId>) -> Seen {
+        let file = id.and_then(|_| File::open(path).ok());
+        match file {
+            Some(f) if f.metadata().ok().as_ref().and_then(sys::file_id) == id => {
+                Seen { id, _pin: Some(f) }
+            }
+            _ => Seen {
+                id: None,
+                _pin: None,
+            },
+        }
+    }
 }
 
 /// Where the file stands against the version this handle last saw.
@@ -848,7 +866,7 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
         // The generation check and the rename, as one step under the lock, unless it is
         // held already; a forced commit locks too, not to land inside another's step.
         let check_and_rename = enveloped.is_some() && !locked;
-        let mut seen = None;
+        let mut written = None;
         file.commit_with(|temp| {
             let guard = match check_and_rename {
                 true => Some(self.take_lock()?),
@@ -860,12 +878,12 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
             {
                 return Err(self.conflict(found));
             }
-            seen = temp.try_clone().ok().map(Seen::of);
+            written = temp.metadata().ok().as_ref().and_then(sys::file_id);
             Ok(guard)
         })?;
         drop(whole);
         self.disk = Some(OnDisk { payload, enveloped });
-        self.seen = seen;
+        self.seen = Some(Seen::renamed(&self.path, written));
         if meta.is_some() {
             self.meta = meta;
         }
