@@ -9,9 +9,10 @@
 //!
 //! 1. Runs the [`validate`](PersistedBuilder::validate) hook: a refused value is
 //!    [`Error::Invalid`] and nothing on disk is touched.
-//! 2. Serializes the value into a hasher, not into memory and not onto disk: a value that
-//!    cannot be serialized is [`Error::Serialize`], and the file and its directory are
-//!    exactly as they were (no temporary file was ever created).
+//! 2. Serializes the value into a hasher, not onto disk: a value that cannot be
+//!    serialized is [`Error::Serialize`], and the file and its directory are exactly as
+//!    they were (no temporary file was ever created). The bytes are kept in memory only
+//!    while they total at most 1 MiB.
 //! 3. Compares the hash with that of the bytes last loaded or committed: when they are
 //!    equal (and the envelope and schema version are too) *and the file is still the
 //!    version this handle last saw* (see [Writers](#writers-the-lock-and-the-generation-check)),
@@ -19,15 +20,19 @@
 //!    fingerprint is kept (length, CRC-32 and a 64-bit SipHash), never a copy of the
 //!    bytes. With the envelope on, a file that another writer changed is
 //!    [`Error::Conflict`] here, before anything is written.
-//! 4. Serializes again, this time streaming through a 64 KiB buffer straight into an
-//!    [`AtomicFile`](crate::AtomicFile), hashing on the way; with the envelope on, the
-//!    meta and checksum follow the payload (see [`envelope`](mod@crate::envelope)). A large
-//!    value therefore never has a second copy in memory. TOML has no streaming
-//!    serializer, so a TOML value goes through one string (configs are small).
+//! 4. Writes the payload into an [`AtomicFile`](crate::AtomicFile): the bytes kept in
+//!    step 2 when there are at most 1 MiB of them, so a small value is serialized once;
+//!    otherwise the value is serialized again, streaming through a 64 KiB buffer
+//!    straight into the file, hashing on the way. A large value therefore never has a
+//!    second copy in memory (the 1 MiB kept while it fit is dropped as soon as it does
+//!    not). With the envelope on, the meta and checksum follow the payload (see
+//!    [`envelope`](mod@crate::envelope)). TOML has no streaming serializer, so a TOML
+//!    value goes through one string (configs are small).
 //! 5. Commits the file with the configured [`Durability`]. With the envelope on, the
 //!    generation check is made again just before the rename, under the writer lock.
 //!
-//! Serializing twice costs CPU, not memory, and buys the two guarantees of steps 2-3.
+//! Serializing a large value twice costs CPU, not memory, and buys the two guarantees of
+//! steps 2-3.
 //!
 //! # Writers: the lock and the generation check
 //!
@@ -134,6 +139,31 @@ type Validate<T> = Box<dyn Fn(&T) -> std::result::Result<(), String> + Send + Sy
 
 /// The buffer between the serializer and the hasher: serializers make many tiny writes.
 const STREAM_BUFFER: usize = 64 * 1024;
+
+/// A payload up to this size is kept from the first serialization and written from
+/// memory; a larger one is serialized a second time, streaming into the file.
+const KEEP_LIMIT: usize = 1024 * 1024;
+
+/// Keeps the bytes written through it while they total at most [`KEEP_LIMIT`]; past
+/// that, drops them and keeps nothing.
+struct Bounded(Option<Vec<u8>>);
+
+impl Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(kept) = &mut self.0 {
+            if kept.len() + buf.len() <= KEEP_LIMIT {
+                kept.extend_from_slice(buf);
+            } else {
+                self.0 = None;
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// A value stored in a file, committed atomically. See the [module docs](self).
 ///
@@ -784,17 +814,19 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
                 document,
             });
         }
-        let mut h = Hashing::new(std::io::sink());
+        let mut kept = Bounded(Some(Vec::new()));
+        let mut h = Hashing::new(&mut kept);
         let mut buf = BufWriter::with_capacity(STREAM_BUFFER, &mut h);
         envelope::write_payload(format, enveloped, &self.value, &mut buf)
             .map_err(|e| e.at(path))?;
         buf.flush()
             .map_err(|e| crate::format::io_serialize_error(e).at(path))?;
         drop(buf);
+        let (payload, crc) = (h.fingerprint(), h.crc);
         Ok(Staged {
-            payload: h.fingerprint(),
-            crc: h.crc,
-            bytes: None,
+            payload,
+            crc,
+            bytes: kept.0,
             #[cfg(feature = "toml")]
             document: None,
         })
@@ -899,7 +931,8 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
 struct Staged {
     payload: Fingerprint,
     crc: crc32fast::Hasher,
-    /// The bytes, for formats that cannot stream (TOML); `None` means "serialize again".
+    /// The bytes, when they were kept: a payload of at most [`KEEP_LIMIT`] bytes, or
+    /// TOML (which cannot stream). `None` means "serialize again, streaming".
     bytes: Option<Vec<u8>>,
     /// The plain TOML document the bytes are the text of.
     #[cfg(feature = "toml")]
