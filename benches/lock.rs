@@ -9,7 +9,7 @@
 //!
 //! ```sh
 //! cargo bench --bench lock
-//! LOCK_BENCH_ROUNDS=30 LOCK_BENCH_SECS=3 cargo bench --bench lock
+//! LOCK_BENCH_ROUNDS=301 LOCK_BENCH_SECS=3 cargo bench --bench lock
 //! LOCK_BENCH_DIR=/mnt/fast cargo bench --bench lock    # default: the temp dir
 //! ```
 
@@ -250,8 +250,8 @@ fn main() {
         .map(Into::into)
         .unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::tempdir_in(base).unwrap();
-    let rounds = env_or("LOCK_BENCH_ROUNDS", 21);
-    let per_round = env_or("LOCK_BENCH_PER_ROUND", 10);
+    let rounds = env_or("LOCK_BENCH_ROUNDS", 151);
+    let per_round = env_or("LOCK_BENCH_PER_ROUND", 1);
     let secs = env_or("LOCK_BENCH_SECS", 2.0);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
