@@ -61,7 +61,7 @@
 //!   written and synced, and it and the rename happen under the writer lock (held only
 //!   for that instant unless the handle locks anyway). Every enveloped file therefore
 //!   has a `.{name}.lock` beside it, and a commit fails with [`Error::Io`] (operation
-//!   [`Op::Lock`](crate::Op::Lock)) where the lock file cannot be created or locked.
+//!   [`Op::Lock`]) where the lock file cannot be created or locked.
 //!   A forced commit takes the lock for its rename as well, so that it cannot land
 //!   inside another writer's check.
 //! - *Cheap.* A handle remembers the identity of the version it last loaded or wrote:
