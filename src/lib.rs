@@ -60,6 +60,14 @@
 //! The [`format`](mod@format) module lists the formats and their limits, [`persisted`] what a commit
 //! does step by step, and [`envelope`] the envelope.
 //!
+//! # Several writers
+//!
+//! An atomic save keeps a file complete, not writers in turn: two that load, change and
+//! save can lose an update. [`Persisted::update_locked`] holds the writer [`lock`] across
+//! reload, change and commit; with the envelope on, [`Persisted::commit`] refuses to
+//! overwrite a version it did not load ([`Error::Conflict`]). The
+//! [`persisted`](persisted#writers-the-lock-and-the-generation-check) module explains both.
+//!
 //! # History
 //!
 //! [`History<T>`](history::History) keeps every commit as a numbered, enveloped file
