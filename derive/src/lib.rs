@@ -1,9 +1,12 @@
 //! `#[derive(Persist)]` for the `atomic-persist` crate.
 //!
+//! Use it through `atomic_persist` (feature `derive`, on by default), which re-exports it
+//! beside the trait of the same name; the `atomic_persist::persist` module documents both.
+//!
 //! The derive only fills in the constants of `atomic_persist::Persist` (default path,
 //! format, envelope, durability, schema version) and, with `migrate_from`, the step of
-//! the migration chain; every method a user calls is provided by the trait itself, so a
-//! hand-written `impl Persist` behaves the same.
+//! the migration chain (`Persist::decode`); every method a user calls is provided by the
+//! trait itself, so a hand-written `impl Persist` behaves the same.
 //!
 //! ```ignore
 //! #[derive(Serialize, Deserialize, Default, Persist)]
@@ -12,10 +15,13 @@
 //! ```
 //!
 //! Keys: `path` (string, required), `app` (string: place a relative `path` in that
-//! application's configuration directory), `format` (`"json"`, `"json-pretty"`,
-//! `"toml"`, `"binary"`; default from the extension), `envelope` (bool), `durability`
-//! (`"full"`, `"data"`, `"none"`), `version` (integer, needs `envelope = true`) and
-//! `migrate_from` (a type, needs `version`).
+//! application's configuration directory; needs the `app-dirs` feature), `format`
+//! (`"json"`, `"json-pretty"`, `"toml"`, `"binary"`; default from the extension),
+//! `envelope` (bool), `durability` (`"full"`, `"data"`, `"none"`), `version` (integer,
+//! needs `envelope = true`) and `migrate_from` (a type, needs `version`).
+//!
+//! Every mistake is a compile error spanned on the attribute (or on the `union`
+//! keyword): see `tests/ui/` in `atomic-persist` for the messages.
 
 use darling::{FromDeriveInput, FromMeta};
 use proc_macro2::{Span, TokenStream};
@@ -26,6 +32,15 @@ use syn::spanned::Spanned;
 #[proc_macro_derive(Persist, attributes(persist))]
 pub fn derive_persist(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    if let syn::Data::Union(u) = &input.data {
+        return syn::Error::new(
+            u.union_token.span,
+            "#[derive(Persist)] does not support unions: serde cannot store them; use a \
+             struct or an enum",
+        )
+        .to_compile_error()
+        .into();
+    }
     match expand(&input) {
         Ok(tokens) => tokens.into(),
         Err(e) => e.write_errors().into(),
@@ -71,25 +86,41 @@ impl FromMeta for SpannedInt {
     }
 }
 
-const FORMATS: &[&str] = &["json", "json-pretty", "toml", "binary"];
+/// The `format` values and the `AnyFormat` variant of each.
+const FORMATS: &[(&str, &str)] = &[
+    ("json", "Json"),
+    ("json-pretty", "JsonPretty"),
+    ("toml", "Toml"),
+    ("binary", "Binary"),
+];
 
 fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
     let opts = Options::from_derive_input(input)?;
     let mut errors = darling::Error::accumulator();
 
     let format = match &opts.format {
-        Some(f) if !FORMATS.contains(&f.value().as_str()) => {
-            errors.push(
-                darling::Error::custom(format!(
-                    "unknown format `{}`: expected one of {}",
-                    f.value(),
-                    FORMATS.join(", ")
-                ))
-                .with_span(f),
-            );
-            quote!(::core::option::Option::None)
-        }
-        Some(f) => quote!(::core::option::Option::Some(#f)),
+        Some(f) => match FORMATS.iter().find(|(name, _)| *name == f.value()) {
+            // Spanned on the literal: with the format's feature off, the missing variant
+            // is reported there.
+            Some((_, variant)) => {
+                let variant = syn::Ident::new(variant, f.span());
+                quote_spanned! {f.span()=>
+                    ::core::option::Option::Some(::atomic_persist::AnyFormat::#variant)
+                }
+            }
+            None => {
+                let names: Vec<String> = FORMATS.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+                errors.push(
+                    darling::Error::custom(format!(
+                        "unknown format `{}`: expected one of {}",
+                        f.value(),
+                        names.join(", ")
+                    ))
+                    .with_span(f),
+                );
+                quote!(::core::option::Option::None)
+            }
+        },
         None => quote!(::core::option::Option::None),
     };
     let durability = match opts.durability.as_ref().map(|d| (d, d.value())) {
@@ -129,6 +160,17 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
             .with_span(m),
         );
     }
+    if let Some(a) = &opts.app
+        && !cfg!(feature = "app-dirs")
+    {
+        errors.push(
+            darling::Error::custom(
+                "`app` needs the `app-dirs` feature of atomic-persist (it finds the \
+                 configuration directory with the `directories` crate)",
+            )
+            .with_span(a),
+        );
+    }
     errors.finish()?;
 
     let ident = &opts.ident;
@@ -138,10 +180,35 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
         None => quote!(::core::option::Option::None),
     };
     let version = opts.version.as_ref().map_or(0, |v| v.value);
-    let (impl_generics, ty_generics, where_clause) = opts.generics.split_for_impl();
-    let migrate = opts.migrate_from.as_ref().map(migrate_fn);
+    let (impl_generics, ty_generics, _) = opts.generics.split_for_impl();
+    let mut where_clause = opts.generics.where_clause.clone();
+    if !opts.generics.params.is_empty() {
+        // The trait's supertraits, for whichever parameters serde's derive needs them.
+        where_clause
+            .get_or_insert_with(|| syn::parse_quote!(where))
+            .predicates
+            .push(syn::parse_quote! {
+                #ident #ty_generics: ::atomic_persist::__private::serde::Serialize
+                    + ::atomic_persist::__private::serde::de::DeserializeOwned
+            });
+    }
+    let generic = !opts.generics.params.is_empty();
+    let migrate = opts
+        .migrate_from
+        .as_ref()
+        .map(|older| migrate_fn(older, generic));
+    // For a type without parameters the version order is checked by a free constant,
+    // which `cargo check` evaluates; a generic type checks it when `decode` is compiled.
+    let order = match &opts.migrate_from {
+        Some(older) if !generic => {
+            let check = order_check(older, &quote!(#ident));
+            quote!(const _: () = #check;)
+        }
+        _ => quote!(),
+    };
 
     Ok(quote! {
+        #order
         impl #impl_generics ::atomic_persist::Persist for #ident #ty_generics #where_clause {
             const PATH: &'static str = #path;
             const APP: ::core::option::Option<&'static str> = #app;
@@ -154,23 +221,34 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
     })
 }
 
+/// `assert!` that `older`'s version is below `this` one's, spanned on `older`.
+fn order_check(older: &syn::Path, this: &TokenStream) -> TokenStream {
+    quote_spanned! {older.span()=>
+        ::core::assert!(
+            <#older as ::atomic_persist::Persist>::VERSION
+                < <#this as ::atomic_persist::Persist>::VERSION,
+            "`migrate_from` must name a type with a lower `version`"
+        )
+    }
+}
+
 /// The migration step: a file older than this type is read as `older` (which follows
 /// its own chain) and converted with `From`.
-fn migrate_fn(older: &syn::Path) -> TokenStream {
-    // Spans on the attribute's type, so a missing `From` impl or a bad version order is
-    // reported where the user wrote `migrate_from`.
+fn migrate_fn(older: &syn::Path, generic: bool) -> TokenStream {
+    // Spans on the attribute's type, so a missing `From` or `Persist` impl is reported
+    // where the user wrote `migrate_from`.
     let span = older.span();
     let from = quote_spanned! {span=>
         <Self as ::core::convert::From<#older>>::from(older)
     };
-    let order = quote_spanned! {span=>
-        const {
-            ::core::assert!(
-                <#older as ::atomic_persist::Persist>::VERSION
-                    < <Self as ::atomic_persist::Persist>::VERSION,
-                "`migrate_from` must name a type with a lower `version`"
-            )
-        };
+    let decode_older = quote_spanned! {span=>
+        <#older as ::atomic_persist::Persist>::decode(found, payload)
+    };
+    let order = if generic {
+        let check = order_check(older, &quote!(Self));
+        quote!(const { #check };)
+    } else {
+        quote!()
     };
     quote! {
         fn decode(
@@ -179,10 +257,10 @@ fn migrate_fn(older: &syn::Path) -> TokenStream {
         ) -> ::atomic_persist::Result<Self> {
             #order
             if found < <Self as ::atomic_persist::Persist>::VERSION {
-                let older = <#older as ::atomic_persist::Persist>::decode(found, payload)?;
+                let older = #decode_older?;
                 return ::core::result::Result::Ok(#from);
             }
-            payload.deserialize()
+            ::atomic_persist::persist::decode_current::<Self>(found, payload)
         }
     }
 }
