@@ -212,7 +212,7 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
         impl #impl_generics ::atomic_persist::Persist for #ident #ty_generics #where_clause {
             const PATH: &'static str = #path;
             const APP: ::core::option::Option<&'static str> = #app;
-            const FORMAT: ::core::option::Option<&'static str> = #format;
+            const FORMAT: ::core::option::Option<::atomic_persist::AnyFormat> = #format;
             const ENVELOPE: bool = #envelope;
             const DURABILITY: ::atomic_persist::Durability = #durability;
             const VERSION: u32 = #version;
