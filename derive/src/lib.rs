@@ -53,15 +53,16 @@ pub fn derive_persist(input: proc_macro::TokenStream) -> proc_macro::TokenStream
 struct Options {
     ident: syn::Ident,
     generics: syn::Generics,
-    path: syn::LitStr,
     #[darling(default)]
-    app: Option<syn::LitStr>,
+    path: Option<Str>,
     #[darling(default)]
-    format: Option<syn::LitStr>,
+    app: Option<Str>,
     #[darling(default)]
-    envelope: Option<bool>,
+    format: Option<Str>,
     #[darling(default)]
-    durability: Option<syn::LitStr>,
+    envelope: Option<Bool>,
+    #[darling(default)]
+    durability: Option<Str>,
     #[darling(default)]
     version: Option<SpannedInt>,
     #[darling(default)]
@@ -81,7 +82,82 @@ impl FromMeta for SpannedInt {
                 value: i.base10_parse().map_err(darling::Error::from)?,
                 span: i.span(),
             }),
-            other => Err(darling::Error::unexpected_lit_type(other)),
+            other => Err(darling::Error::custom(
+                "expected an integer: a schema version such as `version = 2`",
+            )
+            .with_span(other)),
+        }
+    }
+
+    fn from_expr(expr: &syn::Expr) -> darling::Result<Self> {
+        match expr {
+            syn::Expr::Lit(lit) => Self::from_value(&lit.lit),
+            other => Err(darling::Error::custom(
+                "expected an integer: a schema version such as `version = 2`",
+            )
+            .with_span(other)),
+        }
+    }
+}
+
+/// A string literal, with a clear error for anything else.
+struct Str(syn::LitStr);
+
+impl FromMeta for Str {
+    fn from_value(value: &syn::Lit) -> darling::Result<Self> {
+        match value {
+            syn::Lit::Str(s) => Ok(Str(s.clone())),
+            other => Err(darling::Error::custom(
+                "expected a string literal, such as \"settings.toml\"",
+            )
+            .with_span(other)),
+        }
+    }
+
+    fn from_expr(expr: &syn::Expr) -> darling::Result<Self> {
+        match expr {
+            syn::Expr::Lit(lit) => Self::from_value(&lit.lit),
+            other => Err(darling::Error::custom(
+                "expected a string literal (constants and macros are not read here)",
+            )
+            .with_span(other)),
+        }
+    }
+}
+
+impl std::ops::Deref for Str {
+    type Target = syn::LitStr;
+
+    fn deref(&self) -> &syn::LitStr {
+        &self.0
+    }
+}
+
+impl quote::ToTokens for Str {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        self.0.to_tokens(tokens);
+    }
+}
+
+/// `true`, `false`, or the bare key (true), with a clear error for anything else.
+struct Bool(bool);
+
+impl FromMeta for Bool {
+    fn from_word() -> darling::Result<Self> {
+        Ok(Bool(true))
+    }
+
+    fn from_value(value: &syn::Lit) -> darling::Result<Self> {
+        match value {
+            syn::Lit::Bool(b) => Ok(Bool(b.value)),
+            other => Err(darling::Error::custom("expected `true` or `false`").with_span(other)),
+        }
+    }
+
+    fn from_expr(expr: &syn::Expr) -> darling::Result<Self> {
+        match expr {
+            syn::Expr::Lit(lit) => Self::from_value(&lit.lit),
+            other => Err(darling::Error::custom("expected `true` or `false`").with_span(other)),
         }
     }
 }
@@ -138,7 +214,7 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
             quote!(::atomic_persist::Durability::Full)
         }
     };
-    let envelope = opts.envelope.unwrap_or(false);
+    let envelope = opts.envelope.as_ref().is_some_and(|b| b.0);
     if let Some(v) = &opts.version
         && !envelope
     {
@@ -160,6 +236,15 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
             .with_span(m),
         );
     }
+    if opts.path.is_none() {
+        errors.push(
+            darling::Error::custom(
+                "#[derive(Persist)] needs the file: add #[persist(path = \"...\")] (relative \
+                 to the working directory, or to the `app`'s configuration directory)",
+            )
+            .with_span(&opts.ident),
+        );
+    }
     if let Some(a) = &opts.app
         && !cfg!(feature = "app-dirs")
     {
@@ -174,7 +259,7 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
     errors.finish()?;
 
     let ident = &opts.ident;
-    let path = &opts.path;
+    let path = opts.path.as_ref().expect("checked above");
     let app = match &opts.app {
         Some(a) => quote!(::core::option::Option::Some(#a)),
         None => quote!(::core::option::Option::None),
@@ -191,6 +276,14 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
                 #ident #ty_generics: ::atomic_persist::__private::serde::Serialize
                     + ::atomic_persist::__private::serde::de::DeserializeOwned
             });
+        // And the older type of a generic chain is `Persist` only under its own bounds.
+        if let Some(older) = &opts.migrate_from {
+            let bound = quote_spanned!(older.span()=> #older: ::atomic_persist::Persist);
+            where_clause
+                .get_or_insert_with(|| syn::parse_quote!(where))
+                .predicates
+                .push(syn::parse_quote!(#bound));
+        }
     }
     let generic = !opts.generics.params.is_empty();
     let migrate = opts
