@@ -51,11 +51,11 @@ fn plain() -> Plain {
 fn constants_come_from_the_attribute() {
     assert_eq!(Plain::PATH, "state.json");
     assert_eq!(Plain::FORMAT, None);
-    assert!(!Plain::ENVELOPE);
+    const { assert!(!Plain::ENVELOPE) };
     assert_eq!(Plain::DURABILITY, Durability::Full);
     assert_eq!(Plain::VERSION, 0);
     assert_eq!(Plain::APP, None);
-    assert!(Enveloped::ENVELOPE);
+    const { assert!(Enveloped::ENVELOPE) };
     assert_eq!(Enveloped::DURABILITY, Durability::Data);
     assert_eq!(Enveloped::VERSION, 7);
     assert_eq!(Pretty::FORMAT, Some(AnyFormat::JsonPretty));
