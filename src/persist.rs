@@ -114,7 +114,9 @@
 //! is placed in that application's configuration directory, found by the `directories`
 //! crate as `confy` does (`ProjectDirs::from("rs", "", name)`): `~/.config/name/` on
 //! Linux, `~/Library/Application Support/rs.name/` on macOS, `%APPDATA%\name\config\`
-//! on Windows. An absolute `path` is used as it is. This needs the `app-dirs` feature:
+//! on Windows. An absolute `path` is used as it is. [`save`](Persist::save) and
+//! [`persisted`](Persist::persisted) create that directory when it is missing (`load`
+//! never does). This needs the `app-dirs` feature:
 //! without it, the attribute `app` is a compile error, and a hand-written `APP` makes
 //! [`default_path`](Persist::default_path) (so `load`, `save`, ...) fail with an
 //! [`Error::Io`] of kind `Unsupported` that names the feature.
@@ -315,9 +317,11 @@ pub trait Persist: Serialize + DeserializeOwned {
         Ok(Self::builder_at(path).open_or_default()?.into_inner())
     }
 
-    /// Saves the value atomically to the [`default_path`](Self::default_path).
+    /// Saves the value atomically to the [`default_path`](Self::default_path). With
+    /// [`APP`](Self::APP), the application's configuration directory is created first
+    /// when it does not exist yet.
     fn save(&self) -> Result<()> {
-        self.save_to(Self::default_path()?)
+        self.save_to(writable::<Self>()?)
     }
 
     /// Saves the value atomically to `path`, with the current
@@ -339,12 +343,13 @@ pub trait Persist: Serialize + DeserializeOwned {
     /// A [`Persisted<Self>`] at the [`default_path`](Self::default_path), for
     /// [`update`](Persisted::update) and [`commit`](Persisted::commit); starts from
     /// `Self::default()` when there is no file. Use [`builder`](Self::builder) to open
-    /// without a default.
+    /// without a default. With [`APP`](Self::APP), the application's configuration
+    /// directory is created when it does not exist yet, so that commits can succeed.
     fn persisted() -> Result<Persisted<Self>>
     where
         Self: Default,
     {
-        Self::builder()?.open_or_default()
+        Self::builder_at(writable::<Self>()?).open_or_default()
     }
 }
 
@@ -506,6 +511,20 @@ impl<'de, T> Deserialize<'de> for Slot<'_, T> {
         serde::de::IgnoredAny::deserialize(d)?;
         Ok(Slot::Unread)
     }
+}
+
+/// `T::default_path()`, with the configuration directory created when `T::APP` placed
+/// the file there (the working directory, or the directory of an absolute `PATH`, is
+/// the caller's business).
+fn writable<T: Persist>() -> Result<PathBuf> {
+    let path = T::default_path()?;
+    if T::APP.is_some()
+        && Path::new(T::PATH).is_relative()
+        && let Some(dir) = path.parent()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(Op::OpenDir, &path, e))?;
+    }
+    Ok(path)
 }
 
 /// `path` in `app`'s configuration directory when it is relative.
