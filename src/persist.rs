@@ -172,7 +172,7 @@ pub trait Persist: Serialize + DeserializeOwned {
     /// The format; `None` chooses it from the extension of the path.
     const FORMAT: Option<AnyFormat> = None;
 
-    /// Whether the file carries the [envelope](crate::envelope) (meta and checksum).
+    /// Whether the file carries the [envelope](mod@crate::envelope) (meta and checksum).
     const ENVELOPE: bool = false;
 
     /// How much of a save must reach stable storage.
