@@ -132,10 +132,14 @@ use crate::envelope::{self, Fingerprint, Hashing, Meta};
 use crate::error::{Error, Op, Result};
 use crate::format::{AnyFormat, Format};
 use crate::lock::Lock;
+use crate::persist::Payload;
 use crate::sys;
 
 /// The validate hook's type.
 type Validate<T> = Box<dyn Fn(&T) -> std::result::Result<(), String> + Send + Sync + 'static>;
+
+/// The decode hook's type: the schema version and the verified payload, to a value.
+type Decode<T> = fn(u32, Payload<'_>) -> Result<T>;
 
 /// The buffer between the serializer and the hasher: serializers make many tiny writes.
 const STREAM_BUFFER: usize = 64 * 1024;
@@ -211,6 +215,7 @@ struct Config<T> {
     options: WriteOptions,
     run_id: Option<Uuid>,
     validate: Option<Validate<T>>,
+    decode: Option<Decode<T>>,
     lock: bool,
     /// `None`: wait as long as it takes.
     lock_timeout: Option<Duration>,
@@ -321,6 +326,7 @@ pub struct PersistedBuilder<T> {
     options: WriteOptions,
     run_id: Option<Uuid>,
     validate: Option<Validate<T>>,
+    decode: Option<Decode<T>>,
     lock: bool,
     lock_timeout: Option<Duration>,
 }
@@ -429,6 +435,44 @@ impl<T> PersistedBuilder<T> {
         self
     }
 
+    /// How a loaded payload becomes a value, instead of deserializing it as `T`: `f`
+    /// gets the file's schema version (for a plain file, which does not say, the
+    /// builder's [`schema_version`](Self::schema_version)) and the
+    /// [`Payload`], checksum verified. A version newer than the builder's is refused
+    /// with [`Error::SchemaVersion`] before `f` is called. This is the hook schema
+    /// migrations use ([`Persist::decode`](crate::Persist::decode)).
+    ///
+    /// ```
+    /// # #[cfg(feature = "json")] {
+    /// use atomic_persist::Persisted;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct V1 { name: String }
+    /// #[derive(Serialize, Deserialize)]
+    /// struct V2 { name: String, tags: Vec<String> }
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("item.json");
+    /// # Persisted::<V1>::builder(&path).envelope(true).schema_version(1)
+    /// #     .open_or_else(|| V1 { name: "a".into() })?.commit()?;
+    ///
+    /// let item = Persisted::<V2>::builder(&path)
+    ///     .envelope(true)
+    ///     .schema_version(2)
+    ///     .decode(|found, payload| match found {
+    ///         ..=1 => payload.deserialize::<V1>().map(|v1| V2 { name: v1.name, tags: vec![] }),
+    ///         _ => payload.deserialize(),
+    ///     })
+    ///     .open()?;
+    /// assert_eq!(item.name, "a");
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn decode(mut self, f: fn(u32, Payload<'_>) -> Result<T>) -> Self {
+        self.decode = Some(f);
+        self
+    }
+
     fn config(self) -> Result<(PathBuf, Config<T>)> {
         let format = match self.format {
             Some(f) => f,
@@ -441,6 +485,7 @@ impl<T> PersistedBuilder<T> {
             options: self.options,
             run_id: self.run_id,
             validate: self.validate,
+            decode: self.decode,
             lock: self.lock,
             lock_timeout: self.lock_timeout,
         };
@@ -496,6 +541,7 @@ impl<T: fmt::Debug> fmt::Debug for PersistedBuilder<T> {
             .field("options", &self.options)
             .field("run_id", &self.run_id)
             .field("validate", &self.validate.is_some())
+            .field("decode", &self.decode.is_some())
             .field("lock", &self.lock)
             .field("lock_timeout", &self.lock_timeout)
             .finish()
@@ -532,6 +578,7 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
             options: WriteOptions::default(),
             run_id: None,
             validate: None,
+            decode: None,
             lock: false,
             lock_timeout: None,
         }
@@ -1010,13 +1057,14 @@ fn load<T: DeserializeOwned>(path: &Path, config: &Config<T>) -> Result<Loaded<T
             supported: config.schema_version,
         });
     }
-    let value: T = envelope::decode(format, &bytes, &split).map_err(|e| {
-        if bytes.is_empty() {
-            envelope::empty_file().at(path)
-        } else {
-            e.at(path)
+    let payload = Payload::new(path, format, &bytes, &split);
+    let value: T = match config.decode {
+        Some(decode) => {
+            let found = split.meta.as_ref().map(|m| m.schema_version);
+            decode(found.unwrap_or(config.schema_version), payload)?
         }
-    })?;
+        None => payload.deserialize()?,
+    };
     check(config, &value, path)?;
     let disk = OnDisk {
         payload: Fingerprint::of(split.payload),
