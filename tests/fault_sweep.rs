@@ -547,7 +547,9 @@ fn may_succeed(c: &Call, errno: &str) -> bool {
         ("getrandom", "EPERM") => true,
         // The lock file cannot be created or opened for writing (a read-only directory):
         // an existing one is opened read-only and locked all the same.
-        ("openat", "EACCES" | "EPERM") if c.args.contains(".lock") && c.args.contains("O_CREAT") => {
+        ("openat", "EACCES" | "EPERM")
+            if c.args.contains(".lock") && c.args.contains("O_CREAT") =>
+        {
             true
         }
         // After the rename, the handle notes the new file's identity (fstat, reopen
@@ -555,7 +557,8 @@ fn may_succeed(c: &Call, errno: &str) -> bool {
         // without it, that check reads the file: slower, never wrong.
         // (std's `File::metadata` is the only statx of a descriptor in a save; the
         // engine's own fstat of a new temp must fail the save, and is not listed here.)
-        ("statx", _) if c.args.contains("AT_EMPTY_PATH") => true
+        ("statx", _) if c.args.contains("AT_EMPTY_PATH") => true,
+        // The read-only reopen of the renamed file that pins its identity.
         ("openat", _) if c.args.contains("O_RDONLY") && !c.args.contains(".lock") => {
             c.args.contains(DEST) && !c.args.contains("O_DIRECTORY")
         }
