@@ -48,6 +48,23 @@
 //!    version the pointer names is the newest, so it is never removed.
 //! 6. Rewrite the manifest atomically.
 //!
+//! # When a step fails
+//!
+//! - Steps 1-3, or the rename of step 4: the commit returns the error and nothing has
+//!   changed: the pointer names the previous version, and the new version's file (if it
+//!   got that far) is removed again.
+//! - The directory fsync after the rename of step 4 ([`Op::SyncDir`]): the pointer
+//!   already names the new version, only the durability of the swap is unconfirmed,
+//!   as for [`Op::SyncDir`] of a plain save. The commit returns the error and skips
+//!   steps 5 and 6 (removing versions before the swap is known durable could leave a
+//!   durable pointer naming a removed version); the next commit catches up on both.
+//!   The handle that got the error still knows the previous generation, so its next
+//!   commit is [`Error::Conflict`]: [`reload`](History::reload) first.
+//! - Steps 5 and 6: the commit has happened, so their errors are not the commit's: it
+//!   returns `Ok`. A version retention could not remove is removed by the next commit;
+//!   a manifest not rewritten is stale, [`versions`](History::versions) rebuilds the
+//!   list from the files, and the next commit rewrites it.
+//!
 //! A crash (or `SIGKILL`) at any point leaves the pointer at a complete version: before
 //! step 4 it still names the previous one (and step 3's file, if complete, is replaced by
 //! the next commit), after step 4 the new one. A crash during step 4 can leave the
@@ -604,15 +621,38 @@ impl RawHistory {
         file.write_all(payload).map_err(write_error)?;
         envelope::write_tail(format, &meta, payload.len() as u64, &mut file)
             .map_err(write_error)?;
-        file.commit()?;
-        let size = std::fs::metadata(&path)
-            .map_err(|e| Error::io(Op::Inspect, &path, e))?
-            .len();
+        let size = file.commit().and_then(|()| {
+            std::fs::metadata(&path)
+                .map(|m| m.len())
+                .map_err(|e| Error::io(Op::Inspect, &path, e))
+        });
+        let size = match size {
+            Ok(size) => size,
+            Err(e) => {
+                // The pointer still names the previous version. The engine's error may
+                // come after its rename (`Op::SyncDir`), or the size may be unknown:
+                // a file at `path` is debris either way.
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
 
-        if let Err(e) = self.swap_pointer(generation) {
-            // The pointer still names the previous version; the new file is debris.
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
+        match self.swap_pointer(generation) {
+            Ok(()) => {}
+            // The pointer names the new version already: only the directory sync after
+            // the rename failed. The new version stays; retention and the manifest wait
+            // for the next commit (removing versions while the swap may not be durable
+            // could leave a durable pointer naming a removed version).
+            Err(
+                e @ Error::Io {
+                    op: Op::SyncDir, ..
+                },
+            ) => return Err(e),
+            Err(e) => {
+                // The pointer still names the previous version; the new file is debris.
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
         }
         let info = VersionInfo::from_meta(path, &meta, size);
         self.after_swap(&info);
