@@ -520,20 +520,19 @@ impl RawHistory {
             _ => Vec::new(),
         };
         let mut found = Vec::new();
-        let entries =
-            std::fs::read_dir(&self.dir).map_err(|e| Error::io(Op::ReadDir, &self.dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io(Op::ReadDir, &self.dir, e))?;
-            let Some(g) = self.parse_version_name(&entry.file_name()) else {
+        let names =
+            crate::sys::list_names(&self.dir).map_err(|e| Error::io(Op::ReadDir, &self.dir, e))?;
+        for name in names {
+            let Some(g) = self.parse_version_name(&name) else {
                 continue;
             };
             if latest.is_none_or(|l| g > l) {
                 continue; // debris of a commit killed before its pointer swap
             }
-            let Ok(meta) = entry.metadata() else {
+            let path = self.dir.join(&name);
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
                 continue; // removed meanwhile
             };
-            let path = entry.path();
             if let Some(c) = cached
                 .iter()
                 .find(|c| c.generation == g && c.size == meta.len())

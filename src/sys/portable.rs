@@ -142,3 +142,10 @@ pub(crate) fn name_from_bytes(bytes: Vec<u8>) -> OsString {
     // Only ever called with a prefix of a valid name cut at an ASCII byte, plus ASCII.
     OsString::from(String::from_utf8_lossy(&bytes).into_owned())
 }
+
+/// The names in the directory at `path`.
+pub(crate) fn list_names(path: &Path) -> io::Result<Vec<OsString>> {
+    std::fs::read_dir(path)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect()
+}

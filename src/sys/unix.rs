@@ -277,3 +277,24 @@ pub(crate) fn name_from_bytes(bytes: Vec<u8>) -> std::ffi::OsString {
     use std::os::unix::ffi::OsStringExt;
     std::ffi::OsString::from_vec(bytes)
 }
+
+/// The names in the directory at `path` (without `.` and `..`). Through `rustix`, not
+/// `std::fs::read_dir`: std's directory stream panics when `closedir` fails (an I/O
+/// error from a network filesystem, say), and a listing's close error is not worth a
+/// panic.
+pub(crate) fn list_names(path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+    use std::os::unix::ffi::OsStrExt;
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::new(fd)? {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(OsStr::from_bytes(&name).to_os_string());
+        }
+    }
+    Ok(names)
+}
