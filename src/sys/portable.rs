@@ -144,6 +144,7 @@ pub(crate) fn name_from_bytes(bytes: Vec<u8>) -> OsString {
 }
 
 /// The names in the directory at `path`.
+#[cfg(feature = "json")] // used by `history` only
 pub(crate) fn list_names(path: &Path) -> io::Result<Vec<OsString>> {
     std::fs::read_dir(path)?
         .map(|e| e.map(|e| e.file_name()))

@@ -282,6 +282,7 @@ pub(crate) fn name_from_bytes(bytes: Vec<u8>) -> std::ffi::OsString {
 /// `std::fs::read_dir`: std's directory stream panics when `closedir` fails (an I/O
 /// error from a network filesystem, say), and a listing's close error is not worth a
 /// panic.
+#[cfg(feature = "json")] // used by `history` only
 pub(crate) fn list_names(path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
     use std::os::unix::ffi::OsStrExt;
     let fd = rustix::fs::open(
