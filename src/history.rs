@@ -39,13 +39,18 @@
 //!    that cannot be serialized leaves everything as it was.
 //! 3. Write `state.{g+1}.json` atomically and durably through the
 //!    [`atomic`](crate::atomic) engine (temp file, fsync, rename, directory fsync, as the
-//!    [`Durability`] says). A file of that name can only be debris of a writer killed
-//!    between this step and the next; it is replaced.
+//!    [`Durability`] says; with [`Durability::Data`] the directory fsync is kept too, so
+//!    the version's name is durable before a pointer naming it can be). A file of that
+//!    name can only be debris of a writer killed between this step and the next; it is
+//!    replaced.
 //! 4. Swap the pointer: create a fresh symlink `.state.json.{random}.tmp` → `state.{g+1}.json`
 //!    and `rename` it over `state.json` (atomic: readers see the old or the new link),
 //!    then fsync the directory ([`Durability::Full`]).
 //! 5. Retention ([`HistoryBuilder::keep`]): remove versions beyond the newest `n`. The
-//!    version the pointer names is the newest, so it is never removed.
+//!    version the pointer names is the newest, so it is never removed. With
+//!    [`Durability::Data`] the directory is fsynced first when there is something to
+//!    remove, so no removal is durable before the swap (a durable pointer could name
+//!    the removed version).
 //! 6. Rewrite the manifest atomically.
 //!
 //! # When a step fails
@@ -60,7 +65,8 @@
 //!   durable pointer naming a removed version); the next commit catches up on both.
 //!   The handle that got the error still knows the previous generation, so its next
 //!   commit is [`Error::Conflict`]: [`reload`](History::reload) first.
-//! - Steps 5 and 6: the commit has happened, so their errors are not the commit's: it
+//! - Steps 5 and 6 (and the directory fsync before retention with `Data`, which skips
+//!   both when it fails): the commit has happened, so their errors are not the commit's: it
 //!   returns `Ok`. A version retention could not remove is removed by the next commit;
 //!   a manifest not rewritten is stale, [`versions`](History::versions) rebuilds the
 //!   list from the files, and the next commit rewrites it.
@@ -615,7 +621,14 @@ impl RawHistory {
 
         let path = self.version_path(generation);
         let write_error = |e: io::Error| Error::io(Op::Write, &path, e);
-        let mut file = self.options.create(&path)?;
+        // The version's name must be durable before a pointer naming it can be: with
+        // `Data` the engine would skip the directory sync after its rename, and a power
+        // cut could keep the swapped pointer but not the version's name.
+        let version_options = match self.options.durability_level() {
+            Durability::Data => self.options.clone().durability(Durability::Full),
+            _ => self.options.clone(),
+        };
+        let mut file = version_options.create(&path)?;
         envelope::write_head(format, &mut file).map_err(write_error)?;
         file.write_all(payload).map_err(write_error)?;
         envelope::write_tail(format, &meta, payload.len() as u64, &mut file)
@@ -670,6 +683,17 @@ impl RawHistory {
         versions.sort_by_key(|v| v.generation);
         if let Some(keep) = self.keep {
             let excess = versions.len().saturating_sub(keep);
+            // With `Data` the swap was not synced: a removal must not become durable
+            // before it (the durable pointer may name the version removed). `Full`
+            // synced it already; `None` promises nothing across power loss.
+            if excess > 0
+                && self.options.durability_level() == Durability::Data
+                && crate::sys::Dir::open(&self.dir)
+                    .and_then(|d| d.sync())
+                    .is_err()
+            {
+                return; // the next commit applies retention and rewrites the manifest
+            }
             // The newest `keep` stay; the pointer names the newest, `new`.
             for old in versions.drain(..excess) {
                 if old.generation != new.generation {
