@@ -27,6 +27,15 @@
 //! or with the directory sync removed, must produce violating states. `Data` keeps
 //! old-or-new but may come back as the old file after it returned; `None` may leave an
 //! empty or torn file: both are asserted to show in the model.
+//!
+//! A history commit (`History::set` of version 3, `keep(2)` and `keep(1)`, `Full` and
+//! `Data`) is replayed the same way from a copy of the directory before it: the model
+//! also knows symlinks (a symlink's target is durable with its name) and writes several
+//! files. Every crash state must leave the pointer resolving to a complete version, the
+//! old latest or the new one (the new one once a `Full` commit returned), and the
+//! manifest old or new. Without the version file's sync, or (`keep(1)`, where retention
+//! removes the version the old pointer names) without the directory sync after the
+//! pointer swap, the model must find violating states.
 
 mod common;
 
