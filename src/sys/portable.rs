@@ -153,3 +153,11 @@ pub(crate) struct FileId(());
 pub(crate) fn file_id(_meta: &std::fs::Metadata) -> Option<FileId> {
     None
 }
+
+/// The names in the directory at `path`.
+#[cfg(feature = "json")] // used by `history` only
+pub(crate) fn list_names(path: &Path) -> io::Result<Vec<OsString>> {
+    std::fs::read_dir(path)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect()
+}

@@ -299,3 +299,25 @@ pub(crate) fn file_id(meta: &std::fs::Metadata) -> Option<FileId> {
         mtime: (meta.mtime(), meta.mtime_nsec()),
     })
 }
+
+/// The names in the directory at `path` (without `.` and `..`). Through `rustix`, not
+/// `std::fs::read_dir`: std's directory stream panics when `closedir` fails (an I/O
+/// error from a network filesystem, say), and a listing's close error is not worth a
+/// panic.
+#[cfg(feature = "json")] // used by `history` only
+pub(crate) fn list_names(path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+    use std::os::unix::ffi::OsStrExt;
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::new(fd)? {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(OsStr::from_bytes(&name).to_os_string());
+        }
+    }
+    Ok(names)
+}
