@@ -618,20 +618,18 @@ pub fn sweep(dir: impl AsRef<Path>) -> Result<usize> {
     } else {
         dir_path
     };
-    let entries = std::fs::read_dir(list).map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;
+    // Listed through `sys`, not `std::fs::read_dir`, whose iterator panics when closing
+    // the directory fails.
+    let names = sys::list_names(list).map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;
     let mut removed = 0;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;
-        let name = entry.file_name();
-        if !is_temp_name(&name) {
-            continue;
-        }
-        let swept = match entry.file_type() {
-            Ok(t) if t.is_file() => sweep_one(&dir, &name),
-            Ok(t) if t.is_symlink() => sweep_link(&dir, dir_path, &name),
-            _ => continue,
+    for name in names.iter().filter(|n| is_temp_name(n)) {
+        let swept = match dir.inspect(name) {
+            Ok(Some(e)) if e.is_file() => sweep_one(&dir, name),
+            Ok(Some(e)) if e.is_symlink() => sweep_link(&dir, dir_path, name),
+            Ok(_) => continue,
+            Err(e) => Err(e),
         };
-        if swept.map_err(|e| Error::io(Op::RemoveTemp, entry.path(), e))? {
+        if swept.map_err(|e| Error::io(Op::RemoveTemp, dir_path.join(name), e))? {
             removed += 1;
         }
     }

@@ -61,6 +61,10 @@ impl Existing {
         self.0.is_dir()
     }
 
+    pub(crate) fn is_file(&self) -> bool {
+        self.0.is_file()
+    }
+
     pub(crate) fn perms(&self, _explicit: Option<u32>) -> Perms {
         Perms(Some(self.0.permissions()))
     }
@@ -155,7 +159,6 @@ pub(crate) fn file_id(_meta: &std::fs::Metadata) -> Option<FileId> {
 }
 
 /// The names in the directory at `path`.
-#[cfg(feature = "json")] // used by `history` only
 pub(crate) fn list_names(path: &Path) -> io::Result<Vec<OsString>> {
     std::fs::read_dir(path)?
         .map(|e| e.map(|e| e.file_name()))

@@ -113,6 +113,10 @@ impl Existing {
         self.kind == FileType::Directory
     }
 
+    pub(crate) fn is_file(&self) -> bool {
+        self.kind == FileType::RegularFile
+    }
+
     /// The permissions that keep this file's mode and owner, unless `explicit` is given.
     pub(crate) fn perms(&self, explicit: Option<u32>) -> Perms {
         Perms {
@@ -304,7 +308,6 @@ pub(crate) fn file_id(meta: &std::fs::Metadata) -> Option<FileId> {
 /// `std::fs::read_dir`: std's directory stream panics when `closedir` fails (an I/O
 /// error from a network filesystem, say), and a listing's close error is not worth a
 /// panic.
-#[cfg(feature = "json")] // used by `history` only
 pub(crate) fn list_names(path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
     use std::os::unix::ffi::OsStrExt;
     let fd = rustix::fs::open(
