@@ -45,10 +45,10 @@ fn payload(n: u64) -> Vec<u8> {
     let mut state = n;
     let pick = splitmix(&mut state);
     let len = match pick % 4 {
-        0 => pick >> 2 & 0xff,            // under one sector
-        1 => (pick >> 2) % 4096,          // under one page
-        2 => (pick >> 2) % (64 * 1024),   // a few pages
-        _ => (pick >> 2) % (256 * 1024),  // many pages
+        0 => (pick >> 2) & 0xff,         // under one sector
+        1 => (pick >> 2) % 4096,         // under one page
+        2 => (pick >> 2) % (64 * 1024),  // a few pages
+        _ => (pick >> 2) % (256 * 1024), // many pages
     } as usize
         + 1;
     let mut out = Vec::with_capacity(len + 8);
@@ -71,7 +71,12 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 /// The whole file of generation `n`.
 fn encode(n: u64) -> Vec<u8> {
     let body = payload(n);
-    let mut out = format!("apwl1 gen={n} len={} sum={:016x}\n", body.len(), fnv1a64(&body)).into_bytes();
+    let mut out = format!(
+        "apwl1 gen={n} len={} sum={:016x}\n",
+        body.len(),
+        fnv1a64(&body)
+    )
+    .into_bytes();
     out.extend_from_slice(&body);
     out
 }
