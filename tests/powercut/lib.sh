@@ -160,7 +160,7 @@ APWL_CACHE=${APWL_CACHE:-unsafe}
 apwl_qemu() { # serial-log append drive-args...
   local serial=$1 append=$2
   shift 2
-  exec qemu-system-x86_64 -accel tcg -machine q35 -m 384 -smp 1 -nodefaults -no-reboot \
+  exec qemu-system-x86_64 -accel tcg -machine pc -m 384 -smp 1 -nodefaults -no-reboot \
     -display none -monitor none -serial "file:$serial" \
     -kernel "$APWL_VMLINUZ" -initrd "$APWL_INITRD" \
     -append "console=ttyS0 quiet loglevel=1 panic=-1 $append" "$@"
