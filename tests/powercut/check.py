@@ -123,7 +123,7 @@ def main():
         path = os.path.join(a.files, "state.dat")
         if os.path.exists(path):
             gen, reason = parse(open(path, "rb").read())
-            r["found"] = gen
+            r["found"] = gen if not reason else (reason if gen is None else f"{gen}(invalid)")
             if reason:
                 r["violations"].append(f"state.dat invalid: {reason}")
             elif gen < acked:
@@ -135,7 +135,7 @@ def main():
 
     verdict = "LAB-ERROR" if r["lab_errors"] else ("VIOLATION" if r["violations"] else "ok")
     r["verdict"] = verdict
-    found = "none" if r["found"] is None else r["found"]
+    found = "missing" if r["found"] is None else str(r["found"]).split(" ")[0]
     print(f"iter={r['iter']} fs={a.fs} dur={a.dur} kill_after={a.delay}s acked={acked} "
           f"found={found} temps={r['temps']} swept={r['swept']} fsck={a.fsck} verdict={verdict}"
           + "".join(f" | {v}" for v in r["violations"] + r["lab_errors"]))
