@@ -25,6 +25,7 @@ case "$dur" in full | data | none) ;; *) echo "durability: full, data or none" >
 apwl_fs "$fs" || exit 2
 seed=${APWL_SEED:-$(date +%s)}
 apwl_setup || exit 2
+python3 "$APWL_HERE/check_selftest.py" "$APWL_BIN" >&2 || exit 2
 
 runs=$APWL_WORK/runs/$(date -u +%Y%m%dT%H%M%S)-$fs-$dur
 mkdir -p "$runs"
