@@ -10,6 +10,13 @@ import sys
 from collections import defaultdict
 
 FIELD = re.compile(r"(\w+)=(\S+)")
+
+
+def rollback(detail):
+    m = re.search(r"generation (\d+) < acknowledged (\d+)", detail)
+    return "rolled back by 1" if m and int(m.group(2)) - int(m.group(1)) == 1 else "rolled back by >1"
+
+
 rows = defaultdict(lambda: {"n": 0, "with_ack": 0, "acked": 0, "viol": 0, "kinds": defaultdict(int),
                             "temps": 0, "lab": 0, "seeds": set()})
 for path in sys.argv[1:]:
@@ -31,7 +38,7 @@ for path in sys.argv[1:]:
         if f["verdict"] == "VIOLATION":
             r["viol"] += 1
             kind = ("missing" if "missing" in detail else "empty" if "empty" in detail
-                    else "rolled back" if "rolled back" in detail else "torn/invalid" if "invalid" in detail
+                    else rollback(detail) if "rolled back" in detail else "torn/invalid" if "invalid" in detail
                     else "debris" if "debris" in detail or "temp" in detail else "other")
             r["kinds"][kind] += 1
 
@@ -40,6 +47,6 @@ fs_order = {"ext4": 0, "ext4-noauto": 1, "xfs": 2, "btrfs": 3}
 print("| filesystem | durability | iterations | with ACKs | ACKed commits | violations | kinds | temps seen | lab errors |")
 print("|---|---|---:|---:|---:|---:|---|---:|---:|")
 for (fs, dur), r in sorted(rows.items(), key=lambda k: (order.get(k[0][1], 9), fs_order.get(k[0][0], 9))):
-    kinds = ", ".join(f"{k} {v}" for k, v in sorted(r["kinds"].items())) or "-"
+    kinds = ", ".join(f"{k}: {v}" for k, v in sorted(r["kinds"].items())) or "-"
     name = "ext4 -o noauto_da_alloc" if fs == "ext4-noauto" else fs
     print(f"| {name} | {dur.capitalize()} | {r['n']} | {r['with_ack']} | {r['acked']} | {r['viol']} | {kinds} | {r['temps']} | {r['lab']} |")
