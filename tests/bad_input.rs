@@ -1,0 +1,328 @@
+#![cfg(all(feature = "json", feature = "toml", feature = "binary"))]
+//! Bad input through the loading entry points: random bytes and mutated valid files
+//! (multi-byte edits, insertions, deletions, truncations, splices of two valid files,
+//! number and line edits of text files, envelopes with meta fields swapped between
+//! files or a payload from another value) are loaded with `Persisted::<T>::builder(path)`
+//! `.format(f).envelope(on).schema_version(v).open()` and `envelope::verify`, for each
+//! format and three kinds of `T`. Nothing panics and nothing wrong loads as good; the
+//! oracle is in `bad_input/oracle.rs` (shared with the fuzz targets in `fuzz/`).
+//!
+//! `tests/typed_corruption.rs` already tries every single-bit flip and truncation of small
+//! enveloped files; these go further. Each property runs 256 cases by default;
+//! `PROPTEST_CASES=N` raises it.
+
+#[path = "bad_input/oracle.rs"]
+mod oracle;
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use atomic_persist::{AnyFormat, Binary, Json, Toml};
+use oracle::{Outcome, RefMeta, Ty, check_ty, formats, ref_envelope, ref_write};
+use proptest::prelude::*;
+use proptest::sample::Index;
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(256),
+        ..ProptestConfig::default()
+    }
+}
+
+/// Valid files of each format, plain and enveloped, written once by the crate.
+fn valid(format: AnyFormat) -> &'static [(bool, Vec<u8>)] {
+    static FILES: OnceLock<HashMap<AnyFormat, Vec<(bool, Vec<u8>)>>> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        formats()
+            .into_iter()
+            .map(|f| (f, oracle::valid_files(dir.path(), f)))
+            .collect()
+    })[&format]
+        .as_slice()
+}
+
+fn pick(format: AnyFormat, i: &Index) -> &'static [u8] {
+    let files = valid(format);
+    &files[i.index(files.len())].1
+}
+
+fn enveloped(format: AnyFormat) -> Vec<&'static [u8]> {
+    valid(format)
+        .iter()
+        .filter(|(e, _)| *e)
+        .map(|(_, b)| b.as_slice())
+        .collect()
+}
+
+/// Where and how to load: format, type, envelope on, supported schema version.
+fn target() -> impl Strategy<Value = (AnyFormat, Ty, bool, u32)> {
+    (
+        prop::sample::select(formats().to_vec()),
+        prop::sample::select(oracle::TYS.to_vec()),
+        any::<bool>(),
+        prop::sample::select(vec![0u32, 3, u32::MAX]),
+    )
+}
+
+fn run(target: (AnyFormat, Ty, bool, u32), bytes: &[u8]) -> Outcome {
+    let (format, ty, envelope, schema) = target;
+    let dir = tempfile::tempdir().unwrap();
+    check_ty(dir.path(), format, ty, envelope, schema, bytes)
+}
+
+/// One edit of a file; positions and lengths are taken modulo the file's size.
+#[derive(Clone, Debug)]
+enum Edit {
+    Xor(Index, u8),
+    Set(Index, u8),
+    Insert(Index, Vec<u8>),
+    Delete(Index, usize),
+    Truncate(Index),
+    /// Copy a range over another place (duplicated keys, repeated headers).
+    Repeat(Index, usize, Index),
+    /// Swap two lines (text formats: reordered keys and tables).
+    SwapLines(Index, Index),
+    /// Replace the digits at a place with another number.
+    Number(Index, i64),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        (any::<Index>(), 1..=255u8).prop_map(|(i, x)| Edit::Xor(i, x)),
+        (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Edit::Set(i, b)),
+        (
+            any::<Index>(),
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), 1..8),
+                prop::sample::select(vec![
+                    b"\n".to_vec(),
+                    b"\n[meta]\n".to_vec(),
+                    b"\"".to_vec(),
+                    b",".to_vec(),
+                    b"{".to_vec(),
+                    b"}".to_vec(),
+                    b"APERSIST".to_vec(),
+                    b"atomic_persist = 1\n".to_vec(),
+                    b"\"data\":".to_vec(),
+                    b"\"meta\":{}".to_vec(),
+                    b"\\u0000".to_vec(),
+                    b"\xef\xbb\xbf".to_vec(),
+                    b" ".to_vec(),
+                ]),
+            ]
+        )
+            .prop_map(|(i, b)| Edit::Insert(i, b)),
+        (any::<Index>(), 1..32usize).prop_map(|(i, n)| Edit::Delete(i, n)),
+        any::<Index>().prop_map(Edit::Truncate),
+        (any::<Index>(), 1..64usize, any::<Index>()).prop_map(|(a, n, b)| Edit::Repeat(a, n, b)),
+        (any::<Index>(), any::<Index>()).prop_map(|(a, b)| Edit::SwapLines(a, b)),
+        (
+            any::<Index>(),
+            prop_oneof![
+                any::<i64>(),
+                Just(0),
+                Just(1),
+                Just(-1),
+                Just(u32::MAX as i64 + 1)
+            ]
+        )
+            .prop_map(|(i, n)| Edit::Number(i, n)),
+    ]
+}
+
+fn apply(bytes: &mut Vec<u8>, edit: &Edit) {
+    let len = bytes.len();
+    match edit {
+        Edit::Xor(i, x) if len > 0 => bytes[i.index(len)] ^= x,
+        Edit::Set(i, b) if len > 0 => bytes[i.index(len)] = *b,
+        Edit::Insert(i, b) => {
+            let at = i.index(len + 1);
+            bytes.splice(at..at, b.iter().copied());
+        }
+        Edit::Delete(i, n) if len > 0 => {
+            let at = i.index(len);
+            bytes.drain(at..(at + n).min(len));
+        }
+        Edit::Truncate(i) => bytes.truncate(i.index(len + 1)),
+        Edit::Repeat(a, n, b) if len > 0 => {
+            let from = a.index(len);
+            let chunk = bytes[from..(from + n).min(len)].to_vec();
+            let to = b.index(len + 1);
+            bytes.splice(to..to, chunk);
+        }
+        Edit::SwapLines(a, b) => {
+            let mut lines: Vec<Vec<u8>> =
+                bytes.split(|&c| c == b'\n').map(<[u8]>::to_vec).collect();
+            let n = lines.len();
+            lines.swap(a.index(n), b.index(n));
+            *bytes = lines.join(&b'\n');
+        }
+        Edit::Number(i, n) if len > 0 => {
+            // The run of digits nearest after the place (or the place itself).
+            let start = i.index(len);
+            if let Some(s) = bytes[start..].iter().position(u8::is_ascii_digit) {
+                let s = start + s;
+                let e = s + bytes[s..].iter().take_while(|c| c.is_ascii_digit()).count();
+                bytes.splice(s..e, n.to_string().into_bytes());
+            }
+        }
+        _ => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Random bytes, sometimes behind a valid start (the envelope's head or magic).
+    #[test]
+    fn random_bytes(
+        target in target(),
+        head in prop::sample::select(vec![
+            &b""[..],
+            b"{\"atomic_persist\":1,\"data\":",
+            b"atomic_persist = 1\n",
+            b"APERSIST\x01\x00\x00\x00",
+            b"{",
+        ]),
+        tail in prop::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let mut bytes = head.to_vec();
+        bytes.extend_from_slice(&tail);
+        run(target, &bytes);
+    }
+
+    /// Valid files with one to eight edits.
+    #[test]
+    fn edited_valid_files(
+        target in target(),
+        which in any::<Index>(),
+        edits in prop::collection::vec(edit(), 1..=8),
+    ) {
+        let mut bytes = pick(target.0, &which).to_vec();
+        for e in &edits {
+            apply(&mut bytes, e);
+        }
+        run(target, &bytes);
+    }
+
+    /// The start of one valid file joined to the end of another (of the same format, or
+    /// any other, as when two writers' bytes interleave).
+    #[test]
+    fn spliced_valid_files(
+        target in target(),
+        other_format in prop::sample::select(formats().to_vec()),
+        a in any::<Index>(),
+        b in any::<Index>(),
+        cut_a in any::<Index>(),
+        cut_b in any::<Index>(),
+        same_format in any::<bool>(),
+    ) {
+        let first = pick(target.0, &a);
+        let second = pick(if same_format { target.0 } else { other_format }, &b);
+        let mut bytes = first[..cut_a.index(first.len() + 1)].to_vec();
+        bytes.extend_from_slice(&second[cut_b.index(second.len() + 1)..]);
+        run(target, &bytes);
+    }
+
+    /// Envelopes rebuilt by the spec from the parts of two valid envelopes: a payload
+    /// with another file's meta, one meta field taken from another file (checksum kept or
+    /// recomputed), or a payload of another value under a correct checksum.
+    #[test]
+    fn envelopes_with_swapped_parts(
+        target in target(),
+        a in any::<Index>(),
+        b in any::<Index>(),
+        field in 0..6usize,
+        recompute in any::<bool>(),
+    ) {
+        let (format, ..) = target;
+        let files = enveloped(format);
+        let (pa, ma) = ref_envelope(format, files[a.index(files.len())]).unwrap();
+        let (pb, mb) = ref_envelope(format, files[b.index(files.len())]).unwrap();
+        let mut meta: RefMeta = ma.clone();
+        let mut payload = pa;
+        match field {
+            0 => meta.run_id = mb.run_id,
+            1 => meta.written_at = mb.written_at,
+            2 => meta.generation = mb.generation,
+            3 => meta.schema_version = mb.schema_version,
+            4 => meta = mb.clone(),
+            _ => payload = pb,
+        }
+        if recompute {
+            meta.checksum = meta.crc(payload);
+        }
+        let bytes = ref_write(format, payload, &meta);
+        let outcome = run(target, &bytes);
+        // Without a recomputed checksum, a mix of two different files never loads.
+        let mixed = payload != pa || meta.canonical() != ma.canonical();
+        if target.2 && !recompute && mixed && meta.checksum == ma.checksum {
+            prop_assert_eq!(outcome, Outcome::Rejected);
+        }
+    }
+}
+
+/// The valid files load as themselves (the oracle's positive side), with every type.
+#[test]
+fn valid_files_pass_the_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut loaded = 0;
+    for format in formats() {
+        for (enveloped, bytes) in valid(format) {
+            for ty in oracle::TYS {
+                let outcome = check_ty(dir.path(), format, ty, *enveloped, u32::MAX, bytes);
+                loaded += (outcome != Outcome::Rejected) as usize;
+            }
+            assert!(ref_envelope(format, bytes).is_some_and(|(p, m)| m.holds(p)) == *enveloped);
+        }
+    }
+    assert!(loaded > 40, "{loaded}");
+}
+
+/// The oracle can fail: had the crate loaded an envelope whose checksum does not hold,
+/// or a value other than the payload's, the checks would say so.
+#[test]
+fn the_oracle_catches_a_bad_checksum_or_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.json");
+    let mut p = atomic_persist::Persisted::<Vec<u32>>::builder(&path)
+        .envelope(true)
+        .open_or_else(|| vec![1, 2])
+        .unwrap();
+    p.commit().unwrap();
+    let meta = p.meta().unwrap().clone();
+    let good = std::fs::read(&path).unwrap();
+    let json: AnyFormat = Json.into();
+    oracle::assert_enveloped_load::<Vec<u32>>(json, &good, &meta, "[1, 2]", "good");
+    let tampered = String::from_utf8(good).unwrap().replace("[1,2]", "[1,3]");
+    let caught = |bytes: Vec<u8>, value: &'static str| {
+        let meta = meta.clone();
+        std::panic::catch_unwind(move || {
+            oracle::assert_enveloped_load::<Vec<u32>>(json, &bytes, &meta, value, "bad")
+        })
+        .is_err()
+    };
+    assert!(caught(tampered.into_bytes(), "[1, 3]"), "a bad checksum");
+    assert!(
+        caught(std::fs::read(&path).unwrap(), "[1, 3]"),
+        "a wrong value"
+    );
+}
+
+/// Inputs the fuzz targets and these properties found; each once made the crate fail.
+#[test]
+fn fuzz_regressions() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(AnyFormat, &[u8])] = &[(Toml.into(), b""), (Binary.into(), b"")];
+    for (format, data) in cases {
+        for sel in 0..32u8 {
+            let mut input = vec![sel];
+            input.extend_from_slice(data);
+            oracle::fuzz_one(dir.path(), *format, &input);
+        }
+    }
+}
