@@ -369,3 +369,72 @@ fn write_fuzz_seeds() {
         }
     }
 }
+
+/// Hand-made shapes around the reading rules' edges, for every type and both envelope
+/// settings.
+#[test]
+fn edge_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let json: &[&[u8]] = &[
+        b"{\"data\":1,\"meta\":2,\"data\":3,\"meta\":4}",
+        b"{\"data\":{},\"data\":{}}",
+        b"{\"atomic\\u005fpersist\":1,\"data\":{},\"meta\":{}}",
+        b"{\"atomic\\u005fpersist\":1,\"data\":{},\"meta\":{},\"x\":0}",
+        b"\xef\xbb\xbf{\"atomic_persist\":1}",
+        b" \r\n\t{ \"atomic_persist\" : 1 }",
+        b"{\"data\":{\"id\":1},\"other\":2}",
+        b"null",
+        b"{}",
+    ];
+    let toml: &[&[u8]] = &[
+        b"atomic_persist = 1\r\n\n[data]\nid = 1\n\n[meta]\n",
+        b"atomic_persist = 1\n[meta]\n",
+        b"atomic_persist = 1\n\n[meta]",
+        b"atomic_persist=1\n",
+        b"atomic_persist = 2\n",
+        b"data = 1\nmeta = 2\n",
+        b"\"atomic_persist\" = 1\ndata = {}\nmeta = {}\n",
+        b"[data]\n[meta]\n",
+        b"",
+    ];
+    let binary: &[&[u8]] = &[
+        b"APERSIST",
+        b"APERSIS",
+        b"\x00APERSIST",
+        b"",
+        b"\x00",
+        b"\x03abc",
+    ];
+    for (format, inputs) in [
+        (AnyFormat::from(Json), json),
+        (Toml.into(), toml),
+        (Binary.into(), binary),
+    ] {
+        for bytes in inputs {
+            for ty in oracle::TYS {
+                for envelope in [false, true] {
+                    check_ty(dir.path(), format, ty, envelope, 0, bytes);
+                }
+            }
+        }
+    }
+}
+
+/// Found by `edge_shapes`: a JSON top level made only of envelope keys, some repeated
+/// (`{"data":..,"meta":..,"data":..,"meta":..}`), loaded as a plain map with the envelope
+/// on, because the shape check counted keys with their repeats.
+#[test]
+fn repeated_envelope_keys_are_a_damaged_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    std::fs::write(&path, b"{\"data\":1,\"meta\":2,\"data\":3,\"meta\":4}").unwrap();
+    let e = atomic_persist::Persisted::<serde_json::Value>::builder(&path)
+        .envelope(true)
+        .open()
+        .unwrap_err();
+    assert!(matches!(e, atomic_persist::Error::Corrupt { .. }), "{e:?}");
+    assert!(atomic_persist::envelope::verify(&path).is_err());
+    // With the envelope off it is a plain value, as before.
+    let p = atomic_persist::Persisted::<serde_json::Value>::open(&path).unwrap();
+    assert_eq!(p.get(), &serde_json::json!({"data": 3, "meta": 4}));
+}
