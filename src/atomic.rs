@@ -131,13 +131,19 @@ impl WriteOptions {
         self
     }
 
+    /// The durability level these options ask for.
+    #[cfg_attr(not(feature = "json"), allow(dead_code))] // used by `history` only
+    pub(crate) fn durability_level(&self) -> Durability {
+        self.durability
+    }
+
     /// Atomically replaces (or creates) `path` with `bytes`.
     pub fn write(&self, path: impl AsRef<Path>, bytes: impl AsRef<[u8]>) -> Result<()> {
         let (staged, mut file) = Staged::new(self, path.as_ref())?;
         if let Err(e) = file.write_all(bytes.as_ref()) {
             return Err(staged.error(Op::Write, e));
         }
-        staged.commit(file)
+        staged.commit(file, |_| Ok(()))
     }
 
     /// Starts a streaming atomic write of `path`; nothing is visible until
@@ -204,7 +210,26 @@ impl AtomicFile {
     pub fn commit(self) -> Result<()> {
         let AtomicFile { file, staged } = self;
         match file.into_inner() {
-            Ok(file) => staged.commit(file),
+            Ok(file) => staged.commit(file, |_| Ok(())),
+            Err(e) => Err(staged.error(Op::Write, e.into_error())),
+        }
+    }
+
+    /// [`commit`](Self::commit), with `before_rename` called once the temporary file is
+    /// complete and synced, just before it replaces the destination. An error from it
+    /// abandons the save (the temporary file is removed, the destination untouched);
+    /// what it returns is dropped right after the rename, before the directory sync.
+    ///
+    /// This is how [`Persisted`](crate::Persisted) makes its generation check and the
+    /// rename one step under the writer lock, without holding the lock while the data
+    /// is written and synced.
+    pub(crate) fn commit_with<G>(
+        self,
+        before_rename: impl FnOnce(&File) -> Result<G>,
+    ) -> Result<()> {
+        let AtomicFile { file, staged } = self;
+        match file.into_inner() {
+            Ok(file) => staged.commit(file, before_rename),
             Err(e) => Err(staged.error(Op::Write, e.into_error())),
         }
     }
@@ -350,7 +375,13 @@ impl Staged {
     }
 
     /// Steps 4 to 6: sync the file, rename it over the destination, sync the directory.
-    fn commit(mut self, file: File) -> Result<()> {
+    /// `before_rename` runs between the sync and the rename; its result lives until the
+    /// rename is done.
+    fn commit<G>(
+        mut self,
+        file: File,
+        before_rename: impl FnOnce(&File) -> Result<G>,
+    ) -> Result<()> {
         if self.durability != Durability::None {
             // The data (and size) of a file created with its final metadata needs only
             // fdatasync; a chown/chmod after creation is persisted only by a full fsync.
@@ -364,6 +395,7 @@ impl Staged {
                 return Err(self.error(Op::SyncFile, e));
             }
         }
+        let guard = before_rename(&file)?;
         if self.temp.is_none() {
             self.link_anonymous(&file)?;
         }
@@ -371,6 +403,7 @@ impl Staged {
         let Some(temp) = self.temp.take() else {
             // A no-clobber anonymous file was linked straight into place: that link is
             // the change to the directory, and needs its sync like a rename does.
+            drop(guard);
             drop(file);
             if self.durability == Durability::Full {
                 dir.sync().map_err(|e| self.error(Op::SyncDir, e))?;
@@ -382,6 +415,7 @@ impl Staged {
         } else {
             dir.rename(&temp, name)
         };
+        drop(guard);
         if let Err(e) = renamed {
             self.temp = Some(temp); // still ours to remove
             return Err(match e.kind() {
@@ -502,7 +536,8 @@ const SUFFIX_ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 const NAME_MAX: usize = 255;
 
 /// `.{name}.{random}.tmp`, with `name` shortened so the whole fits in `NAME_MAX` bytes.
-fn temp_name(name: &OsStr) -> OsString {
+/// Also the name of the temporary symlink of a [`history`](crate::history) pointer swap.
+pub(crate) fn temp_name(name: &OsStr) -> OsString {
     let overhead = 1 + 1 + SUFFIX_LEN + ".tmp".len();
     let name = sys::name_bytes(name);
     let name = &name[..name.len().min(NAME_MAX - overhead)];
@@ -560,6 +595,13 @@ fn is_temp_name(name: &OsStr) -> bool {
 /// is still being written. Lock files of the `lock` module are not temporary files and
 /// are left alone.
 ///
+/// A temporary *symlink* `.{name}.{random}.tmp` whose target is a version of `name`
+/// (`state.7.json` for `state.json`) is the `latest` pointer of a
+/// [`history`](crate::history) being swapped: its writer holds the writer
+/// [`Lock`](crate::lock::Lock) of `name` for the whole swap, so `sweep` removes it only
+/// when it can take that lock itself (or no lock file exists). Other symlinks are left
+/// alone.
+///
 /// ```
 /// # let dir = tempfile::tempdir()?;
 /// let removed = atomic_persist::sweep(dir.path())?;
@@ -581,10 +623,15 @@ pub fn sweep(dir: impl AsRef<Path>) -> Result<usize> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;
         let name = entry.file_name();
-        if !is_temp_name(&name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+        if !is_temp_name(&name) {
             continue;
         }
-        if sweep_one(&dir, &name).map_err(|e| Error::io(Op::RemoveTemp, entry.path(), e))? {
+        let swept = match entry.file_type() {
+            Ok(t) if t.is_file() => sweep_one(&dir, &name),
+            Ok(t) if t.is_symlink() => sweep_link(&dir, dir_path, &name),
+            _ => continue,
+        };
+        if swept.map_err(|e| Error::io(Op::RemoveTemp, entry.path(), e))? {
             removed += 1;
         }
     }
@@ -610,9 +657,82 @@ fn sweep_one(dir: &sys::Dir, name: &OsStr) -> io::Result<bool> {
     }
 }
 
+/// Removes a temporary symlink (a `history` pointer swap) unless the writer lock of the
+/// file it was named after is held.
+fn sweep_link(dir: &sys::Dir, dir_path: &Path, name: &OsStr) -> io::Result<bool> {
+    // `.{data}.{suffix}.tmp` -> `{data}` (shortened if the data name was very long, in
+    // which case no lock file matches and the link is debris of a name-length error).
+    let bytes = sys::name_bytes(name);
+    let data = &bytes[1..bytes.len() - ".tmp".len() - SUFFIX_LEN - 1];
+    let target = match std::fs::read_link(dir_path.join(name)) {
+        Ok(target) => target,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if !is_version_name(data, target.as_os_str()) {
+        return Ok(false); // not a history's pointer
+    }
+    let lock_path = crate::lock::Lock::path_for(dir_path.join(sys::name_from_bytes(data.to_vec())));
+    let _held = match File::open(&lock_path) {
+        Ok(file) => match file.try_lock() {
+            Ok(()) => Some(file),
+            Err(TryLockError::WouldBlock) => return Ok(false),
+            Err(TryLockError::Error(e)) => return Err(e),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    match dir.remove(name) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `candidate` is a bare file name `{stem}.{digits}.{ext}` (`{name}.{digits}`
+/// without an extension) of the data file `data`: the name of a history version.
+fn is_version_name(data: &[u8], candidate: &OsStr) -> bool {
+    let data = sys::name_from_bytes(data.to_vec());
+    let data = Path::new(&data);
+    let (Some(stem), ext) = (data.file_stem(), data.extension()) else {
+        return false;
+    };
+    let c = sys::name_bytes(candidate);
+    let Some(rest) = c
+        .strip_prefix(sys::name_bytes(stem))
+        .and_then(|r| r.strip_prefix(b"."))
+    else {
+        return false;
+    };
+    let digits = match ext {
+        Some(ext) => match rest
+            .strip_suffix(sys::name_bytes(ext))
+            .and_then(|r| r.strip_suffix(b"."))
+        {
+            Some(d) => d,
+            None => return false,
+        },
+        None => rest,
+    };
+    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_names_of_a_history() {
+        assert!(is_version_name(b"state.json", OsStr::new("state.7.json")));
+        assert!(is_version_name(b"state", OsStr::new("state.12")));
+        assert!(!is_version_name(b"state.json", OsStr::new("state.json")));
+        assert!(!is_version_name(b"state.json", OsStr::new("state..json")));
+        assert!(!is_version_name(
+            b"state.json",
+            OsStr::new("dir/state.7.json")
+        ));
+        assert!(!is_version_name(b"link", OsStr::new("state.json")));
+    }
 
     #[test]
     fn temp_names_have_the_documented_shape() {

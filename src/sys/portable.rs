@@ -142,3 +142,14 @@ pub(crate) fn name_from_bytes(bytes: Vec<u8>) -> OsString {
     // Only ever called with a prefix of a valid name cut at an ASCII byte, plus ASCII.
     OsString::from(String::from_utf8_lossy(&bytes).into_owned())
 }
+
+/// What tells one version of a file from another without reading it. Never made here:
+/// without inode numbers a file cannot be told from its replacement by metadata, so
+/// callers compare contents instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileId(());
+
+/// The [`FileId`] of a file's metadata: `None` on this platform.
+pub(crate) fn file_id(_meta: &std::fs::Metadata) -> Option<FileId> {
+    None
+}

@@ -277,3 +277,25 @@ pub(crate) fn name_from_bytes(bytes: Vec<u8>) -> std::ffi::OsString {
     use std::os::unix::ffi::OsStringExt;
     std::ffi::OsString::from_vec(bytes)
 }
+
+/// What tells one version of a file from another without reading it: every atomic save
+/// makes a new inode, and an in-place edit by another tool changes size or mtime. (Not
+/// the ctime: some filesystems change it on rename.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+}
+
+/// The [`FileId`] of a file's metadata; always `Some` here.
+pub(crate) fn file_id(meta: &std::fs::Metadata) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    Some(FileId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        size: meta.size(),
+        mtime: (meta.mtime(), meta.mtime_nsec()),
+    })
+}

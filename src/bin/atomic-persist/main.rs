@@ -7,6 +7,10 @@
 //! ```text
 //! atomic-persist write FILE [--durability full|data|none] [--mode OCTAL] [--no-clobber] [--named-temp]
 //! atomic-persist sweep DIR
+//! atomic-persist inspect FILE [--json]
+//! atomic-persist verify FILE|DIR...
+//! atomic-persist history FILE [--json]
+//! atomic-persist rollback FILE GENERATION
 //! ```
 //!
 //! - `write` copies standard input to `FILE` atomically. `FILE` changes only when standard
@@ -20,14 +24,36 @@
 //!   outright left in `DIR`, never one a live writer still owns, and prints exactly one
 //!   line on standard output: `removed N temporary files` (`removed 1 temporary file`
 //!   for one).
+//! - `inspect` prints one `key: value` per line: `path`, `format` (`json`, `toml`, `bin`
+//!   or `unknown`), `size`, `points_to` (only for a symlink), `envelope` (`1`, `none`, or
+//!   `corrupt: REASON`), then for an intact envelope `generation`, `written_at` (RFC 3339
+//!   UTC), `run_id`, `schema_version`, `checksum` (`crc32:` and 8 hex digits). With
+//!   `--json`: one object `{"path", "format", "size", "points_to", "envelope": null |
+//!   {"version", "generation", "written_at", "run_id", "schema_version", "checksum"},
+//!   "corrupt": null | REASON}`. A corrupt file exits 1 after printing.
+//! - `verify` checks each FILE, and each enveloped file directly in each DIR (hidden
+//!   files, symlinks, plain files and unknown extensions are skipped there), printing
+//!   one line per file: `PATH: ok (generation G)`, `PATH: plain (no envelope)` (named
+//!   files only) or `PATH: corrupt: REASON`. Its own exit status: **0** nothing corrupt,
+//!   **1** a file is corrupt, **2** a path could not be checked (missing, unreadable,
+//!   unknown format; one line on standard error) and none is corrupt, or a usage error.
+//! - `history` lists a history's versions (FILE is its `latest` pointer) oldest first:
+//!   a header `GENERATION  WRITTEN_AT  RUN_ID  SIZE`, then one line per version in those
+//!   columns (separated by two or more spaces), `latest` after the current one. With
+//!   `--json`: `{"path", "latest", "manifest": "current"|"missing"|"stale", "versions":
+//!   [{"generation", "file", "written_at", "run_id", "schema_version", "size",
+//!   "checksum"}]}`.
+//! - `rollback` writes version GENERATION's contents again as a new generation and
+//!   points `latest` at it (history is append-only; nothing is removed), printing
+//!   `FILE: generation G rolled back as generation N (VERSION_FILE)`.
 //!
 //! # Exit status
 //!
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | the operation failed; one line `atomic-persist: <reason>` on standard error, naming the path |
-//! | 2 | bad command line (clap's usage error, with usage on standard error) |
+//! | 1 | the operation failed; one line `atomic-persist: <reason>` on standard error, naming the path (`verify`: a file is corrupt) |
+//! | 2 | bad command line (clap's usage error, with usage on standard error); `verify`: a path could not be checked |
 //! | 128 + N | `write` was ended by signal N before its commit began: `FILE` untouched, no temporary file left |
 
 use std::fmt;
@@ -37,7 +63,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cleanup;
+mod history;
+mod inspect;
+mod rollback;
 mod sweep;
+mod verify;
 mod write;
 
 /// Save files so that they are never half-written.
@@ -51,7 +81,8 @@ mod write;
         (created with O_EXCL and the final mode), is flushed to disk, and is renamed \
         over the destination: readers see the old file or the new one, never a mix.",
     after_help = "Exit status: 0 on success, 1 on failure (one line on stderr), \
-        2 on a usage error, 128+N when `write` is ended by signal N."
+        2 on a usage error, 128+N when `write` is ended by signal N. `verify`: 0 intact, \
+        1 corrupt, 2 a path could not be checked."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -62,6 +93,10 @@ struct Cli {
 enum Command {
     Write(write::Args),
     Sweep(sweep::Args),
+    Inspect(inspect::Args),
+    Verify(verify::Args),
+    History(history::Args),
+    Rollback(rollback::Args),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +104,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Write(args) => write::run(args),
         Command::Sweep(args) => sweep::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Verify(args) => return verify::run(args),
+        Command::History(args) => history::run(args),
+        Command::Rollback(args) => rollback::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,96 @@
+//! `atomic-persist history FILE [--json]`: the versions of a history.
+
+use std::io::{self, Write as _};
+use std::path::PathBuf;
+
+use atomic_persist::history::RawHistory;
+
+use crate::Failure;
+
+/// List the versions of a history, oldest first.
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "List the versions of a history (see History in the library), \
+    oldest first. FILE is the history's latest pointer, such as state.json beside \
+    state.1.json, state.2.json, ...\n\n\
+    Text output: a header line, then one line per version with four columns separated \
+    by two or more spaces: GENERATION, WRITTEN_AT (RFC 3339 UTC), RUN_ID, SIZE (bytes), \
+    and `latest` after the version the pointer names.\n\n\
+    --json prints one object: {\"path\", \"latest\" (generation), \"manifest\" (\"current\", \
+    \"missing\" or \"stale\": the listing is rebuilt from the version files when the \
+    manifest is not current), \"versions\": [{\"generation\", \"file\", \"written_at\", \
+    \"run_id\", \"schema_version\", \"size\", \"checksum\"}]}.\n\n\
+    Exit status: 0 on success, 1 when FILE is not a history (missing, a plain file) or \
+    cannot be read (one line on stderr naming the path), 2 on a usage error."
+)]
+pub struct Args {
+    /// The history's latest pointer.
+    file: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `atomic-persist history`.
+pub fn run(args: Args) -> Result<(), Failure> {
+    let path = &args.file;
+    let raw = RawHistory::new(path)?;
+    let Some(latest) = raw.latest_generation()? else {
+        return Err(if path.symlink_metadata().is_ok() {
+            Failure(format!(
+                "{} is not a history: it is a plain file, not a latest pointer",
+                path.display()
+            ))
+        } else {
+            Failure(format!("{} does not exist", path.display()))
+        });
+    };
+    let versions = raw.versions()?;
+    let manifest = raw.manifest_state()?;
+    let out = if args.json {
+        let versions: Vec<_> = versions
+            .iter()
+            .map(|v| {
+                serde_json::json!({
+                    "generation": v.generation,
+                    "file": v.path.file_name().map(|n| n.to_string_lossy()),
+                    "written_at": v.written_at_rfc3339(),
+                    "run_id": v.run_id.to_string(),
+                    "schema_version": v.schema_version,
+                    "size": v.size,
+                    "checksum": format!("crc32:{:08x}", v.checksum),
+                })
+            })
+            .collect();
+        let value = serde_json::json!({
+            "path": path.to_string_lossy(),
+            "latest": latest,
+            "manifest": manifest.as_str(),
+            "versions": versions,
+        });
+        format!("{value}\n")
+    } else {
+        let mut s = format!(
+            "{:>10}  {:<30}  {:<36}  {:>10}\n",
+            "GENERATION", "WRITTEN_AT", "RUN_ID", "SIZE"
+        );
+        for v in &versions {
+            let mark = if v.generation == latest {
+                "  latest"
+            } else {
+                ""
+            };
+            s += &format!(
+                "{:>10}  {:<30}  {:<36}  {:>10}{mark}\n",
+                v.generation,
+                v.written_at_rfc3339(),
+                v.run_id.to_string(),
+                v.size
+            );
+        }
+        s
+    };
+    io::stdout()
+        .write_all(out.as_bytes())
+        .map_err(Failure::stdout)
+}

@@ -1,0 +1,1200 @@
+//! History: every commit is a new, numbered, enveloped file; a `latest` pointer says
+//! which one is current; old versions can be listed, read and rolled back to.
+//!
+//! An atomic write tells a reader that a file is complete, not *which* version it is or
+//! what came before. A [`History<T>`] keeps the versions: each commit writes a new file
+//! and then moves a pointer, so the previous state is still there to compare with or to
+//! go back to. [`RawHistory`] is the same store without a type: what the command-line
+//! tool uses, since it cannot know `T`.
+//!
+//! # On disk
+//!
+//! For `History::<T>::builder("dir/state.json")`:
+//!
+//! ```text
+//! dir/state.json             the `latest` pointer: a symlink to `state.7.json`
+//! dir/state.5.json           version 5  ┐ each an enveloped file (see `envelope`):
+//! dir/state.6.json           version 6  │ the value plus run id, time, generation
+//! dir/state.7.json           version 7  ┘ and checksum
+//! dir/state.manifest.json    a cache of the versions' meta (JSON, rebuilt when stale)
+//! dir/.state.json.lock       the writer lock (see `lock`), never deleted
+//! ```
+//!
+//! Version files are `{stem}.{generation}.{ext}` (`{name}.{generation}` without an
+//! extension); the generation is the envelope's [`Meta::generation`], 1 for the first
+//! commit, and the symlink's target is the bare file name, so the directory can be moved
+//! or copied as a whole. Because `state.json` is a symlink to the current version,
+//! anything that reads `state.json` (another program, `jq`, a
+//! [`Persisted`](crate::Persisted) opened with the envelope on,
+//! `atomic-persist inspect`) reads the current version.
+//!
+//! # A commit, in order (all under the writer lock)
+//!
+//! 1. Take the writer [`Lock`] (`.state.json.lock`), the same lock a
+//!    [`Persisted`](crate::Persisted) writer of `state.json` would take.
+//! 2. Read the pointer. If another writer moved it since this handle last read it, the
+//!    commit is [`Error::Conflict`] and nothing is written: no lost update.
+//!    Before the lock, the value is serialized once into memory: a value whose bytes
+//!    equal the current version's makes no new version (and takes no lock), and a value
+//!    that cannot be serialized leaves everything as it was.
+//! 3. Write `state.{g+1}.json` atomically and durably through the
+//!    [`atomic`](crate::atomic) engine (temp file, fsync, rename, directory fsync, as the
+//!    [`Durability`] says). A file of that name can only be debris of a writer killed
+//!    between this step and the next; it is replaced.
+//! 4. Swap the pointer: create a fresh symlink `.state.json.{random}.tmp` → `state.{g+1}.json`
+//!    and `rename` it over `state.json` (atomic: readers see the old or the new link),
+//!    then fsync the directory ([`Durability::Full`]).
+//! 5. Retention ([`HistoryBuilder::keep`]): remove versions beyond the newest `n`. The
+//!    version the pointer names is the newest, so it is never removed.
+//! 6. Rewrite the manifest atomically.
+//!
+//! A crash (or `SIGKILL`) at any point leaves the pointer at a complete version: before
+//! step 4 it still names the previous one (and step 3's file, if complete, is replaced by
+//! the next commit), after step 4 the new one. A crash during step 4 can leave the
+//! temporary symlink behind; [`sweep`](crate::sweep) recognises it by its name and removes
+//! it once no writer holds the lock.
+//!
+//! # Readers
+//!
+//! Readers take no lock. A reader resolves the pointer and reads the version it names;
+//! if retention removed that version in between (another writer committed `keep` times
+//! meanwhile), it resolves the pointer again. A reader that has opened a version keeps
+//! reading it even if it is removed (Unix semantics of an open file).
+//!
+//! # The manifest is a cache
+//!
+//! `state.manifest.json` lists every version with its generation, run id, time, schema
+//! version, size and checksum, so [`versions`](History::versions) does not have to read
+//! every version file. It is written after the pointer swap, so a crash can leave it
+//! missing or stale. It is trusted only for entries whose file exists with the recorded
+//! size and a generation not newer than the pointer's; every other version file is read
+//! and its envelope verified, and the next commit writes a corrected manifest. Deleting
+//! it is always safe.
+//!
+//! ```text
+//! {"atomic_persist_manifest":1,"latest":7,"versions":[
+//!   {"generation":6,"file":"state.6.json","run_id":"0193…","written_at":"2026-…Z",
+//!    "schema_version":0,"size":118,"checksum":"crc32:1a2b3c4d"}, …]}
+//! ```
+//!
+//! # History is append-only
+//!
+//! [`rollback(g)`](History::rollback) does not move the pointer back: it writes version
+//! `g`'s payload again as a new generation, so the versions in between stay listed and
+//! a rollback can itself be rolled back.
+//!
+//! # Windows
+//!
+//! Creating a symlink needs a privilege on Windows, so there the pointer is a small file
+//! instead: `state.json` holds the line `atomic-persist-latest state.7.json` and is
+//! replaced with [`write_atomic`](crate::write_atomic) (`MoveFileExW` with
+//! `MOVEFILE_REPLACE_EXISTING`, atomic on NTFS). Every reader of this module follows it;
+//! other programs must read the version it names. That is what non-Unix builds do.
+//!
+//! # An existing plain file
+//!
+//! If `state.json` is a regular file (say a [`Persisted`](crate::Persisted) file before
+//! history was turned on), [`open`](HistoryBuilder::open) loads it, and the first commit
+//! writes the next generation after its envelope's (or generation 1) and replaces it with
+//! the pointer. The old file's contents are not kept as a version.
+//!
+//! Conversely, do not commit to `state.json` with a [`Persisted`](crate::Persisted)
+//! once it is a pointer: the engine writes through symlinks, so that would replace the
+//! current version's file (atomically, but outside the history's numbering and lock
+//! order). Read it freely; write through the `History`.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io::{self, Write as _};
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::atomic::{Durability, WriteOptions};
+use crate::envelope::{self, Fingerprint, Meta};
+use crate::error::{Error, Op, Result};
+use crate::format::AnyFormat;
+use crate::lock::Lock;
+
+/// The version of the manifest's layout.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// How often a reader resolves the pointer again when retention removed the version it
+/// named just before it could read it.
+const READ_RETRIES: usize = 1000;
+
+/// What is known about one version, from the manifest or from its envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VersionInfo {
+    /// The generation: the number in the file name and in the envelope.
+    pub generation: u64,
+    /// The version file.
+    pub path: PathBuf,
+    /// The run that wrote it.
+    pub run_id: Uuid,
+    /// When it was written.
+    pub written_at: SystemTime,
+    /// The schema version of its value.
+    pub schema_version: u32,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The envelope's CRC-32.
+    pub checksum: u32,
+}
+
+impl VersionInfo {
+    /// `written_at` as RFC 3339 in UTC.
+    pub fn written_at_rfc3339(&self) -> String {
+        jiff::Timestamp::try_from(self.written_at)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|_| "(out of range)".into())
+    }
+
+    fn from_meta(path: PathBuf, meta: &Meta, size: u64) -> VersionInfo {
+        VersionInfo {
+            generation: meta.generation,
+            path,
+            run_id: meta.run_id,
+            written_at: meta.written_at,
+            schema_version: meta.schema_version,
+            size,
+            checksum: meta.checksum,
+        }
+    }
+}
+
+/// The state of the manifest file, as [`RawHistory::manifest_state`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ManifestState {
+    /// It lists exactly the versions on disk.
+    Current,
+    /// There is none (no commit yet, or it was deleted, or a crash came first).
+    Missing,
+    /// It exists but disagrees with the version files or cannot be read: versions are
+    /// rebuilt from the files, and the next commit rewrites it.
+    Stale,
+}
+
+impl ManifestState {
+    /// `"current"`, `"missing"` or `"stale"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ManifestState::Current => "current",
+            ManifestState::Missing => "missing",
+            ManifestState::Stale => "stale",
+        }
+    }
+}
+
+/// What the `latest` pointer says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pointer {
+    /// Nothing at the path.
+    Absent,
+    /// It names this version.
+    Version(u64),
+    /// The path is a regular file, not (yet) a pointer.
+    Plain,
+}
+
+// ---------------------------------------------------------------------------------------
+// The untyped store
+
+/// A history without a value type: versions as bytes and meta. See the
+/// [module docs](self) for the layout; [`History<T>`] is the typed handle on top.
+///
+/// ```
+/// # #[cfg(feature = "json")] {
+/// use atomic_persist::history::{History, RawHistory};
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("state.json");
+/// let mut h = History::<u32>::builder(&path).open_or_default()?;
+/// h.set(1)?;
+/// h.set(2)?;
+///
+/// // Another program, which does not know the type:
+/// let raw = RawHistory::new(&path)?;
+/// assert_eq!(raw.latest_generation()?, Some(2));
+/// let info = raw.rollback(1)?;            // version 1's value, as generation 3
+/// assert_eq!(info.generation, 3);
+/// assert_eq!(raw.versions()?.len(), 3);
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct RawHistory {
+    path: PathBuf,
+    dir: PathBuf,
+    stem: OsString,
+    ext: Option<OsString>,
+    format: AnyFormat,
+    keep: Option<usize>,
+    options: WriteOptions,
+    lock_timeout: Option<Duration>,
+}
+
+impl RawHistory {
+    /// The history whose `latest` pointer is `path`, format from the extension. Nothing
+    /// is read or written yet; an absent path is an empty history.
+    pub fn new(path: impl AsRef<Path>) -> Result<RawHistory> {
+        let path = path.as_ref();
+        let format = AnyFormat::from_path(path)?;
+        RawHistory::with_format(path, format)
+    }
+
+    fn with_format(path: &Path, format: AnyFormat) -> Result<RawHistory> {
+        let invalid = |reason: &str| Error::Invalid {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        };
+        let name = path
+            .file_name()
+            .ok_or_else(|| invalid("a history needs a file name"))?;
+        let (stem, ext) = match (Path::new(name).file_stem(), Path::new(name).extension()) {
+            (Some(stem), ext) => (stem.to_os_string(), ext.map(OsStr::to_os_string)),
+            (None, _) => (name.to_os_string(), None),
+        };
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Ok(RawHistory {
+            path: path.to_path_buf(),
+            dir,
+            stem,
+            ext,
+            format,
+            keep: None,
+            options: WriteOptions::new(),
+            lock_timeout: None,
+        })
+    }
+
+    /// Keep only the newest `n` versions (at least 1) after each commit or rollback;
+    /// by default every version is kept.
+    pub fn keep(mut self, n: usize) -> Self {
+        self.keep = Some(n.max(1));
+        self
+    }
+
+    /// The options of every version and manifest write; their [`Durability`] also
+    /// decides whether the pointer swap syncs the directory.
+    pub fn write_options(mut self, options: WriteOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Wait at most this long for the writer lock ([`Error::Locked`] after); by default
+    /// a writer waits as long as another holds it.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = Some(timeout);
+        self
+    }
+
+    /// The `latest` pointer's path (the path the history was opened with).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file of version `generation`: `{stem}.{generation}.{ext}`.
+    pub fn version_path(&self, generation: u64) -> PathBuf {
+        self.dir.join(self.version_name(generation))
+    }
+
+    /// The manifest's path: `{stem}.manifest.json`.
+    pub fn manifest_path(&self) -> PathBuf {
+        let mut name = self.stem.clone();
+        name.push(".manifest.json");
+        self.dir.join(name)
+    }
+
+    fn version_name(&self, generation: u64) -> OsString {
+        let mut name = self.stem.clone();
+        name.push(format!(".{generation}"));
+        if let Some(ext) = &self.ext {
+            name.push(".");
+            name.push(ext);
+        }
+        name
+    }
+
+    /// The generation of a version file's name, `None` for any other name.
+    fn parse_version_name(&self, name: &OsStr) -> Option<u64> {
+        let name = name.to_str()?;
+        let rest = name.strip_prefix(self.stem.to_str()?)?.strip_prefix('.')?;
+        let digits = match &self.ext {
+            Some(ext) => rest.strip_suffix(ext.to_str()?)?.strip_suffix('.')?,
+            None => rest,
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let generation: u64 = digits.parse().ok()?;
+        // One spelling per generation: no leading zeros.
+        (generation.to_string() == digits).then_some(generation)
+    }
+
+    /// The generation the pointer names: `None` when there is no versioned history yet
+    /// (no file, or a plain file that the first commit will turn into a pointer).
+    pub fn latest_generation(&self) -> Result<Option<u64>> {
+        Ok(match self.pointer()? {
+            Pointer::Version(g) => Some(g),
+            Pointer::Absent | Pointer::Plain => None,
+        })
+    }
+
+    /// The generation a commit would follow, under the lock: the pointer's, or a plain
+    /// file's envelope generation (0 when it has none), or 0.
+    fn current_generation(&self) -> Result<u64> {
+        match self.pointer()? {
+            Pointer::Absent => Ok(0),
+            Pointer::Version(g) => Ok(g),
+            Pointer::Plain => Ok(envelope::verify(&self.path)
+                .or_else(|e| match e {
+                    // A plain file of another shape is still a starting point.
+                    Error::UnknownFormat { .. } => Ok(None),
+                    e => Err(e),
+                })?
+                .map_or(0, |m| m.generation)),
+        }
+    }
+
+    #[cfg(unix)]
+    fn pointer(&self) -> Result<Pointer> {
+        match std::fs::read_link(&self.path) {
+            Ok(target) => self.pointer_target(target.as_os_str()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Pointer::Absent),
+            // EINVAL: not a symlink.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(Pointer::Plain),
+            Err(e) => Err(Error::io(Op::Inspect, &self.path, e)),
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn pointer(&self) -> Result<Pointer> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => match bytes.strip_prefix(POINTER_PREFIX.as_bytes()) {
+                Some(rest) => {
+                    let name = std::str::from_utf8(rest).unwrap_or("").trim_end();
+                    self.pointer_target(OsStr::new(name))
+                }
+                None => Ok(Pointer::Plain),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Pointer::Absent),
+            Err(e) => Err(Error::io(Op::Read, &self.path, e)),
+        }
+    }
+
+    fn pointer_target(&self, target: &OsStr) -> Result<Pointer> {
+        self.parse_version_name(target)
+            .filter(|_| Path::new(target).parent() == Some(Path::new("")))
+            .map(Pointer::Version)
+            .ok_or_else(|| Error::Corrupt {
+                path: self.path.clone(),
+                reason: format!(
+                    "the latest pointer names {}, which is not a version of this history",
+                    Path::new(target).display()
+                ),
+            })
+    }
+
+    /// The whole file of version `generation`, its envelope verified.
+    pub fn read(&self, generation: u64) -> Result<Vec<u8>> {
+        let path = self.version_path(generation);
+        let bytes = crate::persisted::read_file(&path)?;
+        self.check_version_file(&path, &bytes, Some(generation))?;
+        Ok(bytes)
+    }
+
+    /// The current version's generation and whole file, its envelope verified; `None`
+    /// when there is no versioned history yet.
+    pub fn read_latest(&self) -> Result<Option<(u64, Vec<u8>)>> {
+        Ok(match self.load_latest()? {
+            Some((Some(g), bytes)) => Some((g, bytes)),
+            _ => None,
+        })
+    }
+
+    /// Reads what the pointer names, again when retention removed it meanwhile.
+    /// `(None, bytes)` is a plain file at the pointer's path.
+    fn load_latest(&self) -> Result<Option<(Option<u64>, Vec<u8>)>> {
+        let mut last_err = None;
+        for _ in 0..READ_RETRIES {
+            let pointer = self.pointer()?;
+            let g = match pointer {
+                Pointer::Absent => return Ok(None),
+                Pointer::Plain => {
+                    return match crate::persisted::read_file(&self.path) {
+                        Ok(bytes) => Ok(Some((None, bytes))),
+                        // It became a pointer or went away meanwhile: look again.
+                        Err(e @ Error::NotFound { .. }) => {
+                            last_err = Some(e);
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    };
+                }
+                Pointer::Version(g) => g,
+            };
+            match self.read(g) {
+                Ok(bytes) => return Ok(Some((Some(g), bytes))),
+                Err(e @ Error::NotFound { .. }) if self.pointer()? != pointer => last_err = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| Error::NotFound {
+            path: self.path.clone(),
+        }))
+    }
+
+    /// Splits and verifies a version file; it must be enveloped and (when given) of the
+    /// generation its name says.
+    fn check_version_file<'a>(
+        &self,
+        path: &Path,
+        bytes: &'a [u8],
+        generation: Option<u64>,
+    ) -> Result<envelope::Split<'a>> {
+        let split = envelope::split(self.format, bytes, true).map_err(|e| e.at(path))?;
+        let corrupt = |reason: String| Error::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
+        match (&split.meta, generation) {
+            (None, _) => Err(corrupt("a version file must have an envelope".into())),
+            (Some(m), Some(g)) if m.generation != g => Err(corrupt(format!(
+                "the file name says generation {g}, its envelope says {}",
+                m.generation
+            ))),
+            _ => Ok(split),
+        }
+    }
+
+    /// Every version on disk up to the pointer's, oldest first, from the manifest where
+    /// it is current and from the files' envelopes elsewhere. Version files that fail
+    /// their check are left out (`atomic-persist verify DIR` reports them).
+    pub fn versions(&self) -> Result<Vec<VersionInfo>> {
+        Ok(self.scan()?.0)
+    }
+
+    /// Whether the manifest is current, missing or stale.
+    pub fn manifest_state(&self) -> Result<ManifestState> {
+        Ok(self.scan()?.1)
+    }
+
+    /// Lists the version files, reusing manifest entries that still match.
+    fn scan(&self) -> Result<(Vec<VersionInfo>, ManifestState)> {
+        let latest = self.latest_generation()?;
+        let manifest = read_manifest(&self.manifest_path());
+        let mut state = match &manifest {
+            Ok(Some(m)) if m.latest == latest.unwrap_or(0) => ManifestState::Current,
+            Ok(None) => ManifestState::Missing,
+            _ => ManifestState::Stale,
+        };
+        let cached = match manifest {
+            Ok(Some(m)) => m.versions,
+            _ => Vec::new(),
+        };
+        let mut found = Vec::new();
+        let entries =
+            std::fs::read_dir(&self.dir).map_err(|e| Error::io(Op::ReadDir, &self.dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(Op::ReadDir, &self.dir, e))?;
+            let Some(g) = self.parse_version_name(&entry.file_name()) else {
+                continue;
+            };
+            if latest.is_none_or(|l| g > l) {
+                continue; // debris of a commit killed before its pointer swap
+            }
+            let Ok(meta) = entry.metadata() else {
+                continue; // removed meanwhile
+            };
+            let path = entry.path();
+            if let Some(c) = cached
+                .iter()
+                .find(|c| c.generation == g && c.size == meta.len())
+            {
+                found.push(VersionInfo { path, ..c.clone() });
+                continue;
+            }
+            if state == ManifestState::Current {
+                state = ManifestState::Stale;
+            }
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            if let Ok(split) = self.check_version_file(&path, &bytes, Some(g))
+                && let Some(m) = &split.meta
+            {
+                found.push(VersionInfo::from_meta(path, m, bytes.len() as u64));
+            }
+        }
+        if state == ManifestState::Current && found.len() != cached.len() {
+            state = ManifestState::Stale;
+        }
+        found.sort_by_key(|v| v.generation);
+        Ok((found, state))
+    }
+
+    fn lock(&self) -> Result<Lock> {
+        match self.lock_timeout {
+            Some(t) => Lock::exclusive_timeout(&self.path, t),
+            None => Lock::exclusive(&self.path),
+        }
+    }
+
+    /// Makes version `generation`'s payload the newest version, with a new generation,
+    /// this process's run id and the old version's schema version. Returns the new
+    /// version. [`Error::NotFound`] names the version file when there is no such version.
+    pub fn rollback(&self, generation: u64) -> Result<VersionInfo> {
+        let _lock = self.lock()?;
+        let current = self.current_generation()?;
+        let path = self.version_path(generation);
+        if generation > current {
+            return Err(Error::NotFound { path });
+        }
+        let bytes = crate::persisted::read_file(&path)?;
+        let split = self.check_version_file(&path, &bytes, Some(generation))?;
+        let meta = split.meta.as_ref().expect("checked");
+        let format = written_format(self.format, &bytes[..split.offset]);
+        self.commit_locked(
+            format,
+            split.payload,
+            Stamp {
+                run_id: crate::run_id(),
+                schema_version: meta.schema_version,
+                not_before: Some(meta.written_at),
+            },
+            current,
+        )
+    }
+
+    /// Steps 3-6 of a commit, the lock held and `current` the pointer's generation.
+    fn commit_locked(
+        &self,
+        format: AnyFormat,
+        payload: &[u8],
+        stamp: Stamp,
+        current: u64,
+    ) -> Result<VersionInfo> {
+        let generation = current + 1;
+        let now = SystemTime::now();
+        let mut meta = Meta {
+            run_id: stamp.run_id,
+            written_at: stamp.not_before.map_or(now, |t| now.max(t)),
+            generation,
+            schema_version: stamp.schema_version,
+            checksum: 0,
+        };
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(payload);
+        meta.checksum = envelope::checksum(crc, &meta);
+
+        let path = self.version_path(generation);
+        let write_error = |e: io::Error| Error::io(Op::Write, &path, e);
+        let mut file = self.options.create(&path)?;
+        envelope::write_head(format, &mut file).map_err(write_error)?;
+        file.write_all(payload).map_err(write_error)?;
+        envelope::write_tail(format, &meta, payload.len() as u64, &mut file)
+            .map_err(write_error)?;
+        file.commit()?;
+        let size = std::fs::metadata(&path)
+            .map_err(|e| Error::io(Op::Inspect, &path, e))?
+            .len();
+
+        if let Err(e) = self.swap_pointer(generation) {
+            // The pointer still names the previous version; the new file is debris.
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        let info = VersionInfo::from_meta(path, &meta, size);
+        self.after_swap(&info);
+        Ok(info)
+    }
+
+    /// Retention and the manifest: the commit has happened, so their errors are not the
+    /// commit's (a missing manifest is rebuilt; an extra version is removed next time).
+    fn after_swap(&self, new: &VersionInfo) {
+        let Ok((mut versions, _)) = self.scan() else {
+            return;
+        };
+        if !versions.iter().any(|v| v.generation == new.generation) {
+            versions.push(new.clone());
+        }
+        versions.sort_by_key(|v| v.generation);
+        if let Some(keep) = self.keep {
+            let excess = versions.len().saturating_sub(keep);
+            // The newest `keep` stay; the pointer names the newest, `new`.
+            for old in versions.drain(..excess) {
+                if old.generation != new.generation {
+                    let _ = std::fs::remove_file(&old.path);
+                }
+            }
+        }
+        let _ = self.write_manifest(new.generation, &versions);
+    }
+
+    fn write_manifest(&self, latest: u64, versions: &[VersionInfo]) -> Result<()> {
+        let manifest = ManifestFile {
+            atomic_persist_manifest: MANIFEST_VERSION,
+            latest,
+            versions: versions
+                .iter()
+                .map(|v| ManifestEntry {
+                    generation: v.generation,
+                    file: v
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    run_id: v.run_id.to_string(),
+                    written_at: v.written_at_rfc3339(),
+                    schema_version: v.schema_version,
+                    size: v.size,
+                    checksum: format!("crc32:{:08x}", v.checksum),
+                })
+                .collect(),
+        };
+        let path = self.manifest_path();
+        let bytes = serde_json::to_vec(&manifest)
+            .map_err(|e| crate::format::serialize_error(e).at(&path))?;
+        self.options.write(&path, bytes)
+    }
+
+    /// Step 4: point `latest` at `generation`.
+    #[cfg(unix)]
+    fn swap_pointer(&self, generation: u64) -> Result<()> {
+        let target = self.version_name(generation);
+        let name = self.path.file_name().unwrap_or_default();
+        let temp = loop {
+            let temp = self.dir.join(crate::atomic::temp_name(name));
+            match std::os::unix::fs::symlink(&target, &temp) {
+                Ok(()) => break temp,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io(Op::CreateTemp, &self.path, e)),
+            }
+        };
+        if let Err(e) = std::fs::rename(&temp, &self.path) {
+            let _ = std::fs::remove_file(&temp);
+            return Err(Error::io(Op::Rename, &self.path, e));
+        }
+        if self.options.durability_level() == Durability::Full {
+            crate::sys::Dir::open(&self.dir)
+                .and_then(|d| d.sync())
+                .map_err(|e| Error::io(Op::SyncDir, &self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Step 4 without symlinks: replace the pointer file atomically.
+    #[cfg(not(unix))]
+    fn swap_pointer(&self, generation: u64) -> Result<()> {
+        let target = self.version_name(generation);
+        let line = format!("{POINTER_PREFIX}{}\n", target.to_string_lossy());
+        self.options
+            .clone()
+            .preserve_permissions(false)
+            .write(&self.path, line)
+    }
+}
+
+/// The pointer file's line on platforms without symlinks.
+#[cfg(not(unix))]
+const POINTER_PREFIX: &str = "atomic-persist-latest ";
+
+/// Who and what a new version records.
+struct Stamp {
+    run_id: Uuid,
+    schema_version: u32,
+    /// The new version is never dated earlier than this.
+    not_before: Option<SystemTime>,
+}
+
+/// The format a version was written in: JSON files may be compact or indented, which
+/// the head (everything before the payload) shows.
+fn written_format(format: AnyFormat, head: &[u8]) -> AnyFormat {
+    match format {
+        #[cfg(feature = "json")]
+        AnyFormat::Json | AnyFormat::JsonPretty if head.contains(&b'\n') => AnyFormat::JsonPretty,
+        #[cfg(feature = "json")]
+        AnyFormat::Json | AnyFormat::JsonPretty => AnyFormat::Json,
+        #[allow(unreachable_patterns)]
+        other => other,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The manifest
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ManifestFile {
+    atomic_persist_manifest: u32,
+    latest: u64,
+    versions: Vec<ManifestEntry>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ManifestEntry {
+    generation: u64,
+    file: String,
+    run_id: String,
+    written_at: String,
+    schema_version: u32,
+    size: u64,
+    checksum: String,
+}
+
+/// The manifest's versions, `Ok(None)` when there is none, `Err` when it is unreadable.
+struct Manifest {
+    latest: u64,
+    versions: Vec<VersionInfo>,
+}
+
+fn read_manifest(path: &Path) -> std::result::Result<Option<Manifest>, ()> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(_) => return Err(()),
+    };
+    let file: ManifestFile = serde_json::from_slice(&bytes).map_err(|_| ())?;
+    if file.atomic_persist_manifest != MANIFEST_VERSION {
+        return Err(());
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let versions = file
+        .versions
+        .into_iter()
+        .map(|e| {
+            Some(VersionInfo {
+                generation: e.generation,
+                path: dir.join(&e.file),
+                run_id: Uuid::try_parse(&e.run_id).ok()?,
+                written_at: e
+                    .written_at
+                    .parse::<jiff::Timestamp>()
+                    .ok()
+                    .and_then(|t| SystemTime::try_from(t).ok())?,
+                schema_version: e.schema_version,
+                size: e.size,
+                checksum: e
+                    .checksum
+                    .strip_prefix("crc32:")
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or(())?;
+    Ok(Some(Manifest {
+        latest: file.latest,
+        versions,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------
+// The typed handle
+
+/// A value with a history of versions. See the [module docs](self).
+///
+/// [`get`](Self::get) is the current value (as on [`Persisted`](crate::Persisted)); an
+/// older version is [`version(generation)`](Self::version).
+///
+/// ```
+/// # #[cfg(feature = "json")] {
+/// use atomic_persist::history::History;
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("config.json");
+/// let mut config = History::<Vec<String>>::builder(&path).keep(10).open_or_default()?;
+/// config.update(|c| c.push("a".into()))?;        // generation 1
+/// config.update(|c| c.push("b".into()))?;        // generation 2
+/// assert_eq!(config.version(1)?, ["a"]);
+///
+/// config.rollback(1)?;                            // generation 3 = generation 1's value
+/// assert_eq!(config.get(), &["a"]);
+/// assert_eq!(config.generation(), 3);
+/// let generations: Vec<u64> = config.versions()?.iter().map(|v| v.generation).collect();
+/// assert_eq!(generations, [1, 2, 3]);
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct History<T> {
+    value: T,
+    raw: RawHistory,
+    schema_version: u32,
+    run_id: Option<Uuid>,
+    meta: Option<Meta>,
+    /// The generation this handle last read or wrote (0: none).
+    generation: u64,
+    /// The payload this handle last read or wrote.
+    payload: Option<Fingerprint>,
+}
+
+/// Builds a [`History<T>`]: `History::<T>::builder(path)`.
+///
+/// ```
+/// # #[cfg(feature = "toml")] {
+/// use atomic_persist::Durability;
+/// use atomic_persist::history::History;
+/// use std::time::Duration;
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("settings.toml");
+/// let mut settings = History::<std::collections::BTreeMap<String, u32>>::builder(&path)
+///     .keep(5)                                  // the newest 5 versions stay
+///     .schema_version(1)
+///     .durability(Durability::Data)
+///     .lock_timeout(Duration::from_secs(2))
+///     .open_or_default()?;
+/// settings.update(|s| s.insert("volume".into(), 7))?;
+/// assert_eq!(settings.generation(), 1);
+/// assert!(dir.path().join("settings.1.toml").exists());
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct HistoryBuilder<T> {
+    path: PathBuf,
+    format: Option<AnyFormat>,
+    keep: Option<usize>,
+    schema_version: u32,
+    options: WriteOptions,
+    run_id: Option<Uuid>,
+    lock_timeout: Option<Duration>,
+    _value: PhantomData<fn() -> T>,
+}
+
+impl<T> HistoryBuilder<T> {
+    /// The file format; by default chosen from the extension (`.json`, `.toml`, `.bin`).
+    pub fn format(mut self, format: impl crate::Format) -> Self {
+        self.format = Some(crate::format::any_of(&format));
+        self
+    }
+
+    /// Keep only the newest `n` versions (at least 1); by default all are kept.
+    pub fn keep(mut self, n: usize) -> Self {
+        self.keep = Some(n.max(1));
+        self
+    }
+
+    /// The schema version recorded in each new version (default 0); opening a history
+    /// whose current version has a higher one is [`Error::SchemaVersion`].
+    pub fn schema_version(mut self, version: u32) -> Self {
+        self.schema_version = version;
+        self
+    }
+
+    /// How much of a commit must reach stable storage (default [`Durability::Full`]).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.options = self.options.durability(durability);
+        self
+    }
+
+    /// All options of the version and manifest writes.
+    pub fn write_options(mut self, options: WriteOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The run id recorded in new versions instead of [`run_id()`](crate::run_id).
+    pub fn run_id(mut self, id: Uuid) -> Self {
+        self.run_id = Some(id);
+        self
+    }
+
+    /// Wait at most this long for the writer lock on a commit ([`Error::Locked`] after).
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = Some(timeout);
+        self
+    }
+
+    fn raw(&self) -> Result<RawHistory> {
+        let format = match self.format {
+            Some(f) => f,
+            None => AnyFormat::from_path(&self.path)?,
+        };
+        let mut raw =
+            RawHistory::with_format(&self.path, format)?.write_options(self.options.clone());
+        raw.keep = self.keep;
+        raw.lock_timeout = self.lock_timeout;
+        Ok(raw)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> HistoryBuilder<T> {
+    /// Opens the current version: [`Error::NotFound`] when there is none.
+    pub fn open(self) -> Result<History<T>> {
+        let raw = self.raw()?;
+        match load::<T>(&raw, self.schema_version)? {
+            Some(loaded) => Ok(History::from_loaded(raw, &self, loaded)),
+            None => Err(Error::NotFound { path: raw.path }),
+        }
+    }
+
+    /// Opens the current version, or starts from `T::default()` when there is none
+    /// (nothing is written until the first commit).
+    pub fn open_or_default(self) -> Result<History<T>>
+    where
+        T: Default,
+    {
+        self.open_or_else(T::default)
+    }
+
+    /// Opens the current version, or starts from `f()` when there is none.
+    pub fn open_or_else(self, f: impl FnOnce() -> T) -> Result<History<T>> {
+        let raw = self.raw()?;
+        let loaded = load::<T>(&raw, self.schema_version)?.unwrap_or_else(|| Loaded {
+            value: f(),
+            generation: 0,
+            payload: None,
+            meta: None,
+        });
+        Ok(History::from_loaded(raw, &self, loaded))
+    }
+}
+
+/// A value read from the current version.
+struct Loaded<T> {
+    value: T,
+    generation: u64,
+    payload: Option<Fingerprint>,
+    meta: Option<Meta>,
+}
+
+/// Reads the current version; `None` when there is none.
+fn load<T: DeserializeOwned>(raw: &RawHistory, schema_version: u32) -> Result<Option<Loaded<T>>> {
+    let Some((generation, bytes)) = raw.load_latest()? else {
+        return Ok(None);
+    };
+    let path = match generation {
+        Some(g) => raw.version_path(g),
+        None => raw.path.clone(),
+    };
+    let split = envelope::split(raw.format, &bytes, true).map_err(|e| e.at(&path))?;
+    if let Some(meta) = &split.meta
+        && meta.schema_version > schema_version
+    {
+        return Err(Error::SchemaVersion {
+            path,
+            found: meta.schema_version,
+            supported: schema_version,
+        });
+    }
+    let value = envelope::decode(raw.format, &bytes, &split).map_err(|e| e.at(&path))?;
+    Ok(Some(Loaded {
+        value,
+        generation: generation
+            .or(split.meta.as_ref().map(|m| m.generation))
+            .unwrap_or(0),
+        payload: Some(Fingerprint::of(split.payload)),
+        meta: split.meta,
+    }))
+}
+
+impl<T> fmt::Debug for HistoryBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HistoryBuilder")
+            .field("path", &self.path)
+            .field("format", &self.format)
+            .field("keep", &self.keep)
+            .field("schema_version", &self.schema_version)
+            .field("options", &self.options)
+            .field("run_id", &self.run_id)
+            .field("lock_timeout", &self.lock_timeout)
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> History<T> {
+    /// Starts building a history at `path` (the `latest` pointer).
+    pub fn builder(path: impl AsRef<Path>) -> HistoryBuilder<T> {
+        HistoryBuilder {
+            path: path.as_ref().to_path_buf(),
+            format: None,
+            keep: None,
+            schema_version: 0,
+            options: WriteOptions::new(),
+            run_id: None,
+            lock_timeout: None,
+            _value: PhantomData,
+        }
+    }
+
+    /// Opens the current version with the defaults: [`Error::NotFound`] when there is
+    /// none.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::builder(path).open()
+    }
+
+    /// Opens the current version, or starts from `T::default()`.
+    pub fn open_or_default(path: impl AsRef<Path>) -> Result<Self>
+    where
+        T: Default,
+    {
+        Self::builder(path).open_or_default()
+    }
+
+    fn from_loaded(raw: RawHistory, b: &HistoryBuilder<T>, loaded: Loaded<T>) -> History<T> {
+        History {
+            value: loaded.value,
+            raw,
+            schema_version: b.schema_version,
+            run_id: b.run_id,
+            meta: loaded.meta,
+            generation: loaded.generation,
+            payload: loaded.payload,
+        }
+    }
+
+    /// Reads the current version into the handle; `false` when there is none.
+    fn load(&mut self) -> Result<bool> {
+        let Some(loaded) = load::<T>(&self.raw, self.schema_version)? else {
+            return Ok(false);
+        };
+        self.value = loaded.value;
+        self.generation = loaded.generation;
+        self.payload = loaded.payload;
+        self.meta = loaded.meta;
+        Ok(true)
+    }
+
+    /// The current value (also through `Deref`).
+    pub fn get(&self) -> &T {
+        &self.value
+    }
+
+    /// Changes the value, then commits it as a new version.
+    pub fn update<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
+        let r = f(&mut self.value);
+        self.commit()?;
+        Ok(r)
+    }
+
+    /// Replaces the value, then commits it as a new version.
+    pub fn set(&mut self, value: T) -> Result<()> {
+        self.value = value;
+        self.commit()
+    }
+
+    /// Writes the value as a new version and points `latest` at it (see the module docs
+    /// for the steps). Nothing is written when the value's bytes equal the current
+    /// version's. [`Error::Conflict`] when another writer committed since this handle
+    /// last read or wrote: [`reload`](Self::reload) and apply the change again.
+    pub fn commit(&mut self) -> Result<()> {
+        let path = self.raw.path.clone();
+        let mut payload = Vec::new();
+        envelope::write_payload(self.raw.format, true, &self.value, &mut payload)
+            .map_err(|e| e.at(&path))?;
+        let fingerprint = Fingerprint::of(&payload);
+        if self.payload == Some(fingerprint)
+            && self
+                .meta
+                .as_ref()
+                .is_some_and(|m| m.schema_version == self.schema_version)
+        {
+            return Ok(());
+        }
+        let _lock = self.raw.lock()?;
+        let current = self.raw.current_generation()?;
+        if current != self.generation {
+            return Err(Error::Conflict {
+                path,
+                expected: self.generation,
+                found: current,
+            });
+        }
+        let stamp = Stamp {
+            run_id: self.run_id.unwrap_or_else(crate::run_id),
+            schema_version: self.schema_version,
+            not_before: self.meta.as_ref().map(|m| m.written_at),
+        };
+        let info = self
+            .raw
+            .commit_locked(self.raw.format, &payload, stamp, current)?;
+        self.generation = info.generation;
+        self.payload = Some(fingerprint);
+        self.meta = Some(Meta {
+            run_id: info.run_id,
+            written_at: info.written_at,
+            generation: info.generation,
+            schema_version: info.schema_version,
+            checksum: info.checksum,
+        });
+        Ok(())
+    }
+
+    /// Reads the current version again, dropping unsaved changes. Does nothing when
+    /// there is no version yet.
+    pub fn reload(&mut self) -> Result<()> {
+        self.load().map(|_| ())
+    }
+
+    /// The value of version `generation`, read from its file.
+    pub fn version(&self, generation: u64) -> Result<T> {
+        let path = self.raw.version_path(generation);
+        let bytes = self.raw.read(generation)?;
+        let split = envelope::split(self.raw.format, &bytes, true).map_err(|e| e.at(&path))?;
+        envelope::decode(self.raw.format, &bytes, &split).map_err(|e| e.at(&path))
+    }
+
+    /// Every version on disk, oldest first (see [`RawHistory::versions`]).
+    pub fn versions(&self) -> Result<Vec<VersionInfo>> {
+        self.raw.versions()
+    }
+
+    /// Makes version `generation`'s value the newest version (a new generation; history
+    /// is append-only) and the handle's value, dropping unsaved changes. Returns the new
+    /// generation.
+    pub fn rollback(&mut self, generation: u64) -> Result<u64> {
+        let info = self.raw.rollback(generation)?;
+        self.load()?;
+        Ok(info.generation)
+    }
+
+    /// The meta of the version this handle last read or wrote.
+    pub fn meta(&self) -> Option<&Meta> {
+        self.meta.as_ref()
+    }
+
+    /// The generation this handle last read or wrote (0 before the first commit).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The `latest` pointer's path.
+    pub fn path(&self) -> &Path {
+        &self.raw.path
+    }
+
+    /// The untyped store underneath.
+    pub fn raw(&self) -> &RawHistory {
+        &self.raw
+    }
+
+    /// The value, giving up the handle.
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+}
+
+impl<T> Deref for History<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for History<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("History")
+            .field("path", &self.raw.path)
+            .field("value", &self.value)
+            .field("generation", &self.generation)
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,580 @@
+//! The `inspect`, `verify`, `history` and `rollback` subcommands, run as a user would on
+//! real files: intact, plain, corrupted, truncated, missing, and a directory of mixed
+//! files; every exit status.
+#![cfg(all(feature = "cli", unix))]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use atomic_persist::Persisted;
+use atomic_persist::history::History;
+use predicates::prelude::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_atomic-persist");
+
+fn cmd() -> Command {
+    Command::new(BIN)
+}
+
+/// An enveloped JSON file at generation 2 holding `[1, 2, 3]`.
+fn enveloped(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let mut p = Persisted::<Vec<u32>>::builder(&path)
+        .envelope(true)
+        .open_or_default()
+        .unwrap();
+    p.set(vec![1, 2]).unwrap();
+    p.set(vec![1, 2, 3]).unwrap();
+    path
+}
+
+/// A history `state.json` with generations 1..=3 holding 10, 20, 30.
+fn history(dir: &Path) -> PathBuf {
+    let path = dir.join("state.json");
+    let mut h = History::<u32>::builder(&path).open_or_default().unwrap();
+    for v in [10, 20, 30] {
+        h.set(v).unwrap();
+    }
+    path
+}
+
+/// Flips one byte of the payload (a digit), keeping the file valid JSON.
+fn flip_a_digit(path: &Path) {
+    let mut bytes = fs::read(path).unwrap();
+    let at = bytes.iter().position(|&b| b == b'3').unwrap();
+    bytes[at] = b'4';
+    fs::write(path, bytes).unwrap();
+}
+
+fn stdout_of(assert: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8(assert.get_output().stdout.clone()).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// inspect
+
+#[test]
+fn inspect_prints_format_size_and_envelope_meta() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = enveloped(dir.path(), "job.json");
+    let size = fs::metadata(&path).unwrap().len();
+    let a = cmd().arg("inspect").arg(&path).assert().success();
+    let out = stdout_of(&a);
+    let keys: Vec<&str> = out.lines().map(|l| l.split(": ").next().unwrap()).collect();
+    assert_eq!(
+        keys,
+        [
+            "path",
+            "format",
+            "size",
+            "envelope",
+            "generation",
+            "written_at",
+            "run_id",
+            "schema_version",
+            "checksum"
+        ],
+        "{out}"
+    );
+    assert!(out.contains("format: json\n"), "{out}");
+    assert!(out.contains(&format!("size: {size}\n")), "{out}");
+    assert!(out.contains("envelope: 1\n"), "{out}");
+    assert!(out.contains("generation: 2\n"), "{out}");
+    assert!(out.contains("checksum: crc32:"), "{out}");
+}
+
+#[test]
+fn inspect_json_is_one_object_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = enveloped(dir.path(), "job.json");
+    let a = cmd()
+        .args(["inspect", "--json"])
+        .arg(&path)
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_str(&stdout_of(&a)).unwrap();
+    assert_eq!(v["format"], "json");
+    assert_eq!(v["size"], fs::metadata(&path).unwrap().len());
+    assert_eq!(v["envelope"]["generation"], 2);
+    assert_eq!(v["envelope"]["version"], 1);
+    assert_eq!(v["envelope"]["run_id"].as_str().unwrap().len(), 36);
+    assert!(v["corrupt"].is_null());
+    assert!(v["points_to"].is_null());
+}
+
+#[test]
+fn inspect_a_plain_file_says_no_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    fs::write(&path, "volume = 3\n").unwrap();
+    cmd()
+        .arg("inspect")
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "format: toml\nsize: 11\nenvelope: none\n",
+        ));
+    let a = cmd()
+        .args(["inspect", "--json"])
+        .arg(&path)
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_str(&stdout_of(&a)).unwrap();
+    assert!(v["envelope"].is_null());
+    // An unknown extension is still inspected.
+    let other = dir.path().join("notes.txt");
+    fs::write(&other, "hi").unwrap();
+    cmd()
+        .arg("inspect")
+        .arg(&other)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "format: unknown\nsize: 2\nenvelope: none\n",
+        ));
+}
+
+#[test]
+fn inspect_a_corrupt_file_prints_the_reason_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = enveloped(dir.path(), "job.json");
+    flip_a_digit(&path);
+    cmd()
+        .arg("inspect")
+        .arg(&path)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "envelope: corrupt: checksum mismatch",
+        ))
+        .stderr(predicate::str::contains(path.display().to_string()));
+    let a = cmd()
+        .args(["inspect", "--json"])
+        .arg(&path)
+        .assert()
+        .code(1);
+    let v: serde_json::Value = serde_json::from_str(&stdout_of(&a)).unwrap();
+    assert!(v["corrupt"].as_str().unwrap().contains("checksum"));
+}
+
+#[test]
+fn inspect_a_missing_file_exits_1_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nope.json");
+    cmd()
+        .arg("inspect")
+        .arg(&path)
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(format!(
+            "atomic-persist: {} does not exist\n",
+            path.display()
+        ));
+}
+
+#[test]
+fn inspect_follows_a_history_pointer_and_says_where_it_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = history(dir.path());
+    cmd()
+        .arg("inspect")
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "points_to: state.3.json\nenvelope: 1\ngeneration: 3\n",
+        ));
+}
+
+// ---------------------------------------------------------------------------------------
+// verify
+
+#[test]
+fn verify_an_intact_file_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = enveloped(dir.path(), "job.json");
+    cmd()
+        .arg("verify")
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout(format!("{}: ok (generation 2)\n", path.display()));
+}
+
+#[test]
+fn verify_a_named_plain_file_says_so_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plain.json");
+    fs::write(&path, "[1]").unwrap();
+    cmd()
+        .arg("verify")
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout(format!("{}: plain (no envelope)\n", path.display()));
+}
+
+#[test]
+fn verify_a_corrupted_file_exits_1_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = enveloped(dir.path(), "job.json");
+    flip_a_digit(&path);
+    cmd()
+        .arg("verify")
+        .arg(&path)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::starts_with(format!(
+            "{}: corrupt: checksum mismatch",
+            path.display()
+        )));
+}
+
+#[test]
+fn verify_truncated_files_of_every_format_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["a.json", "b.toml"] {
+        let path = dir.path().join(name);
+        #[derive(serde::Serialize, serde::Deserialize, Default)]
+        struct V {
+            items: Vec<u32>,
+        }
+        let mut p = Persisted::<V>::builder(&path)
+            .envelope(true)
+            .open_or_default()
+            .unwrap();
+        p.set(V {
+            items: (0..50).collect(),
+        })
+        .unwrap();
+        let bytes = fs::read(&path).unwrap();
+        // (A JSON file cut after `{` is a plain value's start: the envelope's first key
+        // must be there to recognise one.)
+        for cut in [bytes.len() / 4, bytes.len() / 2, bytes.len() - 2] {
+            fs::write(&path, &bytes[..cut]).unwrap();
+            cmd()
+                .arg("verify")
+                .arg(&path)
+                .assert()
+                .code(1)
+                .stdout(predicate::str::contains(": corrupt: "));
+        }
+        fs::write(&path, b"").unwrap();
+        cmd()
+            .arg("verify")
+            .arg(&path)
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains("empty"));
+    }
+}
+
+#[test]
+fn verify_a_missing_file_or_unknown_format_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("gone.json");
+    cmd()
+        .arg("verify")
+        .arg(&missing)
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(format!(
+            "atomic-persist: {} does not exist\n",
+            missing.display()
+        ));
+    let txt = dir.path().join("notes.txt");
+    fs::write(&txt, "x").unwrap();
+    cmd()
+        .arg("verify")
+        .arg(&txt)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(txt.display().to_string()));
+    // An intact file beside a missing one: still 2, the intact one is reported.
+    let ok = enveloped(dir.path(), "ok.json");
+    cmd()
+        .arg("verify")
+        .arg(&ok)
+        .arg(&missing)
+        .assert()
+        .code(2)
+        .stdout(format!("{}: ok (generation 2)\n", ok.display()));
+}
+
+#[test]
+fn verify_corrupt_wins_over_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = enveloped(dir.path(), "bad.json");
+    flip_a_digit(&bad);
+    cmd()
+        .arg("verify")
+        .arg(dir.path().join("gone.json"))
+        .arg(&bad)
+        .assert()
+        .code(1);
+}
+
+#[test]
+fn verify_without_a_path_is_a_usage_error() {
+    cmd()
+        .arg("verify")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("Usage"));
+}
+
+#[test]
+fn verify_a_directory_of_mixed_files_checks_every_enveloped_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = enveloped(d, "good.json");
+    let bad = enveloped(d, "bad.json");
+    flip_a_digit(&bad);
+    let cut = enveloped(d, "cut.json");
+    let bytes = fs::read(&cut).unwrap();
+    fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    fs::write(d.join("plain.json"), "{\"a\": 1}").unwrap();
+    fs::write(d.join("config.toml"), "a = 1\n").unwrap();
+    fs::write(d.join("notes.txt"), "not ours").unwrap();
+    fs::write(
+        d.join(".job.json.abcdefghijkl.tmp"),
+        "{\"atomic_persist\":1",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("bad.json", d.join("link.json")).unwrap();
+    fs::create_dir(d.join("sub")).unwrap();
+    enveloped(&d.join("sub"), "deep.json");
+    let hist = history(&d.join("sub"));
+    let a = cmd().arg("verify").arg(d).assert().code(1);
+    assert_eq!(
+        stdout_of(&a),
+        format!(
+            "{}: corrupt: checksum mismatch: {}\n{}: corrupt: {}\n{}: ok (generation 2)\n",
+            bad.display(),
+            reason_of(&bad),
+            cut.display(),
+            reason_of(&cut),
+            good.display(),
+        )
+    );
+    // A directory where all is intact, history versions included.
+    let a = cmd().arg("verify").arg(d.join("sub")).assert().success();
+    let out = stdout_of(&a);
+    assert_eq!(
+        out.lines().count(),
+        4,
+        "deep.json and three versions:\n{out}"
+    );
+    assert!(out.contains("state.3.json: ok (generation 3)"), "{out}");
+    assert!(!out.contains("manifest"), "the manifest is plain: {out}");
+    drop(hist);
+}
+
+/// The reason the library gives for a corrupt file, after `checksum mismatch: ` when it
+/// is one.
+fn reason_of(path: &Path) -> String {
+    match atomic_persist::envelope::verify(path).unwrap_err() {
+        atomic_persist::Error::Corrupt { reason, .. } => reason
+            .strip_prefix("checksum mismatch: ")
+            .map(str::to_owned)
+            .unwrap_or(reason),
+        other => panic!("{other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// history
+
+#[test]
+fn history_lists_generations_with_time_run_id_and_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = history(dir.path());
+    let a = cmd().arg("history").arg(&path).assert().success();
+    let out = stdout_of(&a);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(header, ["GENERATION", "WRITTEN_AT", "RUN_ID", "SIZE"]);
+    for (i, line) in lines[1..].iter().enumerate() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let g = i as u64 + 1;
+        assert_eq!(cols[0], g.to_string(), "{line}");
+        assert!(cols[1].ends_with('Z'), "{line}");
+        assert_eq!(cols[2], atomic_persist::run_id().to_string());
+        let size = fs::metadata(dir.path().join(format!("state.{g}.json")))
+            .unwrap()
+            .len();
+        assert_eq!(cols[3], size.to_string());
+        assert_eq!(cols.get(4).copied(), (g == 3).then_some("latest"), "{line}");
+    }
+}
+
+#[test]
+fn history_json_is_one_object_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = history(dir.path());
+    let a = cmd()
+        .args(["history", "--json"])
+        .arg(&path)
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_str(&stdout_of(&a)).unwrap();
+    assert_eq!(v["latest"], 3);
+    assert_eq!(v["manifest"], "current");
+    let versions = v["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 3);
+    assert_eq!(versions[0]["file"], "state.1.json");
+    assert_eq!(versions[2]["generation"], 3);
+    assert!(
+        versions[2]["checksum"]
+            .as_str()
+            .unwrap()
+            .starts_with("crc32:")
+    );
+    // Without the manifest, the same versions, rebuilt.
+    fs::remove_file(dir.path().join("state.manifest.json")).unwrap();
+    let a = cmd()
+        .args(["history", "--json"])
+        .arg(&path)
+        .assert()
+        .success();
+    let w: serde_json::Value = serde_json::from_str(&stdout_of(&a)).unwrap();
+    assert_eq!(w["manifest"], "missing");
+    assert_eq!(w["versions"], v["versions"]);
+}
+
+#[test]
+fn history_of_a_missing_or_plain_file_exits_1_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("none.json");
+    cmd()
+        .arg("history")
+        .arg(&missing)
+        .assert()
+        .code(1)
+        .stderr(format!(
+            "atomic-persist: {} does not exist\n",
+            missing.display()
+        ));
+    let plain = enveloped(dir.path(), "plain.json");
+    cmd()
+        .arg("history")
+        .arg(&plain)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "{} is not a history",
+            plain.display()
+        )));
+}
+
+// ---------------------------------------------------------------------------------------
+// rollback
+
+#[test]
+fn rollback_makes_an_old_version_the_newest_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = history(dir.path());
+    cmd()
+        .args(["rollback"])
+        .arg(&path)
+        .arg("1")
+        .assert()
+        .success()
+        .stdout(format!(
+            "{}: generation 1 rolled back as generation 4 ({})\n",
+            path.display(),
+            dir.path().join("state.4.json").display()
+        ));
+    assert_eq!(fs::read_link(&path).unwrap(), Path::new("state.4.json"));
+    let h = History::<u32>::open(&path).unwrap();
+    assert_eq!((*h, h.generation()), (10, 4));
+    assert_eq!(h.versions().unwrap().len(), 4, "nothing removed");
+    cmd()
+        .arg("verify")
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("state.4.json: ok (generation 4)"));
+}
+
+#[test]
+fn rollback_to_a_missing_generation_exits_1_naming_the_version_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = history(dir.path());
+    for g in ["7", "0"] {
+        cmd()
+            .arg("rollback")
+            .arg(&path)
+            .arg(g)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(format!(
+                "state.{g}.json does not exist"
+            )));
+    }
+    assert_eq!(fs::read_link(&path).unwrap(), Path::new("state.3.json"));
+}
+
+#[test]
+fn rollback_to_a_corrupt_version_exits_1_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = history(dir.path());
+    let v1 = dir.path().join("state.1.json");
+    let text = fs::read_to_string(&v1).unwrap().replace("10", "11");
+    fs::write(&v1, text).unwrap();
+    cmd()
+        .arg("rollback")
+        .arg(&path)
+        .arg("1")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "{} is corrupt",
+            v1.display()
+        )));
+    assert_eq!(fs::read_link(&path).unwrap(), Path::new("state.3.json"));
+}
+
+#[test]
+fn rollback_usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = history(dir.path());
+    cmd().arg("rollback").arg(&path).assert().code(2);
+    cmd().arg("rollback").arg(&path).arg("abc").assert().code(2);
+    cmd().arg("rollback").arg(&path).arg("-1").assert().code(2);
+}
+
+#[test]
+fn rollback_of_a_missing_history_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("none.json");
+    cmd()
+        .arg("rollback")
+        .arg(&path)
+        .arg("1")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(path.display().to_string()));
+    assert!(!path.exists());
+}
+
+#[test]
+fn help_documents_the_new_subcommands() {
+    let a = cmd().arg("--help").assert().success();
+    let out = stdout_of(&a);
+    for sub in ["inspect", "verify", "history", "rollback"] {
+        assert!(out.contains(sub), "{out}");
+    }
+    cmd()
+        .args(["verify", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Exit status: 0 when nothing is corrupt",
+        ));
+}
