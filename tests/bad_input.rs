@@ -269,6 +269,46 @@ proptest! {
     }
 }
 
+/// A history of three versions, shared by the history property (each case restores it).
+fn history() -> &'static oracle::HistoryFixture {
+    static FIXTURE: OnceLock<(tempfile::TempDir, oracle::HistoryFixture)> = OnceLock::new();
+    &FIXTURE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let fx = oracle::history_fixture(dir.path());
+            (dir, fx)
+        })
+        .1
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The history's manifest, or version 2's file, edited (or replaced by random bytes):
+    /// values come only from intact versions, and `versions()` reports only what a file
+    /// or the manifest's cache entry for a file of that size says.
+    #[test]
+    fn history_with_a_damaged_manifest_or_version(
+        damage_version in any::<bool>(),
+        random in prop::option::weighted(0.1, prop::collection::vec(any::<u8>(), 0..300)),
+        edits in prop::collection::vec(edit(), 1..=6),
+    ) {
+        let fx = history();
+        let bytes = match random {
+            Some(bytes) => bytes,
+            None => {
+                let mut bytes = if damage_version { fx.v2.clone() } else { fx.manifest.clone() };
+                for e in &edits {
+                    apply(&mut bytes, e);
+                }
+                bytes
+            }
+        };
+        // One test thread at a time uses the fixture (this property is its only user).
+        oracle::check_history(fx, u8::from(damage_version), &bytes);
+    }
+}
+
 /// The valid files load as themselves (the oracle's positive side), with every type.
 #[test]
 fn valid_files_pass_the_oracle() {
@@ -368,6 +408,9 @@ fn write_fuzz_seeds() {
             );
         }
     }
+    let fx = history();
+    write("history", "manifest".into(), 0, &fx.manifest);
+    write("history", "version-2".into(), 1, &fx.v2);
 }
 
 /// Hand-made shapes around the reading rules' edges, for every type and both envelope

@@ -830,3 +830,214 @@ pub fn fuzz_one(dir: &Path, format: AnyFormat, data: &[u8]) -> Outcome {
     };
     check_ty(dir, format, ty, envelope, schema, bytes)
 }
+
+// ---------------------------------------------------------------------------------------
+// History: the manifest and the version files
+
+/// A history `state.json` of three versions (the three sample records), with its
+/// pristine manifest and version 2's file, to damage one at a time.
+pub struct HistoryFixture {
+    pub path: PathBuf,
+    pub manifest_path: PathBuf,
+    pub v2_path: PathBuf,
+    pub values: Vec<Record>,
+    pub truth: Vec<atomic_persist::history::VersionInfo>,
+    pub manifest: Vec<u8>,
+    pub v2: Vec<u8>,
+}
+
+pub fn history_fixture(dir: &Path) -> HistoryFixture {
+    use atomic_persist::history::History;
+    let path = dir.join("state.json");
+    let values = records();
+    let mut h = History::<Record>::builder(&path)
+        .open_or_else(|| values[0].clone())
+        .unwrap();
+    h.commit().unwrap();
+    h.set(values[1].clone()).unwrap();
+    h.set(values[2].clone()).unwrap();
+    let raw = h.raw();
+    let truth = h.versions().unwrap();
+    assert_eq!(truth.len(), 3);
+    let manifest_path = raw.manifest_path();
+    let v2_path = raw.version_path(2);
+    HistoryFixture {
+        manifest: std::fs::read(&manifest_path).unwrap(),
+        v2: std::fs::read(&v2_path).unwrap(),
+        path,
+        manifest_path,
+        v2_path,
+        values,
+        truth,
+    }
+}
+
+fn same_info(
+    a: &atomic_persist::history::VersionInfo,
+    b: &atomic_persist::history::VersionInfo,
+) -> bool {
+    (
+        a.generation,
+        &a.path,
+        a.run_id,
+        a.written_at,
+        a.schema_version,
+        a.size,
+        a.checksum,
+    ) == (
+        b.generation,
+        &b.path,
+        b.run_id,
+        b.written_at,
+        b.schema_version,
+        b.size,
+        b.checksum,
+    )
+}
+
+/// Whether the manifest `bytes` has an entry that says exactly `info` (the documented
+/// cache: an entry is trusted when its generation and size match the file's).
+fn manifest_says(bytes: &[u8], info: &atomic_persist::history::VersionInfo) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return false;
+    };
+    let Some(entries) = v.get("versions").and_then(|e| e.as_array()) else {
+        return false;
+    };
+    entries.iter().any(|e| {
+        let s = |k: &str| e.get(k).and_then(|x| x.as_str()).unwrap_or("");
+        let n = |k: &str| e.get(k).and_then(|x| x.as_u64());
+        n("generation") == Some(info.generation)
+            && n("size") == Some(info.size)
+            && n("schema_version") == Some(u64::from(info.schema_version))
+            && Uuid::try_parse(s("run_id")).ok() == Some(info.run_id)
+            && s("written_at").parse::<jiff::Timestamp>().ok()
+                == jiff::Timestamp::try_from(info.written_at).ok()
+            && s("checksum")
+                .strip_prefix("crc32:")
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                == Some(info.checksum)
+    })
+}
+
+/// Puts `bytes` in place of the manifest (`which` even) or of version 2's file (`which`
+/// odd), reads the history every way a user can, checks, and restores the files.
+///
+/// - Opening gives the newest value, generation 3, whatever the manifest says.
+/// - `version(g)` gives version g's true value; for a damaged version 2, only an intact
+///   envelope (by the reference reader) of generation 2 loads, as its payload's value.
+/// - `versions()` lists generations 1 and 3 always, 2 when its file verifies or the
+///   manifest's cache entry has its size; each entry is the truth, or what the manifest
+///   says for a file of that generation and size (the documented cache rule).
+/// - `manifest_state()` is `Current` only for a manifest of version 1 naming latest 3.
+pub fn check_history(fx: &HistoryFixture, which: u8, bytes: &[u8]) {
+    use atomic_persist::history::{History, ManifestState};
+    let damage_v2 = which & 1 == 1;
+    let (manifest, v2) = if damage_v2 {
+        (&fx.manifest[..], bytes)
+    } else {
+        (bytes, &fx.v2[..])
+    };
+    std::fs::write(&fx.manifest_path, manifest).unwrap();
+    std::fs::write(&fx.v2_path, v2).unwrap();
+    let what = || format!("damaged v2 {damage_v2}: {}", show(bytes));
+
+    let h = History::<Record>::builder(&fx.path)
+        .open()
+        .unwrap_or_else(|e| panic!("open: {e} ({})", what()));
+    assert_eq!(h.get(), &fx.values[2], "{}", what());
+    assert_eq!(h.generation(), 3);
+    for g in [1u64, 2, 3] {
+        let value = h.version(g);
+        if g != 2 || !damage_v2 {
+            assert_eq!(
+                value.as_ref().ok(),
+                Some(&fx.values[g as usize - 1]),
+                "{}",
+                what()
+            );
+            continue;
+        }
+        match value {
+            Ok(v) => {
+                let m = RefMeta::of(
+                    &atomic_persist::envelope::verify(&fx.v2_path)
+                        .unwrap()
+                        .unwrap(),
+                );
+                assert_eq!(m.generation, 2, "{}", what());
+                let intact = ref_envelope(Json.into(), v2).filter(|(p, m)| m.holds(p));
+                let (payload, rm) =
+                    intact.unwrap_or_else(|| panic!("a damaged version loaded: {}", what()));
+                assert_eq!(rm, m);
+                assert_eq!(
+                    decode_payload::<Record>(Json.into(), payload).as_ref(),
+                    Some(&v),
+                    "{}",
+                    what()
+                );
+            }
+            Err(e) => assert!(
+                matches!(
+                    e,
+                    Error::Corrupt { .. } | Error::Deserialize { .. } | Error::NotFound { .. }
+                ),
+                "{e:?}"
+            ),
+        }
+    }
+
+    let versions = h
+        .versions()
+        .unwrap_or_else(|e| panic!("versions: {e} ({})", what()));
+    let generations: Vec<u64> = versions.iter().map(|v| v.generation).collect();
+    let v2_verifies =
+        ref_envelope(Json.into(), v2).is_some_and(|(p, m)| m.holds(p) && m.generation == 2);
+    let v2_cached = fx.truth[1].size == v2.len() as u64;
+    if damage_v2 {
+        assert!(
+            generations == [1, 2, 3] && (v2_verifies || v2_cached)
+                || generations == [1, 3] && !v2_verifies,
+            "{generations:?}: {}",
+            what()
+        );
+    } else {
+        assert_eq!(generations, [1, 2, 3], "{}", what());
+    }
+    for info in &versions {
+        let truth = &fx.truth[info.generation as usize - 1];
+        if same_info(info, truth) {
+            continue;
+        }
+        if damage_v2 && info.generation == 2 && v2_verifies {
+            // A new, intact version 2: its own envelope.
+            let m = atomic_persist::envelope::verify(&fx.v2_path)
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (info.run_id, info.checksum, info.size),
+                (m.run_id, m.checksum, v2.len() as u64)
+            );
+            continue;
+        }
+        assert!(
+            manifest_says(manifest, info),
+            "versions() says {info:?}, neither the file nor the manifest does: {}",
+            what()
+        );
+    }
+    let state = h.raw().manifest_state().unwrap();
+    if state == ManifestState::Current {
+        let v: Option<serde_json::Value> = serde_json::from_slice(manifest).ok();
+        assert!(
+            v.as_ref()
+                .and_then(|v| v.get("atomic_persist_manifest")?.as_u64())
+                == Some(1)
+                && v.as_ref().and_then(|v| v.get("latest")?.as_u64()) == Some(3),
+            "a manifest called current: {}",
+            what()
+        );
+    }
+    std::fs::write(&fx.manifest_path, &fx.manifest).unwrap();
+    std::fs::write(&fx.v2_path, &fx.v2).unwrap();
+}
