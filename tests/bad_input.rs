@@ -269,6 +269,44 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(config())]
+
+    /// Payloads under a checksum that holds: an edited valid payload, a payload of another
+    /// format, or random bytes, wrapped by the spec. Whatever loads is the payload's value.
+    #[test]
+    fn wrapped_payloads(
+        target in target(),
+        which in any::<Index>(),
+        other_format in prop::sample::select(formats().to_vec()),
+        random in prop::option::weighted(0.2, prop::collection::vec(any::<u8>(), 0..200)),
+        edits in prop::collection::vec(edit(), 0..=4),
+    ) {
+        let (format, ..) = target;
+        let is_random = random.is_some();
+        let payload = match random {
+            Some(bytes) => bytes,
+            None => {
+                let files = enveloped(other_format);
+                let file = files[which.index(files.len())];
+                let mut payload = ref_envelope(other_format, file).unwrap().0.to_vec();
+                for e in &edits {
+                    apply(&mut payload, e);
+                }
+                payload
+            }
+        };
+        let file = oracle::wrapped(format, &payload, 1);
+        let outcome = run((format, target.1, true, target.3), &file);
+        let untouched = !is_random && edits.is_empty() && format == other_format;
+        if untouched && target.1 == Ty::Any && format != Binary.into() {
+            // An unedited JSON or TOML payload under a good checksum loads as a value of
+            // the format's "any" type.
+            prop_assert_eq!(outcome, Outcome::Enveloped);
+        }
+    }
+}
+
 /// A history of three versions, shared by the history property (each case restores it).
 fn history() -> &'static oracle::HistoryFixture {
     static FIXTURE: OnceLock<(tempfile::TempDir, oracle::HistoryFixture)> = OnceLock::new();
@@ -356,61 +394,48 @@ fn the_oracle_catches_a_bad_checksum_or_value() {
     );
 }
 
-/// Inputs the fuzz targets and these properties found; each once made the crate fail.
+/// Every input under `fuzz/seeds/` and `fuzz/regressions/` (minimized inputs the fuzz
+/// targets once failed on, named after their target) replayed through the targets' own
+/// checks.
 #[test]
-fn fuzz_regressions() {
+fn fuzz_seeds_and_regressions_replay() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let dir = tempfile::tempdir().unwrap();
-    let cases: &[(AnyFormat, &[u8])] = &[(Toml.into(), b""), (Binary.into(), b"")];
-    for (format, data) in cases {
-        for sel in 0..32u8 {
-            let mut input = vec![sel];
-            input.extend_from_slice(data);
-            oracle::fuzz_one(dir.path(), *format, &input);
-        }
-    }
-}
-
-/// Writes the fuzz targets' seed inputs (the valid files behind a selector byte) into
-/// the directory `$FUZZ_SEEDS`: `FUZZ_SEEDS=fuzz/seeds cargo test --all-features --test
-/// bad_input -- --ignored write_fuzz_seeds`.
-#[test]
-#[ignore = "writes the fuzz seeds; run by hand"]
-fn write_fuzz_seeds() {
-    let root = std::path::PathBuf::from(std::env::var("FUZZ_SEEDS").expect("FUZZ_SEEDS"));
-    let write = |target: &str, name: String, sel: u8, bytes: &[u8]| {
-        let dir = root.join(target);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut input = vec![sel];
-        input.extend_from_slice(bytes);
-        std::fs::write(dir.join(name), input).unwrap();
-    };
-    for (target, format, verify_sel) in [
-        ("load_json", AnyFormat::from(Json), 0u8),
-        ("load_json", atomic_persist::JsonPretty.into(), 0),
-        ("load_toml", Toml.into(), 1),
-        ("load_binary", Binary.into(), 2),
-    ] {
-        let pretty = if format == atomic_persist::JsonPretty.into() {
-            16
-        } else {
-            0
-        };
-        for (i, (enveloped, bytes)) in valid(format).iter().enumerate() {
-            for (t, _) in oracle::TYS.iter().enumerate() {
-                let sel = u8::from(*enveloped) | (t as u8) << 1 | 8 | pretty;
-                write(target, format!("{pretty}-{i}-{t}"), sel, bytes);
+    let history_dir = tempfile::tempdir().unwrap();
+    let fx = oracle::history_fixture(history_dir.path());
+    let mut replayed = 0;
+    for kind in ["seeds", "regressions"] {
+        for target in ["load_json", "load_toml", "load_binary", "verify", "history"] {
+            let Ok(entries) = std::fs::read_dir(root.join(kind).join(target)) else {
+                continue;
+            };
+            for entry in entries {
+                let data = std::fs::read(entry.unwrap().path()).unwrap();
+                let Some((&sel, bytes)) = data.split_first() else {
+                    continue;
+                };
+                match target {
+                    "load_json" => {
+                        oracle::fuzz_one(dir.path(), Json.into(), &data);
+                    }
+                    "load_toml" => {
+                        oracle::fuzz_one(dir.path(), Toml.into(), &data);
+                    }
+                    "load_binary" => {
+                        oracle::fuzz_one(dir.path(), Binary.into(), &data);
+                    }
+                    "verify" => {
+                        let format =
+                            [Json.into(), Toml.into(), Binary.into()][usize::from(sel % 3)];
+                        let _ = oracle::check_verify(dir.path(), format, bytes);
+                    }
+                    _ => oracle::check_history(&fx, sel, bytes),
+                }
+                replayed += 1;
             }
-            write(
-                "verify",
-                format!("{verify_sel}-{pretty}-{i}"),
-                verify_sel,
-                bytes,
-            );
         }
     }
-    let fx = history();
-    write("history", "manifest".into(), 0, &fx.manifest);
-    write("history", "version-2".into(), 1, &fx.v2);
+    assert!(replayed > 100, "{replayed}");
 }
 
 /// Hand-made shapes around the reading rules' edges, for every type and both envelope
