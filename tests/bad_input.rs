@@ -506,3 +506,46 @@ fn repeated_envelope_keys_are_a_damaged_envelope() {
     let p = atomic_persist::Persisted::<serde_json::Value>::open(&path).unwrap();
     assert_eq!(p.get(), &serde_json::json!({"data": 3, "meta": 4}));
 }
+
+/// Writes the fuzz targets' seed inputs (the valid files behind a selector byte) into
+/// the directory `$FUZZ_SEEDS`: `FUZZ_SEEDS=fuzz/seeds cargo test --all-features --test
+/// bad_input -- --ignored write_fuzz_seeds`.
+#[test]
+#[ignore = "writes the fuzz seeds; run by hand"]
+fn write_fuzz_seeds() {
+    let root = std::path::PathBuf::from(std::env::var("FUZZ_SEEDS").expect("FUZZ_SEEDS"));
+    let write = |target: &str, name: String, sel: u8, bytes: &[u8]| {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut input = vec![sel];
+        input.extend_from_slice(bytes);
+        std::fs::write(dir.join(name), input).unwrap();
+    };
+    for (target, format, verify_sel) in [
+        ("load_json", AnyFormat::from(Json), 0u8),
+        ("load_json", atomic_persist::JsonPretty.into(), 0),
+        ("load_toml", Toml.into(), 1),
+        ("load_binary", Binary.into(), 2),
+    ] {
+        let pretty = if format == atomic_persist::JsonPretty.into() {
+            16
+        } else {
+            0
+        };
+        for (i, (enveloped, bytes)) in valid(format).iter().enumerate() {
+            for (t, _) in oracle::TYS.iter().enumerate() {
+                let sel = u8::from(*enveloped) | (t as u8) << 1 | 8 | pretty;
+                write(target, format!("{pretty}-{i}-{t}"), sel, bytes);
+            }
+            write(
+                "verify",
+                format!("{verify_sel}-{pretty}-{i}"),
+                verify_sel,
+                bytes,
+            );
+        }
+    }
+    let fx = history();
+    write("history", "manifest".into(), 0, &fx.manifest);
+    write("history", "version-2".into(), 1, &fx.v2);
+}
