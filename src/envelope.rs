@@ -382,7 +382,12 @@ fn looks_enveloped(format: AnyFormat, bytes: &[u8]) -> bool {
         #[cfg(feature = "binary")]
         AnyFormat::Binary => return bytes.ends_with(&MAGIC),
     };
-    keys.is_some_and(|k| k.total <= 3 && k.envelope_keys >= 2)
+    // A repeated key is still the same key: `{"data":..,"meta":..,"data":..}` has the top
+    // level of an envelope, however many times its keys appear.
+    keys.is_some_and(|k| {
+        (k.total <= 3 && k.envelope_keys >= 2)
+            || (k.total == k.envelope_keys && k.distinct.count_ones() >= 2)
+    })
 }
 
 /// The count of a document's top-level keys, and of those named like envelope keys;
@@ -392,6 +397,8 @@ fn looks_enveloped(format: AnyFormat, bytes: &[u8]) -> bool {
 struct TopKeys {
     total: usize,
     envelope_keys: usize,
+    /// Which envelope keys appeared (one bit each), for documents that repeat keys.
+    distinct: u8,
 }
 
 impl<'de> serde::Deserialize<'de> for TopKeys {
@@ -410,8 +417,15 @@ impl<'de> serde::Deserialize<'de> for TopKeys {
                 while let Some(key) = map.next_key::<String>()? {
                     map.next_value::<serde::de::IgnoredAny>()?;
                     keys.total += 1;
-                    if matches!(key.as_str(), "atomic_persist" | "data" | "meta") {
+                    let bit = match key.as_str() {
+                        "atomic_persist" => 1,
+                        "data" => 2,
+                        "meta" => 4,
+                        _ => 0,
+                    };
+                    if bit != 0 {
                         keys.envelope_keys += 1;
+                        keys.distinct |= bit;
                     }
                 }
                 Ok(keys)
