@@ -83,8 +83,18 @@
 //! - `bincode`: [`format::read_bincode`], to read (and migrate) files that bincode
 //!   programs wrote; bincode is unmaintained, so it is never used to write.
 //! - `cli`: the `atomic-persist` command-line tool (turns on `json`).
+//! - `tokio`: async wrappers that run the synchronous engine in one
+//!   `tokio::task::spawn_blocking` ([`write_atomic_async`], `Persisted::open_async`,
+//!   `Persisted::commit_async`, ...); see [`asynchronous`] for cancellation.
+//! - `object-store`: [`object::ObjectPersisted`], a value kept in any
+//!   `object_store::ObjectStore`, ordered by conditional PUTs; see [`object`] for the
+//!   semantics side by side with the local ones.
+//! - `s3`: `object-store` plus `object_store`'s `aws` feature (S3 and S3-compatible
+//!   servers; an HTTP and TLS stack, so it is a separate feature).
 #![deny(missing_docs)]
 
+#[cfg(feature = "tokio")]
+pub mod asynchronous;
 pub mod atomic;
 pub mod envelope;
 mod error;
@@ -92,11 +102,15 @@ pub mod format;
 #[cfg(feature = "json")]
 pub mod history;
 pub mod lock;
+#[cfg(feature = "object-store")]
+pub mod object;
 pub mod persisted;
 mod sys;
 #[cfg(feature = "toml")]
 mod toml_doc;
 
+#[cfg(feature = "tokio")]
+pub use asynchronous::write_atomic_async;
 pub use atomic::{AtomicFile, Durability, WriteOptions, sweep, write_atomic};
 pub use envelope::{Meta, run_id};
 pub use error::{BoxError, Error, Op, Result};
