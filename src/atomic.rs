@@ -143,7 +143,7 @@ impl WriteOptions {
         if let Err(e) = file.write_all(bytes.as_ref()) {
             return Err(staged.error(Op::Write, e));
         }
-        staged.commit(file)
+        staged.commit(file, |_| Ok(()))
     }
 
     /// Starts a streaming atomic write of `path`; nothing is visible until
@@ -210,7 +210,26 @@ impl AtomicFile {
     pub fn commit(self) -> Result<()> {
         let AtomicFile { file, staged } = self;
         match file.into_inner() {
-            Ok(file) => staged.commit(file),
+            Ok(file) => staged.commit(file, |_| Ok(())),
+            Err(e) => Err(staged.error(Op::Write, e.into_error())),
+        }
+    }
+
+    /// [`commit`](Self::commit), with `before_rename` called once the temporary file is
+    /// complete and synced, just before it replaces the destination. An error from it
+    /// abandons the save (the temporary file is removed, the destination untouched);
+    /// what it returns is dropped right after the rename, before the directory sync.
+    ///
+    /// This is how [`Persisted`](crate::Persisted) makes its generation check and the
+    /// rename one step under the writer lock, without holding the lock while the data
+    /// is written and synced.
+    pub(crate) fn commit_with<G>(
+        self,
+        before_rename: impl FnOnce(&File) -> Result<G>,
+    ) -> Result<()> {
+        let AtomicFile { file, staged } = self;
+        match file.into_inner() {
+            Ok(file) => staged.commit(file, before_rename),
             Err(e) => Err(staged.error(Op::Write, e.into_error())),
         }
     }
@@ -356,7 +375,13 @@ impl Staged {
     }
 
     /// Steps 4 to 6: sync the file, rename it over the destination, sync the directory.
-    fn commit(mut self, file: File) -> Result<()> {
+    /// `before_rename` runs between the sync and the rename; its result lives until the
+    /// rename is done.
+    fn commit<G>(
+        mut self,
+        file: File,
+        before_rename: impl FnOnce(&File) -> Result<G>,
+    ) -> Result<()> {
         if self.durability != Durability::None {
             // The data (and size) of a file created with its final metadata needs only
             // fdatasync; a chown/chmod after creation is persisted only by a full fsync.
@@ -370,6 +395,7 @@ impl Staged {
                 return Err(self.error(Op::SyncFile, e));
             }
         }
+        let guard = before_rename(&file)?;
         if self.temp.is_none() {
             self.link_anonymous(&file)?;
         }
@@ -377,6 +403,7 @@ impl Staged {
         let Some(temp) = self.temp.take() else {
             // A no-clobber anonymous file was linked straight into place: that link is
             // the change to the directory, and needs its sync like a rename does.
+            drop(guard);
             drop(file);
             if self.durability == Durability::Full {
                 dir.sync().map_err(|e| self.error(Op::SyncDir, e))?;
@@ -388,6 +415,7 @@ impl Staged {
         } else {
             dir.rename(&temp, name)
         };
+        drop(guard);
         if let Err(e) = renamed {
             self.temp = Some(temp); // still ours to remove
             return Err(match e.kind() {
@@ -590,20 +618,18 @@ pub fn sweep(dir: impl AsRef<Path>) -> Result<usize> {
     } else {
         dir_path
     };
-    let entries = std::fs::read_dir(list).map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;
+    // Listed through `sys`, not `std::fs::read_dir`, whose iterator panics when closing
+    // the directory fails.
+    let names = sys::list_names(list).map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;
     let mut removed = 0;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;
-        let name = entry.file_name();
-        if !is_temp_name(&name) {
-            continue;
-        }
-        let swept = match entry.file_type() {
-            Ok(t) if t.is_file() => sweep_one(&dir, &name),
-            Ok(t) if t.is_symlink() => sweep_link(&dir, dir_path, &name),
-            _ => continue,
+    for name in names.iter().filter(|n| is_temp_name(n)) {
+        let swept = match dir.inspect(name) {
+            Ok(Some(e)) if e.is_file() => sweep_one(&dir, name),
+            Ok(Some(e)) if e.is_symlink() => sweep_link(&dir, dir_path, name),
+            Ok(_) => continue,
+            Err(e) => Err(e),
         };
-        if swept.map_err(|e| Error::io(Op::RemoveTemp, entry.path(), e))? {
+        if swept.map_err(|e| Error::io(Op::RemoveTemp, dir_path.join(name), e))? {
             removed += 1;
         }
     }

@@ -39,14 +39,37 @@
 //!    that cannot be serialized leaves everything as it was.
 //! 3. Write `state.{g+1}.json` atomically and durably through the
 //!    [`atomic`](crate::atomic) engine (temp file, fsync, rename, directory fsync, as the
-//!    [`Durability`] says). A file of that name can only be debris of a writer killed
-//!    between this step and the next; it is replaced.
+//!    [`Durability`] says; with [`Durability::Data`] the directory fsync is kept too, so
+//!    the version's name is durable before a pointer naming it can be). A file of that
+//!    name can only be debris of a writer killed between this step and the next; it is
+//!    replaced.
 //! 4. Swap the pointer: create a fresh symlink `.state.json.{random}.tmp` → `state.{g+1}.json`
 //!    and `rename` it over `state.json` (atomic: readers see the old or the new link),
 //!    then fsync the directory ([`Durability::Full`]).
 //! 5. Retention ([`HistoryBuilder::keep`]): remove versions beyond the newest `n`. The
-//!    version the pointer names is the newest, so it is never removed.
+//!    version the pointer names is the newest, so it is never removed. With
+//!    [`Durability::Data`] the directory is fsynced first when there is something to
+//!    remove, so no removal is durable before the swap (a durable pointer could name
+//!    the removed version).
 //! 6. Rewrite the manifest atomically.
+//!
+//! # When a step fails
+//!
+//! - Steps 1-3, or the rename of step 4: the commit returns the error and nothing has
+//!   changed: the pointer names the previous version, and the new version's file (if it
+//!   got that far) is removed again.
+//! - The directory fsync after the rename of step 4 ([`Op::SyncDir`]): the pointer
+//!   already names the new version, only the durability of the swap is unconfirmed,
+//!   as for [`Op::SyncDir`] of a plain save. The commit returns the error and skips
+//!   steps 5 and 6 (removing versions before the swap is known durable could leave a
+//!   durable pointer naming a removed version); the next commit catches up on both.
+//!   The handle that got the error still knows the previous generation, so its next
+//!   commit is [`Error::Conflict`]: [`reload`](History::reload) first.
+//! - Steps 5 and 6 (and the directory fsync before retention with `Data`, which skips
+//!   both when it fails): the commit has happened, so their errors are not the commit's: it
+//!   returns `Ok`. A version retention could not remove is removed by the next commit;
+//!   a manifest not rewritten is stale, [`versions`](History::versions) rebuilds the
+//!   list from the files, and the next commit rewrites it.
 //!
 //! A crash (or `SIGKILL`) at any point leaves the pointer at a complete version: before
 //! step 4 it still names the previous one (and step 3's file, if complete, is replaced by
@@ -503,20 +526,19 @@ impl RawHistory {
             _ => Vec::new(),
         };
         let mut found = Vec::new();
-        let entries =
-            std::fs::read_dir(&self.dir).map_err(|e| Error::io(Op::ReadDir, &self.dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io(Op::ReadDir, &self.dir, e))?;
-            let Some(g) = self.parse_version_name(&entry.file_name()) else {
+        let names =
+            crate::sys::list_names(&self.dir).map_err(|e| Error::io(Op::ReadDir, &self.dir, e))?;
+        for name in names {
+            let Some(g) = self.parse_version_name(&name) else {
                 continue;
             };
             if latest.is_none_or(|l| g > l) {
                 continue; // debris of a commit killed before its pointer swap
             }
-            let Ok(meta) = entry.metadata() else {
+            let path = self.dir.join(&name);
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
                 continue; // removed meanwhile
             };
-            let path = entry.path();
             if let Some(c) = cached
                 .iter()
                 .find(|c| c.generation == g && c.size == meta.len())
@@ -599,20 +621,50 @@ impl RawHistory {
 
         let path = self.version_path(generation);
         let write_error = |e: io::Error| Error::io(Op::Write, &path, e);
-        let mut file = self.options.create(&path)?;
+        // The version's name must be durable before a pointer naming it can be: with
+        // `Data` the engine would skip the directory sync after its rename, and a power
+        // cut could keep the swapped pointer but not the version's name.
+        let version_options = match self.options.durability_level() {
+            Durability::Data => self.options.clone().durability(Durability::Full),
+            _ => self.options.clone(),
+        };
+        let mut file = version_options.create(&path)?;
         envelope::write_head(format, &mut file).map_err(write_error)?;
         file.write_all(payload).map_err(write_error)?;
         envelope::write_tail(format, &meta, payload.len() as u64, &mut file)
             .map_err(write_error)?;
-        file.commit()?;
-        let size = std::fs::metadata(&path)
-            .map_err(|e| Error::io(Op::Inspect, &path, e))?
-            .len();
+        let size = file.commit().and_then(|()| {
+            std::fs::metadata(&path)
+                .map(|m| m.len())
+                .map_err(|e| Error::io(Op::Inspect, &path, e))
+        });
+        let size = match size {
+            Ok(size) => size,
+            Err(e) => {
+                // The pointer still names the previous version. The engine's error may
+                // come after its rename (`Op::SyncDir`), or the size may be unknown:
+                // a file at `path` is debris either way.
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
 
-        if let Err(e) = self.swap_pointer(generation) {
-            // The pointer still names the previous version; the new file is debris.
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
+        match self.swap_pointer(generation) {
+            Ok(()) => {}
+            // The pointer names the new version already: only the directory sync after
+            // the rename failed. The new version stays; retention and the manifest wait
+            // for the next commit (removing versions while the swap may not be durable
+            // could leave a durable pointer naming a removed version).
+            Err(
+                e @ Error::Io {
+                    op: Op::SyncDir, ..
+                },
+            ) => return Err(e),
+            Err(e) => {
+                // The pointer still names the previous version; the new file is debris.
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
         }
         let info = VersionInfo::from_meta(path, &meta, size);
         self.after_swap(&info);
@@ -631,6 +683,17 @@ impl RawHistory {
         versions.sort_by_key(|v| v.generation);
         if let Some(keep) = self.keep {
             let excess = versions.len().saturating_sub(keep);
+            // With `Data` the swap was not synced: a removal must not become durable
+            // before it (the durable pointer may name the version removed). `Full`
+            // synced it already; `None` promises nothing across power loss.
+            if excess > 0
+                && self.options.durability_level() == Durability::Data
+                && crate::sys::Dir::open(&self.dir)
+                    .and_then(|d| d.sync())
+                    .is_err()
+            {
+                return; // the next commit applies retention and rewrites the manifest
+            }
             // The newest `keep` stay; the pointer names the newest, `new`.
             for old in versions.drain(..excess) {
                 if old.generation != new.generation {

@@ -57,8 +57,41 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! A type can also know its own file: `#[derive(Persist)]` gives it `load()`, `save()` and
+//! `persisted()`, and schema migrations from older versions of the type, checked at
+//! compile time (see the [`persist`] module).
+//!
+//! ```
+//! # #[cfg(all(feature = "derive", feature = "toml"))] {
+//! use atomic_persist::Persist;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, Default, Persist)]
+//! #[persist(path = "settings.toml")]
+//! struct Settings {
+//!     theme: String,
+//!     font_size: u32,
+//! }
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("settings.toml");
+//!
+//! let mut s = Settings::load_or_default_from(&path)?; // or load_or_default(): "settings.toml"
+//! s.font_size += 1;
+//! s.save_to(&path)?;                                  // or save()
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! The [`format`](mod@format) module lists the formats and their limits, [`persisted`] what a commit
 //! does step by step, and [`envelope`] the envelope.
+//!
+//! # Several writers
+//!
+//! An atomic save keeps a file complete, not writers in turn: two that load, change and
+//! save can lose an update. [`Persisted::update_locked`] holds the writer [`lock`] across
+//! reload, change and commit; with the envelope on, [`Persisted::commit`] refuses to
+//! overwrite a version it did not load ([`Error::Conflict`]). The
+//! [`persisted`](persisted#writers-the-lock-and-the-generation-check) module explains both.
 //!
 //! # History
 //!
@@ -82,6 +115,9 @@
 //! - `binary`: [`Binary`] (postcard), for `.bin` files.
 //! - `bincode`: [`format::read_bincode`], to read (and migrate) files that bincode
 //!   programs wrote; bincode is unmaintained, so it is never used to write.
+//! - `derive` (default): `#[derive(Persist)]`, see [`persist`].
+//! - `app-dirs`: `#[persist(app = "name")]` ([`Persist::APP`]) places a relative path in
+//!   the platform's configuration directory (the `directories` crate).
 //! - `cli`: the `atomic-persist` command-line tool (turns on `json`).
 //! - `tokio`: async wrappers that run the synchronous engine in one
 //!   `tokio::task::spawn_blocking` ([`write_atomic_async`], `Persisted::open_async`,
@@ -104,6 +140,7 @@ pub mod history;
 pub mod lock;
 #[cfg(feature = "object-store")]
 pub mod object;
+pub mod persist;
 pub mod persisted;
 mod sys;
 #[cfg(feature = "toml")]
@@ -112,6 +149,10 @@ mod toml_doc;
 #[cfg(feature = "tokio")]
 pub use asynchronous::write_atomic_async;
 pub use atomic::{AtomicFile, Durability, WriteOptions, sweep, write_atomic};
+/// `#[derive(Persist)]`: implements [`Persist`] from a `#[persist(..)]` attribute (feature
+/// `derive`); see the [`persist`] module for the keys.
+#[cfg(feature = "derive")]
+pub use atomic_persist_derive::Persist;
 pub use envelope::{Meta, run_id};
 pub use error::{BoxError, Error, Op, Result};
 #[cfg(feature = "binary")]
@@ -121,5 +162,12 @@ pub use format::Toml;
 pub use format::{AnyFormat, Format};
 #[cfg(feature = "json")]
 pub use format::{Json, JsonPretty};
+pub use persist::Persist;
 pub use persisted::{Persisted, PersistedBuilder};
 pub use uuid::Uuid;
+
+/// What `#[derive(Persist)]` expands to refers to; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+}

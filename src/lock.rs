@@ -2,7 +2,10 @@
 //!
 //! An atomic write guarantees that a file is complete, not that two writers take turns:
 //! two processes that each load, change and save the same file can silently lose one
-//! update. Writers that hold a [`Lock`] while they load-modify-save are ordered.
+//! update. Writers that hold a [`Lock`] while they load-modify-save are ordered:
+//! [`Persisted::update_locked`](crate::Persisted::update_locked) does exactly that, and
+//! an enveloped [`Persisted::commit`](crate::Persisted::commit) holds it for the instant
+//! of its generation check and rename.
 //!
 //! # Why a sidecar file
 //!

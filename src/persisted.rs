@@ -9,21 +9,87 @@
 //!
 //! 1. Runs the [`validate`](PersistedBuilder::validate) hook: a refused value is
 //!    [`Error::Invalid`] and nothing on disk is touched.
-//! 2. Serializes the value into a hasher, not into memory and not onto disk: a value that
-//!    cannot be serialized is [`Error::Serialize`], and the file and its directory are
-//!    exactly as they were (no temporary file was ever created).
+//! 2. Serializes the value into a hasher, not onto disk: a value that cannot be
+//!    serialized is [`Error::Serialize`], and the file and its directory are exactly as
+//!    they were (no temporary file was ever created). The bytes are kept in memory only
+//!    while they total at most 1 MiB.
 //! 3. Compares the hash with that of the bytes last loaded or committed: when they are
-//!    equal (and the envelope and schema version are too), the commit ends there, with
-//!    no temporary file, no fsync and no rename. Only a fingerprint is kept (length,
-//!    CRC-32 and a 64-bit SipHash), never a copy of the bytes.
-//! 4. Serializes again, this time streaming through a 64 KiB buffer straight into an
-//!    [`AtomicFile`](crate::AtomicFile), hashing on the way; with the envelope on, the
-//!    meta and checksum follow the payload (see [`envelope`](mod@crate::envelope)). A large
-//!    value therefore never has a second copy in memory. TOML has no streaming
-//!    serializer, so a TOML value goes through one string (configs are small).
-//! 5. Commits the file with the configured [`Durability`].
+//!    equal (and the envelope and schema version are too) *and the file is still the
+//!    version this handle last saw* (see [Writers](#writers-the-lock-and-the-generation-check)),
+//!    the commit ends there, with no temporary file, no fsync and no rename. Only a
+//!    fingerprint is kept (length, CRC-32 and a 64-bit SipHash), never a copy of the
+//!    bytes. With the envelope on, a file that another writer changed is
+//!    [`Error::Conflict`] here, before anything is written.
+//! 4. Writes the payload into an [`AtomicFile`](crate::AtomicFile): the bytes kept in
+//!    step 2 when there are at most 1 MiB of them, so a small value is serialized once;
+//!    otherwise the value is serialized again, streaming through a 64 KiB buffer
+//!    straight into the file, hashing on the way. A large value therefore never has a
+//!    second copy in memory (the 1 MiB kept while it fit is dropped as soon as it does
+//!    not). With the envelope on, the meta and checksum follow the payload (see
+//!    [`envelope`](mod@crate::envelope)). TOML has no streaming serializer, so a TOML
+//!    value goes through one string (configs are small).
+//! 5. Commits the file with the configured [`Durability`]. With the envelope on, the
+//!    generation check is made again just before the rename, under the writer lock.
 //!
-//! Serializing twice costs CPU, not memory, and buys the two guarantees of steps 2-3.
+//! Serializing a large value twice costs CPU, not memory, and buys the two guarantees of
+//! steps 2-3.
+//!
+//! # Writers: the lock and the generation check
+//!
+//! An atomic rename makes every version complete, but not ordered: two writers that each
+//! load, change and commit the same file can silently lose one update. Two tools order
+//! them.
+//!
+//! **The writer lock** ([`Lock`], on the sidecar `.{name}.lock`, never on the data file,
+//! which each commit replaces). [`update_locked`](Persisted::update_locked) holds it from
+//! before it looks at the file until after the rename, so a read-modify-write cannot
+//! interleave with another: it is the way to share a file between writers, with or
+//! without the envelope. [`lock(true)`](PersistedBuilder::lock) makes every commit hold
+//! it too. Readers never take it: they always see a complete version anyway. Each
+//! handle opens the lock file itself, so two handles in one process exclude each other
+//! exactly as two processes do (take care not to call a second handle's locking method
+//! from inside an `update_locked` closure on the same file: it waits for itself).
+//!
+//! **The generation check** (envelope on): a commit refuses to overwrite a version of the
+//! file other than the one this handle last loaded or committed, with
+//! [`Error::Conflict`]` { expected, found }` (generations from the envelope). The caller
+//! chooses: [`reload`](Persisted::reload) and redo the change, or
+//! [`force_commit`](Persisted::force_commit). This catches writers that do not lock.
+//!
+//! - *Exact, not best-effort.* Checking and then renaming would leave a window in which
+//!   two writers both pass the check. So the check is repeated after the new file is
+//!   written and synced, and it and the rename happen under the writer lock (held only
+//!   for that instant unless the handle locks anyway). Every enveloped file therefore
+//!   has a `.{name}.lock` beside it, and a commit fails with [`Error::Io`] (operation
+//!   [`Op::Lock`]) where the lock file cannot be created or locked.
+//!   A forced commit takes the lock for its rename as well, so that it cannot land
+//!   inside another writer's check.
+//! - *Cheap.* A handle remembers the identity of the version it last loaded or wrote:
+//!   device, inode, size and modification time. Every commit makes a new inode, so one
+//!   `stat` of the path says "still that version" on the common path. Only when the
+//!   identity differs is the file read, to report `found`, and a file whose meta and
+//!   payload are exactly those this handle saw (a `touch`, a copy put back) is still
+//!   that version. Inode numbers are reused once a file is gone, so the handle keeps the
+//!   version it remembers open (one descriptor per handle; a replaced version's blocks
+//!   are freed at the handle's next load or commit). On platforms without inode numbers
+//!   the file is read on every commit.
+//! - *A deleted file* is a conflict with `found: 0`: the deletion was a change too, and
+//!   a commit would undo it. [`reload`](Persisted::reload) then reports
+//!   [`Error::NotFound`]; [`force_commit`](Persisted::force_commit) writes it again. A
+//!   handle that never saw a file (opened with the default) expects none: if another
+//!   writer created it first, that is a conflict with `expected: 0`. Generation 0 stands
+//!   for "no envelope": no file, a plain file, or a damaged one.
+//! - *The unchanged shortcut* (step 3) applies only when the file is still the version
+//!   this handle saw. Otherwise "unchanged" would mean "unchanged from a version that is
+//!   no longer there", and returning `Ok` would claim the file holds this handle's value
+//!   when it holds another's: with the envelope that is a conflict, without it the value
+//!   is written.
+//! - *Without the envelope* there is no generation to compare, and `commit` does not
+//!   check: the last writer wins, as with any plain file (a person may edit it, too).
+//!   Use [`update_locked`](Persisted::update_locked), or [`lock(true)`](PersistedBuilder::lock)
+//!   for all writers, to order plain files.
+//! - The lock file belongs to the path as given: two handles reaching one file through
+//!   different symlinks use different lock files.
 //!
 //! # Loading
 //!
@@ -51,10 +117,11 @@
 )]
 
 use std::fmt;
-use std::io::{BufWriter, Write};
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -64,12 +131,43 @@ use crate::atomic::{Durability, WriteOptions};
 use crate::envelope::{self, Fingerprint, Hashing, Meta};
 use crate::error::{Error, Op, Result};
 use crate::format::{AnyFormat, Format};
+use crate::lock::Lock;
+use crate::persist::Payload;
+use crate::sys;
 
 /// The validate hook's type.
 type Validate<T> = Box<dyn Fn(&T) -> std::result::Result<(), String> + Send + Sync + 'static>;
 
+/// The decode hook's type: the schema version and the verified payload, to a value.
+type Decode<T> = fn(u32, Payload<'_>) -> Result<T>;
+
 /// The buffer between the serializer and the hasher: serializers make many tiny writes.
 const STREAM_BUFFER: usize = 64 * 1024;
+
+/// A payload up to this size is kept from the first serialization and written from
+/// memory; a larger one is serialized a second time, streaming into the file.
+const KEEP_LIMIT: usize = 1024 * 1024;
+
+/// Keeps the bytes written through it while they total at most [`KEEP_LIMIT`]; past
+/// that, drops them and keeps nothing.
+struct Bounded(Option<Vec<u8>>);
+
+impl Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(kept) = &mut self.0 {
+            if kept.len() + buf.len() <= KEEP_LIMIT {
+                kept.extend_from_slice(buf);
+            } else {
+                self.0 = None;
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// A value stored in a file, committed atomically. See the [module docs](self).
 ///
@@ -102,6 +200,8 @@ pub struct Persisted<T> {
     meta: Option<Meta>,
     /// What this handle last read from or wrote to the file; `None` before either.
     disk: Option<OnDisk>,
+    /// Which version of the file that was; `None` when this handle has seen no file.
+    seen: Option<Seen>,
     /// The loaded plain TOML document, kept so a commit can preserve its comments.
     #[cfg(feature = "toml")]
     document: Option<toml_edit::DocumentMut>,
@@ -115,6 +215,10 @@ struct Config<T> {
     options: WriteOptions,
     run_id: Option<Uuid>,
     validate: Option<Validate<T>>,
+    decode: Option<Decode<T>>,
+    lock: bool,
+    /// `None`: wait as long as it takes.
+    lock_timeout: Option<Duration>,
 }
 
 /// What is on disk, as far as this handle knows.
@@ -125,11 +229,72 @@ struct OnDisk {
     enveloped: Option<u32>,
 }
 
+/// One version of the file, told from any other by its identity (see "Writers" in the
+/// [module docs](self)) without reading it.
+#[derive(Debug)]
+struct Seen {
+    /// Device, inode, size and mtime; `None` where the platform has no inode numbers.
+    id: Option<sys::FileId>,
+    /// The file itself, kept open while it is remembered, so that its inode number
+    /// cannot be given to another file in the meantime.
+    _pin: Option<File>,
+}
+
+impl Seen {
+    /// The version `file` (open, complete) is.
+    fn of(file: File) -> Seen {
+        let id = file.metadata().ok().as_ref().and_then(sys::file_id);
+        Seen {
+            _pin: id.is_some().then_some(file),
+            id,
+        }
+    }
+
+    /// The version just renamed into place at `path`, whose identity was `id`. It is
+    /// opened again, read-only (a handle open for writing would keep its filesystem
+    /// from being remounted read-only), to pin it; when another writer has replaced it
+    /// already, nothing is pinned and the identity is forgotten, so the next check
+    /// reads the file.
+    fn renamed(path: &Path, id: Option<sys::FileId>) -> Seen {
+        let file = id.and_then(|_| File::open(path).ok());
+        match file {
+            Some(f) if f.metadata().ok().as_ref().and_then(sys::file_id) == id => {
+                Seen { id, _pin: Some(f) }
+            }
+            _ => Seen {
+                id: None,
+                _pin: None,
+            },
+        }
+    }
+}
+
+/// Where the file stands against the version this handle last saw.
+enum Standing {
+    /// It is that version; or there is no file, and this handle has seen none.
+    Same,
+    /// Another version, or no file any more. `found` is its meta: `None` when it has
+    /// none (gone, plain, damaged, or not read).
+    Other { found: Option<Meta> },
+}
+
+/// What a commit may assume and overrule.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// An ordinary commit: takes the lock as configured, checks the generation.
+    Checked,
+    /// `force_commit`: no generation check.
+    Forced,
+    /// Inside `update_locked`: this handle holds the lock already.
+    Held,
+}
+
 /// A value read from a file.
 struct Loaded<T> {
     value: T,
     meta: Option<Meta>,
     disk: OnDisk,
+    seen: Seen,
     #[cfg(feature = "toml")]
     document: Option<toml_edit::DocumentMut>,
 }
@@ -161,7 +326,9 @@ pub struct PersistedBuilder<T> {
     options: WriteOptions,
     run_id: Option<Uuid>,
     validate: Option<Validate<T>>,
-    // Layer 3 (lock, lock_timeout) adds its settings here.
+    decode: Option<Decode<T>>,
+    lock: bool,
+    lock_timeout: Option<Duration>,
 }
 
 impl<T> PersistedBuilder<T> {
@@ -217,6 +384,95 @@ impl<T> PersistedBuilder<T> {
         self
     }
 
+    /// Hold the writer lock (on `.{name}.lock`, see [`Lock`]) through every commit:
+    /// serializing, writing, syncing and renaming (default `false`).
+    ///
+    /// Commits of handles that lock are then ordered with each other and with
+    /// [`update_locked`](Persisted::update_locked) anywhere, with or without the
+    /// envelope. Without it, an enveloped commit still takes the lock, but only for the
+    /// instant of its generation check and rename; a plain one takes none. See
+    /// "Writers" in the [module docs](self).
+    ///
+    /// ```
+    /// # #[cfg(feature = "json")] {
+    /// use atomic_persist::Persisted;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("plain.json");
+    /// let mut p = Persisted::<Vec<u32>>::builder(&path).lock(true).open_or_default()?;
+    /// p.update(|v| v.push(1))?; // waits for any writer holding the lock
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn lock(mut self, on: bool) -> Self {
+        self.lock = on;
+        self
+    }
+
+    /// How long to wait for the writer lock before failing with [`Error::Locked`]
+    /// (naming the lock file). By default a writer waits as long as another holds the
+    /// lock, as `flock` does: a timeout that fires under load would turn slowness into
+    /// errors, and a holder that dies releases the lock anyway. `Duration::ZERO` tries
+    /// once and never waits.
+    ///
+    /// ```
+    /// # #[cfg(feature = "json")] {
+    /// use atomic_persist::{lock::Lock, Error, Persisted};
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("n.json");
+    /// let mut p = Persisted::<u64>::builder(&path)
+    ///     .lock_timeout(Duration::ZERO)
+    ///     .open_or_default()?;
+    /// let other = Lock::exclusive(&path)?; // another writer
+    /// assert!(matches!(p.update_locked(|n| *n += 1), Err(Error::Locked { .. })));
+    /// drop(other);
+    /// p.update_locked(|n| *n += 1)?;
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = Some(timeout);
+        self
+    }
+
+    /// How a loaded payload becomes a value, instead of deserializing it as `T`: `f`
+    /// gets the file's schema version (for a plain file, which does not say, the
+    /// builder's [`schema_version`](Self::schema_version)) and the
+    /// [`Payload`], checksum verified. A version newer than the builder's is refused
+    /// with [`Error::SchemaVersion`] before `f` is called. This is the hook schema
+    /// migrations use ([`Persist::decode`](crate::Persist::decode)).
+    ///
+    /// ```
+    /// # #[cfg(feature = "json")] {
+    /// use atomic_persist::Persisted;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct V1 { name: String }
+    /// #[derive(Serialize, Deserialize)]
+    /// struct V2 { name: String, tags: Vec<String> }
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("item.json");
+    /// # Persisted::<V1>::builder(&path).envelope(true).schema_version(1)
+    /// #     .open_or_else(|| V1 { name: "a".into() })?.commit()?;
+    ///
+    /// let item = Persisted::<V2>::builder(&path)
+    ///     .envelope(true)
+    ///     .schema_version(2)
+    ///     .decode(|found, payload| match found {
+    ///         ..=1 => payload.deserialize::<V1>().map(|v1| V2 { name: v1.name, tags: vec![] }),
+    ///         _ => payload.deserialize(),
+    ///     })
+    ///     .open()?;
+    /// assert_eq!(item.name, "a");
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn decode(mut self, f: fn(u32, Payload<'_>) -> Result<T>) -> Self {
+        self.decode = Some(f);
+        self
+    }
+
     fn config(self) -> Result<(PathBuf, Config<T>)> {
         let format = match self.format {
             Some(f) => f,
@@ -229,6 +485,9 @@ impl<T> PersistedBuilder<T> {
             options: self.options,
             run_id: self.run_id,
             validate: self.validate,
+            decode: self.decode,
+            lock: self.lock,
+            lock_timeout: self.lock_timeout,
         };
         Ok((self.path, config))
     }
@@ -263,6 +522,7 @@ impl<T: Serialize + DeserializeOwned> PersistedBuilder<T> {
                 config,
                 meta: None,
                 disk: None,
+                seen: None,
                 #[cfg(feature = "toml")]
                 document: None,
             }),
@@ -281,6 +541,9 @@ impl<T: fmt::Debug> fmt::Debug for PersistedBuilder<T> {
             .field("options", &self.options)
             .field("run_id", &self.run_id)
             .field("validate", &self.validate.is_some())
+            .field("decode", &self.decode.is_some())
+            .field("lock", &self.lock)
+            .field("lock_timeout", &self.lock_timeout)
             .finish()
     }
 }
@@ -315,6 +578,9 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
             options: WriteOptions::default(),
             run_id: None,
             validate: None,
+            decode: None,
+            lock: false,
+            lock_timeout: None,
         }
     }
 
@@ -346,10 +612,90 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
     }
 
     /// Saves the value atomically; does nothing at all when its bytes equal those last
-    /// loaded or committed. See the [module docs](self) for the steps.
+    /// loaded or committed and the file is still that version. See the
+    /// [module docs](self) for the steps.
+    ///
+    /// With the envelope on, a file that another writer changed since this handle last
+    /// loaded or committed it is not overwritten: [`Error::Conflict`]. Then
+    /// [`reload`](Self::reload) and apply the change again, or
+    /// [`force_commit`](Self::force_commit).
+    ///
+    /// ```
+    /// # #[cfg(feature = "json")] {
+    /// use atomic_persist::{Error, Persisted};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("n.json");
+    /// let open = || Persisted::<u64>::builder(&path).envelope(true).open_or_default();
+    /// let (mut a, mut b) = (open()?, open()?);
+    /// a.set(1)?;
+    /// match b.set(2) {
+    ///     Err(Error::Conflict { expected: 0, found: 1, .. }) => b.reload()?,
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// assert_eq!(*b, 1);
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn commit(&mut self) -> Result<()> {
-        // Layer 3 wraps this: writer lock, then the on-disk generation check.
-        self.write()
+        self.write(Commit::Checked)
+    }
+
+    /// Saves the value atomically over whatever version is on disk, without the
+    /// generation check of [`commit`](Self::commit). The new generation is one more
+    /// than the larger of this handle's and the file's, so generations never go back.
+    ///
+    /// ```
+    /// # #[cfg(feature = "json")] {
+    /// use atomic_persist::Persisted;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("n.json");
+    /// let open = || Persisted::<u64>::builder(&path).envelope(true).open_or_default();
+    /// let (mut a, mut b) = (open()?, open()?);
+    /// a.set(1)?;
+    /// *b.get_mut() = 2;
+    /// b.force_commit()?; // a's 1 is overwritten, on purpose
+    /// assert_eq!(b.meta().unwrap().generation, 2);
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn force_commit(&mut self) -> Result<()> {
+        self.write(Commit::Forced)
+    }
+
+    /// A read-modify-write that no other writer can interleave with: takes the writer
+    /// lock, reloads the file if another writer changed it, applies `f`, commits,
+    /// releases the lock. Returns what `f` returned.
+    ///
+    /// Safe with or without the envelope, across threads (each handle has its own lock
+    /// handle) and processes. Waits for the lock as
+    /// [`lock_timeout`](PersistedBuilder::lock_timeout) says. A file that this handle
+    /// saw but that has since been deleted is [`Error::NotFound`] (nothing to update;
+    /// [`force_commit`](Self::force_commit) writes it again). If the commit fails, the
+    /// changed value stays in memory, not on disk, as with [`update`](Self::update).
+    ///
+    /// ```
+    /// # #[cfg(feature = "json")] {
+    /// use atomic_persist::Persisted;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("counter.json");
+    /// let mut counter = Persisted::<u64>::open_or_default(&path)?;
+    /// let mut other = Persisted::<u64>::open_or_default(&path)?; // another process, say
+    /// counter.update_locked(|n| *n += 1)?;
+    /// other.update_locked(|n| *n += 1)?; // sees the 1 first
+    /// assert_eq!(*other, 2);
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn update_locked<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
+        let lock = self.take_lock()?;
+        if let Standing::Other { .. } = self.standing(false)? {
+            self.reload()?;
+        }
+        let r = f(&mut self.value);
+        self.write(Commit::Held)?;
+        // Closing the lock file's handle releases the lock, whatever unlock would say.
+        drop(lock);
+        Ok(r)
     }
 
     /// Reads the file again, replacing the value in memory.
@@ -382,11 +728,13 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
             config,
             meta: None,
             disk: None,
+            seen: None,
             #[cfg(feature = "toml")]
             document: None,
         };
         p.meta = loaded.meta;
         p.disk = Some(loaded.disk);
+        p.seen = Some(loaded.seen);
         #[cfg(feature = "toml")]
         {
             p.document = loaded.document;
@@ -398,9 +746,69 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
         self.value = loaded.value;
         self.meta = loaded.meta;
         self.disk = Some(loaded.disk);
+        self.seen = Some(loaded.seen);
         #[cfg(feature = "toml")]
         {
             self.document = loaded.document;
+        }
+    }
+
+    /// The writer lock, waiting as configured.
+    fn take_lock(&self) -> Result<Lock> {
+        match self.config.lock_timeout {
+            None => Lock::exclusive(&self.path),
+            Some(timeout) => Lock::exclusive_timeout(&self.path, timeout),
+        }
+    }
+
+    /// Where the file stands against the version this handle last saw. An unchanged
+    /// identity settles it with one `stat`; otherwise, when `read` is set, the file is
+    /// read, and the same meta and payload still count as the same version (a copy, a
+    /// `touch`, or a platform without inode numbers).
+    fn standing(&self, read: bool) -> Result<Standing> {
+        let current = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(match self.seen {
+                    None => Standing::Same,
+                    Some(_) => Standing::Other { found: None },
+                });
+            }
+            Err(e) => return Err(Error::io(Op::Inspect, &self.path, e)),
+        };
+        if let Some(seen) = &self.seen
+            && seen.id.is_some()
+            && seen.id == sys::file_id(&current)
+        {
+            return Ok(Standing::Same);
+        }
+        if !read {
+            return Ok(Standing::Other { found: None });
+        }
+        let bytes = match read_file(&self.path) {
+            Ok(bytes) => bytes,
+            Err(Error::NotFound { .. }) => return Ok(Standing::Other { found: None }),
+            Err(e) => return Err(e),
+        };
+        let Ok(split) = envelope::split(self.config.format, &bytes, self.config.envelope) else {
+            return Ok(Standing::Other { found: None }); // damaged: not what we wrote
+        };
+        let same = self
+            .disk
+            .is_some_and(|d| d.payload == Fingerprint::of(split.payload))
+            && split.meta == self.meta;
+        Ok(match same {
+            true => Standing::Same,
+            false => Standing::Other { found: split.meta },
+        })
+    }
+
+    /// The error for a file that is not the version this handle last saw.
+    fn conflict(&self, found: Option<Meta>) -> Error {
+        Error::Conflict {
+            path: self.path.clone(),
+            expected: self.meta.as_ref().map_or(0, |m| m.generation),
+            found: found.map_or(0, |m| m.generation),
         }
     }
 
@@ -453,31 +861,45 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
                 document,
             });
         }
-        let mut h = Hashing::new(std::io::sink());
+        let mut kept = Bounded(Some(Vec::new()));
+        let mut h = Hashing::new(&mut kept);
         let mut buf = BufWriter::with_capacity(STREAM_BUFFER, &mut h);
         envelope::write_payload(format, enveloped, &self.value, &mut buf)
             .map_err(|e| e.at(path))?;
         buf.flush()
             .map_err(|e| crate::format::io_serialize_error(e).at(path))?;
         drop(buf);
+        let (payload, crc) = (h.fingerprint(), h.crc);
         Ok(Staged {
-            payload: h.fingerprint(),
-            crc: h.crc,
-            bytes: None,
+            payload,
+            crc,
+            bytes: kept.0,
             #[cfg(feature = "toml")]
             document: None,
         })
     }
 
-    fn write(&mut self) -> Result<()> {
+    fn write(&mut self, how: Commit) -> Result<()> {
         let staged = self.stage()?;
         let enveloped = self.config.envelope.then_some(self.config.schema_version);
-        if let Some(disk) = &self.disk
-            && disk.payload == staged.payload
-            && disk.enveloped == enveloped
-        {
-            return Ok(()); // the same bytes are already there
-        }
+        // Locking for the whole commit: before looking at the file.
+        let whole = match how {
+            Commit::Held => None,
+            _ if self.config.lock => Some(self.take_lock()?),
+            _ => None,
+        };
+        let locked = how == Commit::Held || whole.is_some();
+        let unchanged = self
+            .disk
+            .is_some_and(|disk| disk.payload == staged.payload && disk.enveloped == enveloped);
+        let found = match self.standing(true)? {
+            Standing::Same if unchanged => return Ok(()), // the same bytes are already there
+            Standing::Same => None,
+            Standing::Other { found } if enveloped.is_some() && how != Commit::Forced => {
+                return Err(self.conflict(found));
+            }
+            Standing::Other { found } => found,
+        };
         let format = self.config.format;
         let path = self.path.clone();
         let write_error = |e: std::io::Error| Error::io(Op::Write, &path, e);
@@ -509,6 +931,10 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
         let meta = match enveloped {
             Some(_) => {
                 let mut meta = self.next_meta();
+                if let Some(found) = &found {
+                    // A forced commit: never behind the generation it overwrites.
+                    meta.generation = meta.generation.max(found.generation + 1);
+                }
                 meta.checksum = envelope::checksum(crc, &meta);
                 envelope::write_tail(format, &meta, payload.len(), &mut file)
                     .map_err(write_error)?;
@@ -516,8 +942,27 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
             }
             None => None,
         };
-        file.commit()?;
+        // The generation check and the rename, as one step under the lock, unless it is
+        // held already; a forced commit locks too, not to land inside another's step.
+        let check_and_rename = enveloped.is_some() && !locked;
+        let mut written = None;
+        file.commit_with(|temp| {
+            let guard = match check_and_rename {
+                true => Some(self.take_lock()?),
+                false => None,
+            };
+            if check_and_rename
+                && how != Commit::Forced
+                && let Standing::Other { found } = self.standing(true)?
+            {
+                return Err(self.conflict(found));
+            }
+            written = temp.metadata().ok().as_ref().and_then(sys::file_id);
+            Ok(guard)
+        })?;
+        drop(whole);
         self.disk = Some(OnDisk { payload, enveloped });
+        self.seen = Some(Seen::renamed(&self.path, written));
         if meta.is_some() {
             self.meta = meta;
         }
@@ -533,7 +978,8 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
 struct Staged {
     payload: Fingerprint,
     crc: crc32fast::Hasher,
-    /// The bytes, for formats that cannot stream (TOML); `None` means "serialize again".
+    /// The bytes, when they were kept: a payload of at most [`KEEP_LIMIT`] bytes, or
+    /// TOML (which cannot stream). `None` means "serialize again, streaming".
     bytes: Option<Vec<u8>>,
     /// The plain TOML document the bytes are the text of.
     #[cfg(feature = "toml")]
@@ -581,8 +1027,25 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
+/// Reads a whole file, keeping it open to tell its version later.
+fn read_seen(path: &Path) -> Result<(Vec<u8>, Seen)> {
+    let mut file = File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound {
+            path: path.to_path_buf(),
+        },
+        _ => Error::io(Op::Read, path, e),
+    })?;
+    let mut bytes = Vec::new();
+    if let Ok(m) = file.metadata() {
+        bytes.reserve_exact(usize::try_from(m.len()).unwrap_or(0));
+    }
+    file.read_to_end(&mut bytes)
+        .map_err(|e| Error::io(Op::Read, path, e))?;
+    Ok((bytes, Seen::of(file)))
+}
+
 fn load<T: DeserializeOwned>(path: &Path, config: &Config<T>) -> Result<Loaded<T>> {
-    let bytes = read_file(path)?;
+    let (bytes, seen) = read_seen(path)?;
     let format = config.format;
     let split = envelope::split(format, &bytes, config.envelope).map_err(|e| e.at(path))?;
     if let Some(meta) = &split.meta
@@ -594,13 +1057,14 @@ fn load<T: DeserializeOwned>(path: &Path, config: &Config<T>) -> Result<Loaded<T
             supported: config.schema_version,
         });
     }
-    let value: T = envelope::decode(format, &bytes, &split).map_err(|e| {
-        if bytes.is_empty() {
-            envelope::empty_file().at(path)
-        } else {
-            e.at(path)
+    let payload = Payload::new(path, format, &bytes, &split);
+    let value: T = match config.decode {
+        Some(decode) => {
+            let found = split.meta.as_ref().map(|m| m.schema_version);
+            decode(found.unwrap_or(config.schema_version), payload)?
         }
-    })?;
+        None => payload.deserialize()?,
+    };
     check(config, &value, path)?;
     let disk = OnDisk {
         payload: Fingerprint::of(split.payload),
@@ -614,6 +1078,7 @@ fn load<T: DeserializeOwned>(path: &Path, config: &Config<T>) -> Result<Loaded<T
         value,
         meta: split.meta,
         disk,
+        seen,
         #[cfg(feature = "toml")]
         document,
     })

@@ -27,6 +27,22 @@
 //!    failing too: the first error is still the one returned, the destination is as
 //!    before, exactly one temp is left, and `sweep` removes it.
 //!
+//! The history commit (`History::set` of version 3 over versions 1 and 2 with
+//! `keep(2)`: version file through the engine, pointer swap, retention, manifest) has an
+//! invariant of its own, checked in [`check_history`] by where the fault lies relative
+//! to the pointer swap in the recorded commit:
+//! - before the pointer's rename, or in it: a typed error (or `Ok` for the same
+//!   fallbacks as above, and for the lock file opened read-only), and every file as it
+//!   was, byte for byte, the pointer naming version 2;
+//! - in the directory sync after the rename: `Op::SyncDir`, with version 3 in place
+//!   and the pointer naming it (retention and manifest skipped);
+//! - after it (retention, manifest): `Ok`, by design: the commit has happened; version
+//!   1 may still be there and the manifest may be the old one;
+//! - always: `History::open` gives the version the pointer names (its value checked),
+//!   `versions()` lists exactly the version files on disk, no version file lies past
+//!   the pointer, nothing else is in the directory, `sweep` finds nothing, and one more
+//!   commit by a fresh handle leaves exactly two versions and a current manifest.
+//!
 //! A deliberately sloppy writer (ignores its fsync's result, leaves its temp behind on
 //! error) goes through the same checks and must be caught: the sweep can fail.
 //!
@@ -100,6 +116,27 @@ fn doc_builder(dest: &Path) -> atomic_persist::PersistedBuilder<Doc> {
         .envelope(true)
 }
 
+/// The value of version `rev` of the history kind: small, one of its own per version.
+#[cfg(feature = "json")]
+fn hdoc(rev: u32) -> Doc {
+    Doc {
+        rev,
+        text: doc(1).text,
+    }
+}
+
+/// The history of the history kind: `dest.bin` is the pointer, versions `dest.{g}.bin`,
+/// the newest two kept.
+#[cfg(feature = "json")]
+fn history_builder(dest: &Path) -> atomic_persist::history::HistoryBuilder<Doc> {
+    atomic_persist::history::History::<Doc>::builder(dest)
+        .format(atomic_persist::Json)
+        .keep(2)
+}
+
+#[cfg(feature = "json")]
+const HISTORY_MANIFEST: &str = "dest.manifest.json";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
     /// `WriteOptions::write`, no destination yet.
@@ -120,12 +157,17 @@ enum Kind {
     /// `AtomicFile`.
     #[cfg(feature = "json")]
     Enveloped,
+    /// `History<Doc>` with versions 1 and 2 and `keep(2)`: `set` commits version 3
+    /// (version file through the engine, pointer swap, retention removes version 1,
+    /// manifest rewritten), all under the writer lock.
+    #[cfg(feature = "json")]
+    History,
     /// Not the crate: `File::create` of a temp, `write_all`, fsync with its result
     /// ignored, rename, no cleanup on error. The sweep must flag it.
     Sloppy,
 }
 
-/// The save kinds of the crate (history commits do not exist yet).
+/// The save kinds of the crate.
 fn kinds() -> Vec<Kind> {
     let v = vec![
         Kind::New,
@@ -137,7 +179,7 @@ fn kinds() -> Vec<Kind> {
     ];
     // The enveloped kind needs a format feature.
     #[cfg(feature = "json")]
-    let v = [v, vec![Kind::Enveloped]].concat();
+    let v = [v, vec![Kind::Enveloped, Kind::History]].concat();
     v
 }
 
@@ -152,6 +194,8 @@ impl Kind {
             Kind::Stream => "stream",
             #[cfg(feature = "json")]
             Kind::Enveloped => "enveloped",
+            #[cfg(feature = "json")]
+            Kind::History => "history",
             Kind::Sloppy => "sloppy",
         }
     }
@@ -174,7 +218,15 @@ impl Kind {
 
     fn enveloped(self) -> bool {
         #[cfg(feature = "json")]
-        if self == Kind::Enveloped {
+        if matches!(self, Kind::Enveloped | Kind::History) {
+            return true;
+        }
+        false
+    }
+
+    fn is_history(self) -> bool {
+        #[cfg(feature = "json")]
+        if self == Kind::History {
             return true;
         }
         false
@@ -189,6 +241,14 @@ impl Kind {
         if self == Kind::Enveloped {
             let mut p = doc_builder(dest).open_or_else(|| doc(1)).unwrap();
             p.commit().unwrap();
+            return Some(std::fs::read(dest).unwrap());
+        }
+        #[cfg(feature = "json")]
+        if self == Kind::History {
+            let mut h = history_builder(dest).open_or_else(|| hdoc(1)).unwrap();
+            h.commit().unwrap();
+            h.set(hdoc(2)).unwrap();
+            // What the pointer resolves to.
             return Some(std::fs::read(dest).unwrap());
         }
         std::fs::write(dest, old_bytes()).unwrap();
@@ -232,6 +292,8 @@ enum Ready {
     Bytes,
     #[cfg(feature = "json")]
     Persisted(Box<atomic_persist::Persisted<Doc>>),
+    #[cfg(feature = "json")]
+    History(Box<atomic_persist::history::History<Doc>>),
 }
 
 /// Before tracing: open the `Persisted` of the enveloped kind (that load is not the save).
@@ -239,6 +301,10 @@ fn ready(kind: Kind, dest: &Path) -> Ready {
     #[cfg(feature = "json")]
     if kind == Kind::Enveloped {
         return Ready::Persisted(Box::new(doc_builder(dest).open().unwrap()));
+    }
+    #[cfg(feature = "json")]
+    if kind == Kind::History {
+        return Ready::History(Box::new(history_builder(dest).open().unwrap()));
     }
     let _ = (kind, dest);
     Ready::Bytes
@@ -250,6 +316,13 @@ fn save(kind: Kind, dest: &Path, ready: Ready) -> (String, i32) {
         #[cfg(feature = "json")]
         Ready::Persisted(mut p) => {
             return match p.set(doc(2)) {
+                Ok(()) => ("ok".into(), EXIT_OK),
+                Err(e) => (describe(&e), EXIT_TYPED_ERROR),
+            };
+        }
+        #[cfg(feature = "json")]
+        Ready::History(mut h) => {
+            return match h.set(hdoc(3)) {
                 Ok(()) => ("ok".into(), EXIT_OK),
                 Err(e) => (describe(&e), EXIT_TYPED_ERROR),
             };
@@ -283,6 +356,8 @@ fn save(kind: Kind, dest: &Path, ready: Ready) -> (String, i32) {
         },
         #[cfg(feature = "json")]
         Kind::Enveloped => unreachable!("saved through its Persisted above"),
+        #[cfg(feature = "json")]
+        Kind::History => unreachable!("committed through its History above"),
         Kind::Sloppy => {
             return match sloppy_save(dest, &new) {
                 Ok(()) => ("ok".into(), EXIT_OK),
@@ -346,6 +421,25 @@ const ERRNOS: &[(&str, i32)] = &[
     ("EDQUOT", 122),
 ];
 
+/// Waits for `go` on stdin with `readv`, not `read`: the call in progress when strace
+/// attaches counts for `inject=NAME:when=N` but does not always show in the log, so it
+/// must not share a name with a call of the save (the history commit `read`s).
+fn wait_for_go() {
+    let mut buf = [0u8; 16];
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let n = loop {
+        // SAFETY: one iovec over `buf`, which outlives the call.
+        let n = unsafe { libc::readv(0, &iov, 1) };
+        if n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break n;
+        }
+    };
+    assert!(n > 0 && buf[..n as usize].starts_with(b"go"), "{n}");
+}
+
 /// The child: one save on a thread of its own, traced from the moment it reads "go".
 fn child_main() {
     let var = |k| std::env::var(k).unwrap();
@@ -359,9 +453,7 @@ fn child_main() {
             let mut stdout = std::io::stdout();
             writeln!(stdout, "tid {tid}").unwrap();
             stdout.flush().unwrap();
-            let mut go = String::new();
-            std::io::stdin().read_line(&mut go).unwrap();
-            assert_eq!(go.trim(), "go");
+            wait_for_go();
             let _ = File::open(BEGIN);
             let outcome = save(kind, &dest, ready);
             let _ = File::open(END);
@@ -503,7 +595,7 @@ fn errnos_for(c: &Call) -> Option<Vec<&'static str>> {
             }
             v
         }
-        "newfstatat" | "fstatat64" | "statx" | "lstat" | "stat" | "readlinkat" => {
+        "newfstatat" | "fstatat64" | "statx" | "lstat" | "stat" | "readlink" | "readlinkat" => {
             vec!["EIO", "EACCES"]
         }
         "fstat" | "fstatfs" | "statfs" => vec!["EIO"],
@@ -524,6 +616,9 @@ fn errnos_for(c: &Call) -> Option<Vec<&'static str>> {
         "close" => vec!["EIO", "ENOSPC", "EDQUOT"],
         "getrandom" => vec!["EPERM"], // seccomp says EPERM; std falls back to /dev/urandom
         "read" => vec!["EIO"],
+        "getdents64" => vec!["EIO"],
+        // The history's temporary symlink (EEXIST: the name is taken; another name).
+        "symlink" | "symlinkat" => vec!["EIO", "ENOSPC", "EDQUOT", "EACCES", "EPERM", "EEXIST"],
         _ => return None,
     })
 }
@@ -545,6 +640,21 @@ fn may_succeed(c: &Call, errno: &str) -> bool {
         ("fstatfs" | "statfs", _) => true,
         // std's random keys fall back to /dev/urandom.
         ("getrandom", "EPERM") => true,
+        // The temporary symlink's name is taken: the history tries another.
+        ("symlink" | "symlinkat", "EEXIST") => true,
+        // The writer lock's file may not be opened for writing: it is opened read-only
+        // (a read-only handle can be locked too).
+        ("open" | "openat", "EACCES" | "EPERM") if c.args.contains(".lock\"") => true,
+        // After the rename, the handle notes the new file's identity (fstat, reopen
+        // read-only) only to skip reading it at the next commit's generation check;
+        // without it, that check reads the file: slower, never wrong.
+        // (std's `File::metadata` is the only statx of a descriptor in a save; the
+        // engine's own fstat of a new temp must fail the save, and is not listed here.)
+        ("statx", _) if c.args.contains("AT_EMPTY_PATH") => true,
+        // The read-only reopen of the renamed file that pins its identity.
+        ("openat", _) if c.args.contains("O_RDONLY") && !c.args.contains(".lock") => {
+            c.args.contains(DEST) && !c.args.contains("O_DIRECTORY")
+        }
         _ => false,
     }
 }
@@ -563,6 +673,30 @@ struct Run {
     swept: Result<usize, String>,
     after_sweep: Vec<String>,
     stderr: String,
+    /// The history kind: what a reader of the history finds afterwards.
+    history: Option<HistoryView>,
+}
+
+/// A history after one faulted commit, as its readers and its next writer find it.
+#[derive(Debug)]
+struct HistoryView {
+    /// `History::open`: the generation the pointer names, if its value is that version's.
+    opened: Result<u64, String>,
+    /// `versions()` of the opened history.
+    versions: Result<Vec<u64>, String>,
+    /// The version files in the directory (each name `dest.{g}.bin`).
+    on_disk: Vec<u64>,
+    /// `manifest_state()`.
+    manifest: String,
+    /// After the sweep, one more commit (`set` of the next version) by a fresh handle:
+    /// its `versions()`, manifest state and the directory's names afterwards.
+    next: Result<(u64, Vec<u64>, String, Vec<String>), String>,
+}
+
+/// The writer lock's sidecar `.{DEST}.lock`, which an enveloped commit creates empty and
+/// which is never deleted by design (see the `lock` module): not debris, not a temp.
+fn is_lock_sidecar(name: &std::ffi::OsStr) -> bool {
+    name.to_str() == Some(&format!(".{DEST}.lock"))
 }
 
 /// Runs one save of `kind` in a fresh directory under `root`, with the injections
@@ -571,6 +705,7 @@ fn run(kind: Kind, root: &Path, id: usize, inject: &[String]) -> Result<Run, Str
     let dir = root.join(format!("run{id}"));
     std::fs::create_dir(&dir).unwrap();
     let old = kind.prepare(&dir.join(DEST));
+    let before = snapshot(&dir);
     let log = root.join(format!("run{id}.strace"));
     let mut child = common::child(kind.test(), ROLE)
         .env("SWEEP_KIND", kind.name())
@@ -636,7 +771,13 @@ fn run(kind: Kind, root: &Path, id: usize, inject: &[String]) -> Result<Run, Str
         .unwrap_or("")
         .to_owned();
     let mut files = BTreeMap::new();
-    for name in common::names(&dir) {
+    for name in common::names(&dir)
+        .into_iter()
+        .filter(|_| !kind.is_history())
+    {
+        if is_lock_sidecar(&name) {
+            continue;
+        }
         let path = dir.join(&name);
         let bytes = std::fs::read(&path).unwrap_or_default();
         let what = if old.as_ref() == Some(&bytes) {
@@ -648,11 +789,20 @@ fn run(kind: Kind, root: &Path, id: usize, inject: &[String]) -> Result<Run, Str
         };
         files.insert(name.to_string_lossy().into_owned(), what);
     }
+    let mut history = None;
+    if kind.is_history() {
+        files = history_files(&dir, &before);
+        history = Some(history_view(&dir));
+    }
     let swept = atomic_persist::sweep(&dir).map_err(|e| e.to_string());
     let after_sweep = common::names(&dir)
         .into_iter()
+        .filter(|n| !is_lock_sidecar(n))
         .map(|n| n.to_string_lossy().into_owned())
         .collect();
+    if let Some(h) = history.as_mut() {
+        h.next = next_commit(&dir);
+    }
     let calls = parse_log(&std::fs::read_to_string(&log).unwrap());
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&log);
@@ -664,7 +814,151 @@ fn run(kind: Kind, root: &Path, id: usize, inject: &[String]) -> Result<Run, Str
         swept,
         after_sweep,
         stderr: format!("{stderr}{strace_err}"),
+        history,
     })
+}
+
+/// Every entry of `dir`: a symlink as `-> target`, anything else as its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    common::names(dir)
+        .into_iter()
+        .map(|name| {
+            let path = dir.join(&name);
+            let bytes = match std::fs::read_link(&path) {
+                Ok(t) => format!("-> {}", t.display()).into_bytes(),
+                Err(_) => std::fs::read(&path).unwrap_or_default(),
+            };
+            (name.to_string_lossy().into_owned(), bytes)
+        })
+        .collect()
+}
+
+/// The history kind's directory: a symlink as `-> target`; a file as `old` (as before
+/// the commit), `new` (version 3, complete, its value `hdoc(3)`), `changed` (the
+/// manifest, rewritten) or `N other bytes`.
+fn history_files(dir: &Path, before: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, String> {
+    snapshot(dir)
+        .into_iter()
+        .map(|(name, bytes)| {
+            let what = if bytes.starts_with(b"-> ") {
+                String::from_utf8_lossy(&bytes).into_owned()
+            } else if before.get(&name) == Some(&bytes) {
+                "old".to_owned()
+            } else if name == "dest.3.bin" && is_version(&dir.join(&name), 3) {
+                "new".to_owned()
+            } else if cfg!(feature = "json") && name == history_manifest() {
+                "changed".to_owned()
+            } else {
+                format!("{} other bytes", bytes.len())
+            };
+            (name, what)
+        })
+        .collect()
+}
+
+fn history_manifest() -> &'static str {
+    #[cfg(feature = "json")]
+    return HISTORY_MANIFEST;
+    #[cfg(not(feature = "json"))]
+    unreachable!("no history kind without json")
+}
+
+/// Whether `path` is a complete version `g` of the history kind.
+fn is_version(path: &Path, g: u64) -> bool {
+    #[cfg(feature = "json")]
+    return doc_builder(path).open().is_ok_and(|p| {
+        u64::from(p.get().rev) == g
+            && *p.get() == hdoc(p.get().rev)
+            && p.meta().is_some_and(|m| m.generation == g)
+    });
+    #[cfg(not(feature = "json"))]
+    unreachable!("no history kind without json: {path:?} {g}")
+}
+
+/// The generation of a version file's name (`dest.{g}.bin`).
+fn version_of(name: &str) -> Option<u64> {
+    name.strip_prefix("dest.")?
+        .strip_suffix(".bin")?
+        .parse()
+        .ok()
+}
+
+/// What a reader of the history kind finds.
+fn history_view(dir: &Path) -> HistoryView {
+    let on_disk: Vec<u64> = {
+        let mut v: Vec<u64> = common::names(dir)
+            .iter()
+            .filter_map(|n| version_of(&n.to_string_lossy()))
+            .collect();
+        v.sort();
+        v
+    };
+    #[cfg(feature = "json")]
+    {
+        let (opened, versions, manifest) = match history_builder(&dir.join(DEST)).open() {
+            Err(e) => (Err(e.to_string()), Err("not opened".into()), String::new()),
+            Ok(h) => {
+                let g = h.generation();
+                let opened = if *h.get() == hdoc(g as u32) {
+                    Ok(g)
+                } else {
+                    Err(format!(
+                        "generation {g} holds the value of version {}",
+                        h.get().rev
+                    ))
+                };
+                let versions = h
+                    .versions()
+                    .map(|v| v.iter().map(|i| i.generation).collect())
+                    .map_err(|e| e.to_string());
+                let manifest = h
+                    .raw()
+                    .manifest_state()
+                    .map_or_else(|e| e.to_string(), |m| m.as_str().to_owned());
+                (opened, versions, manifest)
+            }
+        };
+        HistoryView {
+            opened,
+            versions,
+            on_disk,
+            manifest,
+            next: Err("not run".into()),
+        }
+    }
+    #[cfg(not(feature = "json"))]
+    unreachable!("no history kind without json: {on_disk:?}")
+}
+
+/// One more commit of the history kind by a fresh handle.
+fn next_commit(dir: &Path) -> Result<(u64, Vec<u64>, String, Vec<String>), String> {
+    #[cfg(feature = "json")]
+    {
+        let mut h = history_builder(&dir.join(DEST))
+            .open()
+            .map_err(|e| e.to_string())?;
+        let g = h.generation() + 1;
+        h.set(hdoc(g as u32)).map_err(|e| e.to_string())?;
+        let versions = h
+            .versions()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .map(|v| v.generation)
+            .collect();
+        let manifest = h
+            .raw()
+            .manifest_state()
+            .map_err(|e| e.to_string())?
+            .as_str()
+            .to_owned();
+        let names = common::names(dir)
+            .into_iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        Ok((g, versions, manifest, names))
+    }
+    #[cfg(not(feature = "json"))]
+    unreachable!("no history kind without json: {dir:?}")
 }
 
 /// One fault: the `nth` call named `name`, failed with `errno`.
@@ -672,6 +966,8 @@ fn run(kind: Kind, root: &Path, id: usize, inject: &[String]) -> Result<Run, Str
 struct Fault {
     call: Call,
     errno: &'static str,
+    /// Where the call lies in the recorded save (its index between the markers).
+    pos: usize,
 }
 
 impl Fault {
@@ -760,6 +1056,274 @@ fn check(kind: Kind, fault: &Fault, run: &Run) -> Vec<String> {
     if run.swept != Ok(0) {
         bad(format!("sweep afterwards: {:?}", run.swept));
     }
+    problems
+}
+
+/// Where the pointer swap lies in the recorded history commit: the index of the
+/// `renameat` of the temporary symlink onto the pointer, and of the directory `fsync`
+/// that follows it.
+#[derive(Clone, Copy, Debug)]
+struct Swap {
+    rename: usize,
+    synced: usize,
+}
+
+impl Swap {
+    fn find(window: &[Call]) -> Option<Swap> {
+        let rename = window.iter().position(|c| {
+            is_publish(c) && (c.args.ends_with("/dest.bin\"") || c.args.ends_with(", \"dest.bin\""))
+        })?;
+        let synced = rename + window[rename..].iter().position(is_sync)?;
+        Some(Swap { rename, synced })
+    }
+}
+
+/// The state a history commit may leave, by where its fault was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// Nothing happened: every file as before, the pointer at version 2.
+    Old,
+    /// The commit happened in full: version 3 current, version 1 removed, the manifest
+    /// rewritten and current.
+    New,
+    /// The pointer names version 3 (the commit happened), but what follows the swap
+    /// may not have: version 1 may still be there, the manifest may be the old one.
+    Swapped,
+}
+
+/// The history kind's invariant after one fault:
+/// - no panic; a typed error, or `Ok` where the fault has a fallback (as for every
+///   kind) or comes after the pointer swap's directory sync (retention and manifest
+///   failures are not the commit's: it has happened);
+/// - a fault before the pointer's rename (or in it) fails the commit and leaves every
+///   file as it was, byte for byte, pointer included;
+/// - a fault in the swap's directory sync is `Op::SyncDir`: version 3 is in place
+///   (the pointer names it), only its durability is unconfirmed;
+/// - in every case `History::open` works and its value is the version the pointer
+///   names (2 or 3); `versions()` lists exactly the version files on disk; no version
+///   file lies beyond the pointer; nothing else is in the directory; `sweep` finds
+///   nothing; and the next commit by a fresh handle leaves exactly two versions and a
+///   current manifest (a stale one is rebuilt, leftover versions removed).
+fn check_history(fault: &Fault, swap: Swap, run: &Run) -> Vec<String> {
+    let mut problems = Vec::new();
+    let label = fault.label(Kind::from_name("history"));
+    let mut bad = |what: String| problems.push(format!("{label}: {what}"));
+    let Some(window) = save_window(&run.calls) else {
+        bad(format!(
+            "markers missing from the trace; stderr:\n{}",
+            run.stderr
+        ));
+        return problems;
+    };
+    let injected: Vec<&Call> = run.calls.iter().filter(|c| c.injected).collect();
+    let landed = window
+        .iter()
+        .any(|c| c.injected && c.name == fault.call.name && c.nth == fault.call.nth);
+    if injected.len() != 1 || !landed {
+        bad(format!(
+            "expected exactly this call injected inside the save, got {:?}",
+            injected
+                .iter()
+                .map(|c| format!("{}#{}", c.name, c.nth))
+                .collect::<Vec<_>>()
+        ));
+    }
+    for v in rename_after_failed_sync(window) {
+        bad(format!("rename after a failed sync: {v}"));
+    }
+    let outcome = run.outcome.as_str();
+    let ok = match (run.code, outcome.split(' ').next()) {
+        (Some(EXIT_OK), Some("ok")) => true,
+        (Some(EXIT_TYPED_ERROR), Some("err")) => false,
+        _ => {
+            bad(format!(
+                "child exited {:?} with outcome {outcome:?} (a panic or a crash); stderr:\n{}",
+                run.code, run.stderr
+            ));
+            return problems;
+        }
+    };
+    let fallback = may_succeed(&fault.call, fault.errno);
+    let expect = if fault.pos <= swap.rename {
+        if ok && !fallback {
+            bad("the commit returned Ok: the injected error was swallowed".into());
+        }
+        if ok { Expect::New } else { Expect::Old }
+    } else if fault.pos <= swap.synced {
+        if ok && !fallback {
+            bad("the swap's directory sync failed, yet the commit returned Ok".into());
+        }
+        if !ok && !outcome.starts_with("err Io SyncDir") {
+            bad(format!(
+                "a fault in the swap's directory sync gave {outcome:?}, not Op::SyncDir"
+            ));
+        }
+        if ok { Expect::New } else { Expect::Swapped }
+    } else {
+        if !ok {
+            bad(format!(
+                "a fault after the pointer swap failed the commit: {outcome:?}"
+            ));
+        }
+        Expect::Swapped
+    };
+    let mut want: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    want.insert(".dest.bin.lock".into(), vec!["old"]);
+    want.insert("dest.2.bin".into(), vec!["old"]);
+    match expect {
+        Expect::Old => {
+            want.insert(DEST.into(), vec!["-> dest.2.bin"]);
+            want.insert("dest.1.bin".into(), vec!["old"]);
+            want.insert(history_manifest().into(), vec!["old"]);
+        }
+        Expect::New | Expect::Swapped => {
+            want.insert(DEST.into(), vec!["-> dest.3.bin"]);
+            want.insert("dest.3.bin".into(), vec!["new"]);
+            if expect == Expect::New {
+                want.insert(history_manifest().into(), vec!["changed"]);
+            } else {
+                want.insert("dest.1.bin".into(), vec!["old", "absent"]);
+                want.insert(history_manifest().into(), vec!["old", "changed"]);
+            }
+        }
+    }
+    let names: std::collections::BTreeSet<&String> = run.files.keys().chain(want.keys()).collect();
+    for name in names {
+        let got = run.files.get(name).map_or("absent", String::as_str);
+        let allowed = want.get(name).map_or(&["absent"][..], Vec::as_slice);
+        if !allowed.contains(&got) {
+            bad(format!(
+                "outcome {outcome:?} ({expect:?}): {name} is {got}, expected one of {allowed:?}; directory {:?}",
+                run.files
+            ));
+        }
+    }
+    if run.swept != Ok(0) {
+        bad(format!("sweep afterwards: {:?}", run.swept));
+    }
+    bad_history_view(
+        run,
+        if expect == Expect::Old { 2 } else { 3 },
+        expect == Expect::New,
+    )
+    .into_iter()
+    .for_each(&mut bad);
+    problems
+}
+
+/// What `History::open`, `versions()` and the next commit say, against the pointer's
+/// expected generation `latest`.
+fn bad_history_view(run: &Run, latest: u64, current_manifest: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(h) = &run.history else {
+        return vec!["no history view".into()];
+    };
+    if h.opened != Ok(latest) {
+        out.push(format!(
+            "History::open gave {:?}, expected generation {latest}",
+            h.opened
+        ));
+    }
+    let listed: Vec<u64> = h.on_disk.iter().copied().filter(|g| *g <= latest).collect();
+    if h.versions.as_ref() != Ok(&listed) {
+        out.push(format!(
+            "versions() gave {:?}, the files on disk are {listed:?}",
+            h.versions
+        ));
+    }
+    if current_manifest && h.manifest != "current" {
+        out.push(format!("the manifest is {}, not current", h.manifest));
+    }
+    if !["current", "stale", "missing"].contains(&h.manifest.as_str()) {
+        out.push(format!("manifest_state() failed: {}", h.manifest));
+    }
+    let names = |g: u64| {
+        let mut v = vec![
+            ".dest.bin.lock".to_owned(),
+            DEST.to_owned(),
+            format!("dest.{}.bin", g - 1),
+            format!("dest.{g}.bin"),
+            history_manifest().to_owned(),
+        ];
+        v.sort();
+        v
+    };
+    match &h.next {
+        Ok((g, versions, manifest, after)) => {
+            if *g != latest + 1
+                || *versions != [latest, latest + 1]
+                || manifest != "current"
+                || *after != names(*g)
+            {
+                out.push(format!(
+                    "the next commit made generation {g}, versions {versions:?}, manifest {manifest}, directory {after:?}"
+                ));
+            }
+        }
+        Err(e) => out.push(format!("the next commit failed: {e}")),
+    }
+    out
+}
+
+/// The history kind with the cleanup failing too: the first fault's error; the pointer
+/// and every version as before; left over, either one temporary file or symlink (which
+/// `sweep` removes) or the unfinished version 3 past the pointer (which `versions()`
+/// ignores and the next commit replaces; not a temp, `sweep` leaves it).
+fn check_double_history(d: &Double, run: &Run) -> Vec<String> {
+    let mut problems = Vec::new();
+    let label = format!(
+        "{} + unlinkat#{} <- EIO",
+        d.first.label(Kind::from_name("history")),
+        d.cleanup.nth
+    );
+    let mut bad = |what: String| problems.push(format!("{label}: {what}"));
+    let landed: Vec<String> = save_window(&run.calls)
+        .unwrap_or(&[])
+        .iter()
+        .filter(|c| c.injected)
+        .map(|c| format!("{}#{}", c.name, c.nth))
+        .collect();
+    let want_landed = vec![
+        format!("{}#{}", d.first.call.name, d.first.call.nth),
+        format!("unlinkat#{}", d.cleanup.nth),
+    ];
+    if landed != want_landed {
+        bad(format!("injected {landed:?}, expected {want_landed:?}"));
+    }
+    if run.outcome != d.outcome || run.code != Some(EXIT_TYPED_ERROR) {
+        bad(format!(
+            "outcome {:?} (exit {:?}), expected {:?} as with the first fault alone; stderr:\n{}",
+            run.outcome, run.code, d.outcome, run.stderr
+        ));
+    }
+    let mut before: BTreeMap<String, String> = [".dest.bin.lock", "dest.1.bin", "dest.2.bin"]
+        .iter()
+        .map(|n| (n.to_string(), "old".to_owned()))
+        .collect();
+    before.insert(DEST.into(), "-> dest.2.bin".into());
+    before.insert(history_manifest().into(), "old".into());
+    let extra: Vec<(&String, &String)> = run
+        .files
+        .iter()
+        .filter(|(n, w)| before.get(*n) != Some(*w))
+        .collect();
+    let kept = before.iter().all(|(n, w)| run.files.get(n) == Some(w));
+    let temp_left = extra.len() == 1 && common::is_temp(std::ffi::OsStr::new(extra[0].0));
+    let version_left = extra.len() == 1 && extra[0].0 == "dest.3.bin";
+    let swept_right = if temp_left {
+        run.swept == Ok(1)
+    } else {
+        run.swept == Ok(0)
+    };
+    if !kept || !(temp_left || version_left) || !swept_right {
+        bad(format!(
+            "directory holds {:?}, sweep removed {:?}: expected the old history and one temp or dest.3.bin",
+            run.files, run.swept
+        ));
+    }
+    bad_history_view(run, 2, false)
+        .into_iter()
+        .for_each(&mut bad);
     problems
 }
 
@@ -866,6 +1430,8 @@ struct Sweep {
     exempt: BTreeMap<String, (usize, &'static str)>,
     /// Runs with the cleanup's `unlinkat` failing as well.
     double_runs: usize,
+    /// The history kind: `phase: outcome` -> count.
+    phases: BTreeMap<String, usize>,
     problems: Vec<String>,
 }
 
@@ -895,8 +1461,16 @@ fn sweep_kind(kind: Kind, only: Option<&[&str]>) -> Result<Sweep, String> {
         calls: window.len(),
         ..Sweep::default()
     };
+    let swap =
+        if kind.is_history() {
+            Some(Swap::find(&window).ok_or_else(|| {
+                format!("{}: no pointer swap in the recorded commit", kind.name())
+            })?)
+        } else {
+            None
+        };
     let mut faults = Vec::new();
-    for c in &window {
+    for (pos, c) in window.iter().enumerate() {
         if only.is_some_and(|o| !o.contains(&c.name.as_str())) {
             continue;
         }
@@ -918,6 +1492,7 @@ fn sweep_kind(kind: Kind, only: Option<&[&str]>) -> Result<Sweep, String> {
             faults.push(Fault {
                 call: c.clone(),
                 errno,
+                pos,
             });
         }
     }
@@ -933,7 +1508,23 @@ fn sweep_kind(kind: Kind, only: Option<&[&str]>) -> Result<Sweep, String> {
             Err(e) => sweep.problems.push(format!("{}: {e}", fault.label(kind))),
             Ok(r) => {
                 *sweep.outcomes.entry(r.outcome.clone()).or_default() += 1;
-                sweep.problems.extend(check(kind, fault, r));
+                match swap {
+                    Some(swap) => {
+                        let phase = if fault.pos < swap.rename {
+                            "before the swap"
+                        } else if fault.pos <= swap.synced {
+                            "swap (rename, directory sync)"
+                        } else {
+                            "after the swap"
+                        };
+                        *sweep
+                            .phases
+                            .entry(format!("{phase}: {}", r.outcome))
+                            .or_default() += 1;
+                        sweep.problems.extend(check_history(fault, swap, r));
+                    }
+                    None => sweep.problems.extend(check(kind, fault, r)),
+                }
                 // Where the failed save removed its temp, fail that removal too (once per
                 // faulted call).
                 let window = save_window(&r.calls).unwrap_or(&[]);
@@ -962,6 +1553,9 @@ fn sweep_kind(kind: Kind, only: Option<&[&str]>) -> Result<Sweep, String> {
             Err(e) => sweep
                 .problems
                 .push(format!("{}: {e}", doubles[i].first.label(kind))),
+            Ok(r) if kind.is_history() => {
+                sweep.problems.extend(check_double_history(&doubles[i], &r))
+            }
             Ok(r) => sweep.problems.extend(check_double(kind, &doubles[i], &r)),
         }
     }
@@ -1006,6 +1600,9 @@ fn every_injected_syscall_error_gives_a_typed_error_and_keeps_the_old_file() {
         ));
         for (outcome, n) in &sweep.outcomes {
             common::report(&format!("  {n:4} x {outcome}"));
+        }
+        for (phase, n) in &sweep.phases {
+            common::report(&format!("  {n:4} x {phase}"));
         }
         for (name, (n, why)) in &sweep.exempt {
             common::report(&format!("  not faulted: {n} x {name} ({why})"));

@@ -569,3 +569,30 @@ fn a_value_that_is_empty_in_its_format_reads_back() {
         .unwrap_err();
     assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
 }
+
+#[test]
+fn values_either_side_of_the_kept_bytes_limit_round_trip() {
+    // Payloads up to 1 MiB are written from the bytes of the first serialization, larger
+    // ones are serialized again into the file: both must give the same file.
+    let dir = tempfile::tempdir().unwrap();
+    for envelope in [false, true] {
+        for len in [(1 << 20) - 2, (1 << 20) - 1, 1 << 20, (1 << 20) + 1] {
+            // A JSON string of `len - 2` characters is `len` bytes with its quotes.
+            let value = "y".repeat(len - 2);
+            let path = dir.path().join(format!("k-{envelope}-{len}.json"));
+            let mut p = Persisted::<String>::builder(&path)
+                .envelope(envelope)
+                .open_or_else(|| value.clone())
+                .unwrap();
+            p.commit().unwrap();
+            let q = Persisted::<String>::builder(&path)
+                .envelope(envelope)
+                .open()
+                .unwrap();
+            assert_eq!(q.get(), &value, "{envelope} {len}");
+            if !envelope {
+                assert_eq!(fs::metadata(&path).unwrap().len(), len as u64);
+            }
+        }
+    }
+}

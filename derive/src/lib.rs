@@ -1,9 +1,12 @@
 //! `#[derive(Persist)]` for the `atomic-persist` crate.
 //!
+//! Use it through `atomic_persist` (feature `derive`, on by default), which re-exports it
+//! beside the trait of the same name; the `atomic_persist::persist` module documents both.
+//!
 //! The derive only fills in the constants of `atomic_persist::Persist` (default path,
 //! format, envelope, durability, schema version) and, with `migrate_from`, the step of
-//! the migration chain; every method a user calls is provided by the trait itself, so a
-//! hand-written `impl Persist` behaves the same.
+//! the migration chain (`Persist::decode`); every method a user calls is provided by the
+//! trait itself, so a hand-written `impl Persist` behaves the same.
 //!
 //! ```ignore
 //! #[derive(Serialize, Deserialize, Default, Persist)]
@@ -12,10 +15,13 @@
 //! ```
 //!
 //! Keys: `path` (string, required), `app` (string: place a relative `path` in that
-//! application's configuration directory), `format` (`"json"`, `"json-pretty"`,
-//! `"toml"`, `"binary"`; default from the extension), `envelope` (bool), `durability`
-//! (`"full"`, `"data"`, `"none"`), `version` (integer, needs `envelope = true`) and
-//! `migrate_from` (a type, needs `version`).
+//! application's configuration directory; needs the `app-dirs` feature), `format`
+//! (`"json"`, `"json-pretty"`, `"toml"`, `"binary"`; default from the extension),
+//! `envelope` (bool), `durability` (`"full"`, `"data"`, `"none"`), `version` (integer,
+//! needs `envelope = true`) and `migrate_from` (a type, needs `version`).
+//!
+//! Every mistake is a compile error spanned on the attribute (or on the `union`
+//! keyword): see `tests/ui/` in `atomic-persist` for the messages.
 
 use darling::{FromDeriveInput, FromMeta};
 use proc_macro2::{Span, TokenStream};
@@ -26,6 +32,15 @@ use syn::spanned::Spanned;
 #[proc_macro_derive(Persist, attributes(persist))]
 pub fn derive_persist(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    if let syn::Data::Union(u) = &input.data {
+        return syn::Error::new(
+            u.union_token.span,
+            "#[derive(Persist)] does not support unions: serde cannot store them; use a \
+             struct or an enum",
+        )
+        .to_compile_error()
+        .into();
+    }
     match expand(&input) {
         Ok(tokens) => tokens.into(),
         Err(e) => e.write_errors().into(),
@@ -38,15 +53,16 @@ pub fn derive_persist(input: proc_macro::TokenStream) -> proc_macro::TokenStream
 struct Options {
     ident: syn::Ident,
     generics: syn::Generics,
-    path: syn::LitStr,
     #[darling(default)]
-    app: Option<syn::LitStr>,
+    path: Option<Str>,
     #[darling(default)]
-    format: Option<syn::LitStr>,
+    app: Option<Str>,
     #[darling(default)]
-    envelope: Option<bool>,
+    format: Option<Str>,
     #[darling(default)]
-    durability: Option<syn::LitStr>,
+    envelope: Option<Bool>,
+    #[darling(default)]
+    durability: Option<Str>,
     #[darling(default)]
     version: Option<SpannedInt>,
     #[darling(default)]
@@ -66,30 +82,121 @@ impl FromMeta for SpannedInt {
                 value: i.base10_parse().map_err(darling::Error::from)?,
                 span: i.span(),
             }),
-            other => Err(darling::Error::unexpected_lit_type(other)),
+            other => Err(darling::Error::custom(
+                "expected an integer: a schema version such as `version = 2`",
+            )
+            .with_span(other)),
+        }
+    }
+
+    fn from_expr(expr: &syn::Expr) -> darling::Result<Self> {
+        match expr {
+            syn::Expr::Lit(lit) => Self::from_value(&lit.lit),
+            other => Err(darling::Error::custom(
+                "expected an integer: a schema version such as `version = 2`",
+            )
+            .with_span(other)),
         }
     }
 }
 
-const FORMATS: &[&str] = &["json", "json-pretty", "toml", "binary"];
+/// A string literal, with a clear error for anything else.
+struct Str(syn::LitStr);
+
+impl FromMeta for Str {
+    fn from_value(value: &syn::Lit) -> darling::Result<Self> {
+        match value {
+            syn::Lit::Str(s) => Ok(Str(s.clone())),
+            other => Err(darling::Error::custom(
+                "expected a string literal, such as \"settings.toml\"",
+            )
+            .with_span(other)),
+        }
+    }
+
+    fn from_expr(expr: &syn::Expr) -> darling::Result<Self> {
+        match expr {
+            syn::Expr::Lit(lit) => Self::from_value(&lit.lit),
+            other => Err(darling::Error::custom(
+                "expected a string literal (constants and macros are not read here)",
+            )
+            .with_span(other)),
+        }
+    }
+}
+
+impl std::ops::Deref for Str {
+    type Target = syn::LitStr;
+
+    fn deref(&self) -> &syn::LitStr {
+        &self.0
+    }
+}
+
+impl quote::ToTokens for Str {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        self.0.to_tokens(tokens);
+    }
+}
+
+/// `true`, `false`, or the bare key (true), with a clear error for anything else.
+struct Bool(bool);
+
+impl FromMeta for Bool {
+    fn from_word() -> darling::Result<Self> {
+        Ok(Bool(true))
+    }
+
+    fn from_value(value: &syn::Lit) -> darling::Result<Self> {
+        match value {
+            syn::Lit::Bool(b) => Ok(Bool(b.value)),
+            other => Err(darling::Error::custom("expected `true` or `false`").with_span(other)),
+        }
+    }
+
+    fn from_expr(expr: &syn::Expr) -> darling::Result<Self> {
+        match expr {
+            syn::Expr::Lit(lit) => Self::from_value(&lit.lit),
+            other => Err(darling::Error::custom("expected `true` or `false`").with_span(other)),
+        }
+    }
+}
+
+/// The `format` values and the `AnyFormat` variant of each.
+const FORMATS: &[(&str, &str)] = &[
+    ("json", "Json"),
+    ("json-pretty", "JsonPretty"),
+    ("toml", "Toml"),
+    ("binary", "Binary"),
+];
 
 fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
     let opts = Options::from_derive_input(input)?;
     let mut errors = darling::Error::accumulator();
 
     let format = match &opts.format {
-        Some(f) if !FORMATS.contains(&f.value().as_str()) => {
-            errors.push(
-                darling::Error::custom(format!(
-                    "unknown format `{}`: expected one of {}",
-                    f.value(),
-                    FORMATS.join(", ")
-                ))
-                .with_span(f),
-            );
-            quote!(::core::option::Option::None)
-        }
-        Some(f) => quote!(::core::option::Option::Some(#f)),
+        Some(f) => match FORMATS.iter().find(|(name, _)| *name == f.value()) {
+            // Spanned on the literal: with the format's feature off, the missing variant
+            // is reported there.
+            Some((_, variant)) => {
+                let variant = syn::Ident::new(variant, f.span());
+                quote_spanned! {f.span()=>
+                    ::core::option::Option::Some(::atomic_persist::AnyFormat::#variant)
+                }
+            }
+            None => {
+                let names: Vec<String> = FORMATS.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+                errors.push(
+                    darling::Error::custom(format!(
+                        "unknown format `{}`: expected one of {}",
+                        f.value(),
+                        names.join(", ")
+                    ))
+                    .with_span(f),
+                );
+                quote!(::core::option::Option::None)
+            }
+        },
         None => quote!(::core::option::Option::None),
     };
     let durability = match opts.durability.as_ref().map(|d| (d, d.value())) {
@@ -107,7 +214,7 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
             quote!(::atomic_persist::Durability::Full)
         }
     };
-    let envelope = opts.envelope.unwrap_or(false);
+    let envelope = opts.envelope.as_ref().is_some_and(|b| b.0);
     if let Some(v) = &opts.version
         && !envelope
     {
@@ -129,23 +236,76 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
             .with_span(m),
         );
     }
+    if opts.path.is_none() {
+        errors.push(
+            darling::Error::custom(
+                "#[derive(Persist)] needs the file: add #[persist(path = \"...\")] (relative \
+                 to the working directory, or to the `app`'s configuration directory)",
+            )
+            .with_span(&opts.ident),
+        );
+    }
+    if let Some(a) = &opts.app
+        && !cfg!(feature = "app-dirs")
+    {
+        errors.push(
+            darling::Error::custom(
+                "`app` needs the `app-dirs` feature of atomic-persist (it finds the \
+                 configuration directory with the `directories` crate)",
+            )
+            .with_span(a),
+        );
+    }
     errors.finish()?;
 
     let ident = &opts.ident;
-    let path = &opts.path;
+    let path = opts.path.as_ref().expect("checked above");
     let app = match &opts.app {
         Some(a) => quote!(::core::option::Option::Some(#a)),
         None => quote!(::core::option::Option::None),
     };
     let version = opts.version.as_ref().map_or(0, |v| v.value);
-    let (impl_generics, ty_generics, where_clause) = opts.generics.split_for_impl();
-    let migrate = opts.migrate_from.as_ref().map(migrate_fn);
+    let (impl_generics, ty_generics, _) = opts.generics.split_for_impl();
+    let mut where_clause = opts.generics.where_clause.clone();
+    if !opts.generics.params.is_empty() {
+        // The trait's supertraits, for whichever parameters serde's derive needs them.
+        where_clause
+            .get_or_insert_with(|| syn::parse_quote!(where))
+            .predicates
+            .push(syn::parse_quote! {
+                #ident #ty_generics: ::atomic_persist::__private::serde::Serialize
+                    + ::atomic_persist::__private::serde::de::DeserializeOwned
+            });
+        // And the older type of a generic chain is `Persist` only under its own bounds.
+        if let Some(older) = &opts.migrate_from {
+            let bound = quote_spanned!(older.span()=> #older: ::atomic_persist::Persist);
+            where_clause
+                .get_or_insert_with(|| syn::parse_quote!(where))
+                .predicates
+                .push(syn::parse_quote!(#bound));
+        }
+    }
+    let generic = !opts.generics.params.is_empty();
+    let migrate = opts
+        .migrate_from
+        .as_ref()
+        .map(|older| migrate_fn(older, generic));
+    // For a type without parameters the version order is checked by a free constant,
+    // which `cargo check` evaluates; a generic type checks it when `decode` is compiled.
+    let order = match &opts.migrate_from {
+        Some(older) if !generic => {
+            let check = order_check(older, &quote!(#ident));
+            quote!(const _: () = #check;)
+        }
+        _ => quote!(),
+    };
 
     Ok(quote! {
+        #order
         impl #impl_generics ::atomic_persist::Persist for #ident #ty_generics #where_clause {
             const PATH: &'static str = #path;
             const APP: ::core::option::Option<&'static str> = #app;
-            const FORMAT: ::core::option::Option<&'static str> = #format;
+            const FORMAT: ::core::option::Option<::atomic_persist::AnyFormat> = #format;
             const ENVELOPE: bool = #envelope;
             const DURABILITY: ::atomic_persist::Durability = #durability;
             const VERSION: u32 = #version;
@@ -154,23 +314,34 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
     })
 }
 
+/// `assert!` that `older`'s version is below `this` one's, spanned on `older`.
+fn order_check(older: &syn::Path, this: &TokenStream) -> TokenStream {
+    quote_spanned! {older.span()=>
+        ::core::assert!(
+            <#older as ::atomic_persist::Persist>::VERSION
+                < <#this as ::atomic_persist::Persist>::VERSION,
+            "`migrate_from` must name a type with a lower `version`"
+        )
+    }
+}
+
 /// The migration step: a file older than this type is read as `older` (which follows
 /// its own chain) and converted with `From`.
-fn migrate_fn(older: &syn::Path) -> TokenStream {
-    // Spans on the attribute's type, so a missing `From` impl or a bad version order is
-    // reported where the user wrote `migrate_from`.
+fn migrate_fn(older: &syn::Path, generic: bool) -> TokenStream {
+    // Spans on the attribute's type, so a missing `From` or `Persist` impl is reported
+    // where the user wrote `migrate_from`.
     let span = older.span();
     let from = quote_spanned! {span=>
         <Self as ::core::convert::From<#older>>::from(older)
     };
-    let order = quote_spanned! {span=>
-        const {
-            ::core::assert!(
-                <#older as ::atomic_persist::Persist>::VERSION
-                    < <Self as ::atomic_persist::Persist>::VERSION,
-                "`migrate_from` must name a type with a lower `version`"
-            )
-        };
+    let decode_older = quote_spanned! {span=>
+        <#older as ::atomic_persist::Persist>::decode(found, payload)
+    };
+    let order = if generic {
+        let check = order_check(older, &quote!(Self));
+        quote!(const { #check };)
+    } else {
+        quote!()
     };
     quote! {
         fn decode(
@@ -179,10 +350,10 @@ fn migrate_fn(older: &syn::Path) -> TokenStream {
         ) -> ::atomic_persist::Result<Self> {
             #order
             if found < <Self as ::atomic_persist::Persist>::VERSION {
-                let older = <#older as ::atomic_persist::Persist>::decode(found, payload)?;
+                let older = #decode_older?;
                 return ::core::result::Result::Ok(#from);
             }
-            payload.deserialize()
+            ::atomic_persist::persist::decode_current::<Self>(found, payload)
         }
     }
 }

@@ -61,6 +61,10 @@ impl Existing {
         self.0.is_dir()
     }
 
+    pub(crate) fn is_file(&self) -> bool {
+        self.0.is_file()
+    }
+
     pub(crate) fn perms(&self, _explicit: Option<u32>) -> Perms {
         Perms(Some(self.0.permissions()))
     }
@@ -141,4 +145,22 @@ pub(crate) fn name_bytes(name: &OsStr) -> &[u8] {
 pub(crate) fn name_from_bytes(bytes: Vec<u8>) -> OsString {
     // Only ever called with a prefix of a valid name cut at an ASCII byte, plus ASCII.
     OsString::from(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// What tells one version of a file from another without reading it. Never made here:
+/// without inode numbers a file cannot be told from its replacement by metadata, so
+/// callers compare contents instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileId(());
+
+/// The [`FileId`] of a file's metadata: `None` on this platform.
+pub(crate) fn file_id(_meta: &std::fs::Metadata) -> Option<FileId> {
+    None
+}
+
+/// The names in the directory at `path`.
+pub(crate) fn list_names(path: &Path) -> io::Result<Vec<OsString>> {
+    std::fs::read_dir(path)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect()
 }

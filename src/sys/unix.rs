@@ -113,6 +113,10 @@ impl Existing {
         self.kind == FileType::Directory
     }
 
+    pub(crate) fn is_file(&self) -> bool {
+        self.kind == FileType::RegularFile
+    }
+
     /// The permissions that keep this file's mode and owner, unless `explicit` is given.
     pub(crate) fn perms(&self, explicit: Option<u32>) -> Perms {
         Perms {
@@ -276,4 +280,47 @@ pub(crate) fn name_bytes(name: &OsStr) -> &[u8] {
 pub(crate) fn name_from_bytes(bytes: Vec<u8>) -> std::ffi::OsString {
     use std::os::unix::ffi::OsStringExt;
     std::ffi::OsString::from_vec(bytes)
+}
+
+/// What tells one version of a file from another without reading it: every atomic save
+/// makes a new inode, and an in-place edit by another tool changes size or mtime. (Not
+/// the ctime: some filesystems change it on rename.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+}
+
+/// The [`FileId`] of a file's metadata; always `Some` here.
+pub(crate) fn file_id(meta: &std::fs::Metadata) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    Some(FileId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        size: meta.size(),
+        mtime: (meta.mtime(), meta.mtime_nsec()),
+    })
+}
+
+/// The names in the directory at `path` (without `.` and `..`). Through `rustix`, not
+/// `std::fs::read_dir`: std's directory stream panics when `closedir` fails (an I/O
+/// error from a network filesystem, say), and a listing's close error is not worth a
+/// panic.
+pub(crate) fn list_names(path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+    use std::os::unix::ffi::OsStrExt;
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::new(fd)? {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(OsStr::from_bytes(&name).to_os_string());
+        }
+    }
+    Ok(names)
 }

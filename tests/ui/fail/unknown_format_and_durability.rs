@@ -1,0 +1,10 @@
+use atomic_persist::Persist;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Persist)]
+#[persist(path = "settings.conf", format = "yaml", durability = "paranoid")]
+struct Settings {
+    theme: String,
+}
+
+fn main() {}
