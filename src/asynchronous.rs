@@ -2,7 +2,8 @@
 //!
 //! There is no second implementation. Each async function moves its arguments into one
 //! [`tokio::task::spawn_blocking`] call that runs exactly the synchronous function of the
-//! same name ([`write_atomic`], [`PersistedBuilder::open`], [`Persisted::commit`], ...),
+//! same name ([`write_atomic`](crate::write_atomic), [`PersistedBuilder::open`],
+//! [`Persisted::commit`], [`Persisted::update_locked`], ...),
 //! so every guarantee of the synchronous path (temp file, fsync, rename, envelope,
 //! checksum, validation) holds unchanged, and the async executor's threads never wait
 //! for a disk. They must be called from within a tokio runtime (any flavour).
@@ -140,6 +141,21 @@ where
         f: impl FnOnce(&mut T) -> R + Send + 'static,
     ) -> (Self, Result<R>) {
         self.run_async(Op::Write, |p| p.update(f)).await
+    }
+
+    /// [`update_locked`](Self::update_locked) on tokio's blocking pool: the lock is
+    /// taken, held and released there. Gives the handle back with the result.
+    pub async fn update_locked_async<R: Send + 'static>(
+        self,
+        f: impl FnOnce(&mut T) -> R + Send + 'static,
+    ) -> (Self, Result<R>) {
+        self.run_async(Op::Write, |p| p.update_locked(f)).await
+    }
+
+    /// [`force_commit`](Self::force_commit) on tokio's blocking pool. Gives the handle
+    /// back with the result.
+    pub async fn force_commit_async(self) -> (Self, Result<()>) {
+        self.run_async(Op::Write, |p| p.force_commit()).await
     }
 
     /// [`reload`](Self::reload) on tokio's blocking pool (the async "load" of an open

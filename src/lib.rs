@@ -120,10 +120,10 @@
 //!   the platform's configuration directory (the `directories` crate).
 //! - `cli`: the `atomic-persist` command-line tool (turns on `json`).
 //! - `tokio`: async wrappers that run the synchronous engine in one
-//!   `tokio::task::spawn_blocking` ([`write_atomic_async`], `Persisted::open_async`,
-//!   `Persisted::commit_async`, ...); see [`asynchronous`] for cancellation.
-//! - `object-store`: [`object::ObjectPersisted`], a value kept in any
-//!   `object_store::ObjectStore`, ordered by conditional PUTs; see [`object`] for the
+//!   `tokio::task::spawn_blocking` (`write_atomic_async`, `Persisted::open_async`,
+//!   `Persisted::commit_async`, ...); see the `asynchronous` module for cancellation.
+//! - `object-store`: `object::ObjectPersisted`, a value kept in any
+//!   `object_store::ObjectStore`, ordered by conditional PUTs; see the `object` module for the
 //!   semantics side by side with the local ones.
 //! - `s3`: `object-store` plus `object_store`'s `aws` feature (S3 and S3-compatible
 //!   servers; an HTTP and TLS stack, so it is a separate feature).

@@ -32,10 +32,30 @@
 //! Errors: a missing object is [`Error::NotFound`]; a lost conditional PUT is
 //! [`Error::Conflict`]; anything else the store reports (refused credentials, an
 //! unreachable endpoint, a missing bucket, a timeout) is [`Error::Io`] with
-//! [`Op::Get`](crate::Op::Get) or [`Op::Put`](crate::Op::Put), the key as `path`, and
+//! [`Op::Get`] or [`Op::Put`], the key as `path`, and
 //! the store's error as `source` (refused credentials have the kind
 //! `PermissionDenied`, a missing bucket `NotFound` — never [`Error::NotFound`], which
 //! `open_or_default` would take for "start fresh").
+//!
+//! # Large values
+//!
+//! Every commit is one PUT of the whole serialized object, held in memory for the
+//! request (a local commit streams instead): up to the store's single-PUT limit (5 GiB
+//! on S3). Multipart uploads are not used yet, on purpose: `object_store` 0.14 cannot
+//! make the completion of a multipart upload conditional (`PutMultipartOptions` has no
+//! `PutMode`), and an unconditional completion would let a large commit overwrite
+//! another writer's newer object — exactly the lost update the conditional PUT exists
+//! to prevent. The way there is versioned keys written by multipart upload (each key
+//! unique, so nothing to race for) behind a small pointer object PUT conditionally,
+//! the layout of a history.
+//!
+//! # ETags
+//!
+//! The condition is the ETag (and version, where the store has one) of the object this
+//! handle last read or wrote. S3's ETag of a single PUT is the MD5 of the bytes, so two
+//! byte-identical objects share it; with the envelope every commit differs (generation,
+//! time, run id), and without it an object that went away and came back byte for byte
+//! holds exactly the bytes this handle saw, so overwriting it loses nothing.
 //!
 //! A plain TOML object is written as a fresh document: the comment-preserving merge of
 //! the local type is for files people edit, not objects.
@@ -350,7 +370,7 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
     }
 
     /// The read-modify-write loop, the object-store counterpart of
-    /// [`Persisted::update_locked`](crate::Persisted): applies `f` to the value and
+    /// [`Persisted::update_locked`](crate::Persisted::update_locked): applies `f` to the value and
     /// commits; when the conditional PUT loses a race ([`Error::Conflict`]), reloads the
     /// object, applies `f` again to what is there, and tries again — at most
     /// [`max_attempts`](ObjectPersistedBuilder::max_attempts) times, with a short,

@@ -125,3 +125,28 @@ async fn a_future_never_polled_writes_nothing() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!path.exists());
 }
+
+/// `update_locked_async` from several handles (as from several tasks): nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_locked_async_loses_no_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("counter.json");
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let path = path.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut p = Persisted::<u64>::open_or_default_async(&path)
+                .await
+                .unwrap();
+            for _ in 0..25 {
+                let (back, r) = p.update_locked_async(|n| *n += 1).await;
+                r.unwrap();
+                p = back;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(*Persisted::<u64>::open_async(&path).await.unwrap(), 100);
+}
