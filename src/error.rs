@@ -212,6 +212,10 @@ pub enum Op {
     ReadDir,
     /// Taking or releasing a lock.
     Lock,
+    /// Reading an object from an object store (GET or HEAD; feature `object-store`).
+    Get,
+    /// Writing an object to an object store (PUT; feature `object-store`).
+    Put,
 }
 
 impl Op {
@@ -242,6 +246,8 @@ impl fmt::Display for Op {
             Op::Read => "read",
             Op::ReadDir => "list directory",
             Op::Lock => "lock",
+            Op::Get => "get object",
+            Op::Put => "put object",
         })
     }
 }

@@ -119,8 +119,18 @@
 //! - `app-dirs`: `#[persist(app = "name")]` ([`Persist::APP`]) places a relative path in
 //!   the platform's configuration directory (the `directories` crate).
 //! - `cli`: the `atomic-persist` command-line tool (turns on `json`).
+//! - `tokio`: async wrappers that run the synchronous engine in one
+//!   `tokio::task::spawn_blocking` (`write_atomic_async`, `Persisted::open_async`,
+//!   `Persisted::commit_async`, ...); see the `asynchronous` module for cancellation.
+//! - `object-store`: `object::ObjectPersisted`, a value kept in any
+//!   `object_store::ObjectStore`, ordered by conditional PUTs; see the `object` module for the
+//!   semantics side by side with the local ones.
+//! - `s3`: `object-store` plus `object_store`'s `aws` feature (S3 and S3-compatible
+//!   servers; an HTTP and TLS stack, so it is a separate feature).
 #![deny(missing_docs)]
 
+#[cfg(feature = "tokio")]
+pub mod asynchronous;
 pub mod atomic;
 pub mod envelope;
 mod error;
@@ -128,12 +138,16 @@ pub mod format;
 #[cfg(feature = "json")]
 pub mod history;
 pub mod lock;
+#[cfg(feature = "object-store")]
+pub mod object;
 pub mod persist;
 pub mod persisted;
 mod sys;
 #[cfg(feature = "toml")]
 mod toml_doc;
 
+#[cfg(feature = "tokio")]
+pub use asynchronous::write_atomic_async;
 pub use atomic::{AtomicFile, Durability, WriteOptions, sweep, write_atomic};
 /// `#[derive(Persist)]`: implements [`Persist`] from a `#[persist(..)]` attribute (feature
 /// `derive`); see the [`persist`] module for the keys.

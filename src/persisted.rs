@@ -1083,3 +1083,11 @@ fn load<T: DeserializeOwned>(path: &Path, config: &Config<T>) -> Result<Loaded<T
         document,
     })
 }
+
+impl<T> PersistedBuilder<T> {
+    /// The path the builder was made for.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}

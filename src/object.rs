@@ -1,0 +1,686 @@
+//! `ObjectPersisted<T>`: a value kept in an object store (feature `object-store`).
+//!
+//! Object stores (S3 and its peers, through the [`object_store`] crate; S3 with the
+//! `s3` feature) have no rename and no `flock`, but a PUT is atomic — a reader sees the
+//! whole old object or the whole new one — and *conditional* PUTs give ordering. An
+//! [`ObjectPersisted<T>`] is the object-store twin of [`Persisted<T>`](crate::Persisted):
+//! same formats, same [envelope](mod@crate::envelope) (byte for byte: an object can be
+//! downloaded and opened as a file, and back), same validate hook, same errors.
+//!
+//! It is a separate type, not a `Persisted<T>` generic over a backend: the local path
+//! keeps its streaming, zero-copy commit with no dynamic dispatch and no extra
+//! allocation, and this type, whose every operation is a network request, holds the
+//! store as an `Arc<dyn ObjectStore>` and is `async` throughout (the store's own async
+//! calls, no blocking threads). What they share is the seam below the handle: the
+//! format, the envelope's reader and writer, the checksum and the fingerprint.
+//!
+//! # Semantics, side by side
+//!
+//! | | local file ([`Persisted`](crate::Persisted)) | object ([`ObjectPersisted`]) |
+//! |---|---|---|
+//! | commit | temp file, fsync, rename (+ directory fsync) | one PUT of the serialized (enveloped) bytes |
+//! | readers see | the old or the new complete file | the old or the new complete object (a PUT is atomic) |
+//! | interrupted commit | temp file left behind, [`sweep`](crate::sweep) removes it | nothing: an unfinished PUT is never visible |
+//! | unchanged value | no write | no write (one HEAD to check the object is still the one seen) |
+//! | ordering | writer lock + envelope generation check | conditional PUT: `PutMode::Create` when this handle saw no object, `PutMode::Update` with the ETag/version it last saw |
+//! | lost race | [`Error::Conflict`] (generations from the envelope) | [`Error::Conflict`] (generations from the envelope when on, else 0); the check needs no envelope |
+//! | overwrite anyway | `force_commit` | [`force_commit`](ObjectPersisted::force_commit): an unconditional PUT |
+//! | read-modify-write | `update_locked`: lock, reload if changed, apply, commit | [`update_retry`](ObjectPersisted::update_retry): apply, conditional PUT; on a conflict reload and apply again, up to [`max_attempts`](ObjectPersistedBuilder::max_attempts) times with jittered backoff |
+//! | durability | [`Durability`](crate::Durability) | the store's: a PUT that returned is durable |
+//! | errors name | the path | the object key (as the error's `path`) |
+//!
+//! Errors: a missing object is [`Error::NotFound`]; a lost conditional PUT is
+//! [`Error::Conflict`]; anything else the store reports (refused credentials, an
+//! unreachable endpoint, a missing bucket, a timeout) is [`Error::Io`] with
+//! [`Op::Get`] or [`Op::Put`], the key as `path`, and
+//! the store's error as `source` (refused credentials have the kind
+//! `PermissionDenied`, a missing bucket `NotFound` — never [`Error::NotFound`], which
+//! `open_or_default` would take for "start fresh").
+//!
+//! # Large values
+//!
+//! Every commit is one PUT of the whole serialized object, held in memory for the
+//! request (a local commit streams instead): up to the store's single-PUT limit (5 GiB
+//! on S3). Multipart uploads are not used yet, on purpose: `object_store` 0.14 cannot
+//! make the completion of a multipart upload conditional (`PutMultipartOptions` has no
+//! `PutMode`), and an unconditional completion would let a large commit overwrite
+//! another writer's newer object — exactly the lost update the conditional PUT exists
+//! to prevent. The way there is versioned keys written by multipart upload (each key
+//! unique, so nothing to race for) behind a small pointer object PUT conditionally,
+//! the layout of a history.
+//!
+//! # ETags
+//!
+//! The condition is the ETag (and version, where the store has one) of the object this
+//! handle last read or wrote. S3's ETag of a single PUT is the MD5 of the bytes, so two
+//! byte-identical objects share it; with the envelope every commit differs (generation,
+//! time, run id), and without it an object that went away and came back byte for byte
+//! holds exactly the bytes this handle saw, so overwriting it loses nothing.
+//!
+//! A plain TOML object is written as a fresh document: the comment-preserving merge of
+//! the local type is for files people edit, not objects.
+//!
+//! ```
+//! # #[cfg(feature = "json")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), atomic_persist::Error> {
+//! use std::sync::Arc;
+//! use atomic_persist::{object::ObjectPersisted, Error};
+//! use object_store::memory::InMemory;
+//!
+//! let store = Arc::new(InMemory::new()); // or an AmazonS3 from AmazonS3Builder
+//! let open = || {
+//!     ObjectPersisted::<u64>::builder(store.clone(), "jobs/counter.json")
+//!         .envelope(true)
+//!         .open_or_default()
+//! };
+//! let (mut a, mut b) = (open().await?, open().await?);
+//! a.set(1).await?;
+//! // b never saw a's object: its PUT (If-None-Match: *) loses.
+//! assert!(matches!(b.set(2).await, Err(Error::Conflict { expected: 0, found: 1, .. })));
+//! // The retry loop reloads and applies again.
+//! b.update_retry(|n| *n += 10).await?;
+//! assert_eq!(*b, 11);
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "json"))]
+//! # fn main() {}
+//! ```
+
+// With every format's feature off, nothing can be opened and much compiles away.
+#![cfg_attr(
+    not(any(feature = "json", feature = "toml", feature = "binary")),
+    allow(unused_variables, unused_mut, unreachable_code, dead_code)
+)]
+
+use std::fmt;
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::envelope::{self, Fingerprint, Hashing, Meta};
+use crate::error::{Error, Op, Result};
+use crate::format::{AnyFormat, Format};
+
+/// The validate hook's type.
+type Validate<T> = Box<dyn Fn(&T) -> std::result::Result<(), String> + Send + Sync + 'static>;
+
+/// The default bound of [`ObjectPersisted::update_retry`].
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+/// A value stored in an object, committed with conditional PUTs. See the
+/// [module docs](self).
+pub struct ObjectPersisted<T> {
+    value: T,
+    store: Arc<dyn ObjectStore>,
+    key: ObjectPath,
+    config: Config<T>,
+    meta: Option<Meta>,
+    /// The version of the object this handle last read or wrote; `None` when it has
+    /// seen none (the next commit then uses `PutMode::Create`).
+    version: Option<UpdateVersion>,
+    /// The payload last read or written, and the schema version when enveloped.
+    disk: Option<(Fingerprint, Option<u32>)>,
+}
+
+struct Config<T> {
+    format: AnyFormat,
+    envelope: bool,
+    schema_version: u32,
+    run_id: Option<Uuid>,
+    validate: Option<Validate<T>>,
+    max_attempts: u32,
+}
+
+/// Builds an [`ObjectPersisted<T>`]: `ObjectPersisted::<T>::builder(store, key)`.
+pub struct ObjectPersistedBuilder<T> {
+    store: Arc<dyn ObjectStore>,
+    key: String,
+    format: Option<AnyFormat>,
+    envelope: bool,
+    schema_version: u32,
+    run_id: Option<Uuid>,
+    validate: Option<Validate<T>>,
+    max_attempts: u32,
+}
+
+/// An object read from the store.
+struct Loaded<T> {
+    value: T,
+    meta: Option<Meta>,
+    version: UpdateVersion,
+    disk: (Fingerprint, Option<u32>),
+}
+
+/// How a commit treats the object already there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Checked,
+    Forced,
+}
+
+impl<T> ObjectPersistedBuilder<T> {
+    /// The format; by default it is chosen from the key's extension (`.json`, `.toml`,
+    /// `.bin`).
+    pub fn format(mut self, format: impl Format) -> Self {
+        self.format = Some(crate::format::any_of(&format));
+        self
+    }
+
+    /// Wrap the value in the [envelope](mod@crate::envelope) (default `false`).
+    pub fn envelope(mut self, on: bool) -> Self {
+        self.envelope = on;
+        self
+    }
+
+    /// The schema version written into the envelope (default 0); a newer one in the
+    /// object is [`Error::SchemaVersion`].
+    pub fn schema_version(mut self, version: u32) -> Self {
+        self.schema_version = version;
+        self
+    }
+
+    /// The run id recorded in the envelope instead of [`run_id()`](crate::run_id).
+    pub fn run_id(mut self, id: Uuid) -> Self {
+        self.run_id = Some(id);
+        self
+    }
+
+    /// A check of the value on every commit and load, as
+    /// [`PersistedBuilder::validate`](crate::PersistedBuilder::validate).
+    pub fn validate(
+        mut self,
+        f: impl Fn(&T) -> std::result::Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.validate = Some(Box::new(f));
+        self
+    }
+
+    /// How many times [`update_retry`](ObjectPersisted::update_retry) applies its
+    /// change and tries the conditional PUT before it gives up with the last
+    /// [`Error::Conflict`] (default [`DEFAULT_MAX_ATTEMPTS`], at least 1).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    fn config(self) -> Result<(Arc<dyn ObjectStore>, ObjectPath, Config<T>)> {
+        let format = match self.format {
+            Some(f) => f,
+            None => AnyFormat::from_path(&self.key)?,
+        };
+        let config = Config {
+            format,
+            envelope: self.envelope,
+            schema_version: self.schema_version,
+            run_id: self.run_id,
+            validate: self.validate,
+            max_attempts: self.max_attempts,
+        };
+        Ok((self.store, ObjectPath::from(self.key.as_str()), config))
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> ObjectPersistedBuilder<T> {
+    /// Reads an existing object: [`Error::NotFound`] when there is none.
+    pub async fn open(self) -> Result<ObjectPersisted<T>> {
+        let (store, key, config) = self.config()?;
+        let loaded = load(&*store, &key, &config).await?;
+        let mut p = ObjectPersisted::empty(store, key, config, loaded.value);
+        p.meta = loaded.meta;
+        p.version = Some(loaded.version);
+        p.disk = Some(loaded.disk);
+        Ok(p)
+    }
+
+    /// Reads the object, or starts from `T::default()` when there is none (nothing is
+    /// written until the first commit, which then creates the object only if it still
+    /// does not exist).
+    pub async fn open_or_default(self) -> Result<ObjectPersisted<T>>
+    where
+        T: Default,
+    {
+        self.open_or_else(T::default).await
+    }
+
+    /// Reads the object, or starts from `f()` when there is none.
+    pub async fn open_or_else(self, f: impl FnOnce() -> T) -> Result<ObjectPersisted<T>> {
+        let (store, key, config) = self.config()?;
+        match load(&*store, &key, &config).await {
+            Ok(loaded) => {
+                let mut p = ObjectPersisted::empty(store, key, config, loaded.value);
+                p.meta = loaded.meta;
+                p.version = Some(loaded.version);
+                p.disk = Some(loaded.disk);
+                Ok(p)
+            }
+            Err(Error::NotFound { .. }) => Ok(ObjectPersisted::empty(store, key, config, f())),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<T> fmt::Debug for ObjectPersistedBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectPersistedBuilder")
+            .field("store", &format_args!("{}", self.store))
+            .field("key", &self.key)
+            .field("format", &self.format)
+            .field("envelope", &self.envelope)
+            .field("schema_version", &self.schema_version)
+            .field("run_id", &self.run_id)
+            .field("validate", &self.validate.is_some())
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
+    /// A builder for the object `key` in `store`.
+    pub fn builder(store: Arc<dyn ObjectStore>, key: impl AsRef<str>) -> ObjectPersistedBuilder<T> {
+        ObjectPersistedBuilder {
+            store,
+            key: key.as_ref().to_owned(),
+            format: None,
+            envelope: false,
+            schema_version: 0,
+            run_id: None,
+            validate: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+
+    /// Reads an existing object with the defaults (format from the key's extension, no
+    /// envelope): [`Error::NotFound`] when there is none.
+    pub async fn open(store: Arc<dyn ObjectStore>, key: impl AsRef<str>) -> Result<Self> {
+        Self::builder(store, key).open().await
+    }
+
+    /// Reads the object, or starts from `T::default()` when there is none.
+    pub async fn open_or_default(store: Arc<dyn ObjectStore>, key: impl AsRef<str>) -> Result<Self>
+    where
+        T: Default,
+    {
+        Self::builder(store, key).open_or_default().await
+    }
+
+    fn empty(store: Arc<dyn ObjectStore>, key: ObjectPath, config: Config<T>, value: T) -> Self {
+        ObjectPersisted {
+            value,
+            store,
+            key,
+            config,
+            meta: None,
+            version: None,
+            disk: None,
+        }
+    }
+
+    /// The value.
+    pub fn get(&self) -> &T {
+        &self.value
+    }
+
+    /// The value, to change in place before a [`commit`](Self::commit).
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.value
+    }
+
+    /// Changes the value with `f`, then commits; returns what `f` returned. On a failed
+    /// commit the changed value stays in memory; [`reload`](Self::reload) to go back.
+    pub async fn update<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
+        let r = f(&mut self.value);
+        self.commit().await?;
+        Ok(r)
+    }
+
+    /// Replaces the value, then commits.
+    pub async fn set(&mut self, value: T) -> Result<()> {
+        self.value = value;
+        self.commit().await
+    }
+
+    /// Saves the value with one conditional PUT: `PutMode::Create` when this handle has
+    /// seen no object, else `PutMode::Update` with the ETag/version it last saw. When
+    /// another writer got there first the object is untouched and the result is
+    /// [`Error::Conflict`]: [`reload`](Self::reload) and redo the change, use
+    /// [`update_retry`](Self::update_retry), or [`force_commit`](Self::force_commit).
+    ///
+    /// A value whose bytes equal those last read or written costs one HEAD (is the
+    /// object still that version?) and no PUT.
+    ///
+    /// Cancellation: dropping the future before the PUT is sent changes nothing; after,
+    /// the PUT may or may not have been applied by the store (the object is then the old
+    /// or the new complete value), and this handle does not know which: reload it.
+    pub async fn commit(&mut self) -> Result<()> {
+        self.write(Mode::Checked).await
+    }
+
+    /// Saves the value with an unconditional PUT, over whatever object is there. The
+    /// new generation is one more than the larger of this handle's and the object's.
+    pub async fn force_commit(&mut self) -> Result<()> {
+        self.write(Mode::Forced).await
+    }
+
+    /// The read-modify-write loop, the object-store counterpart of
+    /// [`Persisted::update_locked`](crate::Persisted::update_locked): applies `f` to the value and
+    /// commits; when the conditional PUT loses a race ([`Error::Conflict`]), reloads the
+    /// object, applies `f` again to what is there, and tries again — at most
+    /// [`max_attempts`](ObjectPersistedBuilder::max_attempts) times, with a short,
+    /// jittered, growing pause between attempts. `f` must therefore be a change that can
+    /// be applied again to a fresh value (`n += 1`, not `n = old + 1`). Returns what the
+    /// successful call of `f` returned; after the last attempt, the last conflict.
+    ///
+    /// An object this handle saw that has since been deleted is [`Error::NotFound`]
+    /// (nothing to update; [`force_commit`](Self::force_commit) writes it again).
+    pub async fn update_retry<R>(&mut self, mut f: impl FnMut(&mut T) -> R) -> Result<R> {
+        let mut pause = Duration::from_millis(5);
+        let mut attempt = 1;
+        loop {
+            let r = f(&mut self.value);
+            match self.commit().await {
+                Ok(()) => return Ok(r),
+                Err(Error::Conflict { .. }) if attempt < self.config.max_attempts => {
+                    attempt += 1;
+                    tokio::time::sleep(jitter(pause)).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                    self.reload().await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads the object again, replacing the value in memory.
+    pub async fn reload(&mut self) -> Result<()> {
+        let loaded = load(&*self.store, &self.key, &self.config).await?;
+        self.value = loaded.value;
+        self.meta = loaded.meta;
+        self.version = Some(loaded.version);
+        self.disk = Some(loaded.disk);
+        Ok(())
+    }
+
+    /// The envelope's meta of the object as last read or written (`None` without the
+    /// envelope or before the first commit of a new object).
+    pub fn meta(&self) -> Option<&Meta> {
+        self.meta.as_ref()
+    }
+
+    /// The ETag and version of the object as last read or written, the condition of the
+    /// next commit; `None` when this handle has seen no object.
+    pub fn version(&self) -> Option<&UpdateVersion> {
+        self.version.as_ref()
+    }
+
+    /// The object's key.
+    pub fn key(&self) -> &ObjectPath {
+        &self.key
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The value, leaving the object as it is.
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+
+    /// Validates and serializes the value, envelope included: the bytes, the payload's
+    /// fingerprint and the meta they carry.
+    fn encode(&self, found_generation: u64) -> Result<(Vec<u8>, Fingerprint, Option<Meta>)> {
+        let path = key_path(&self.key);
+        if let Some(validate) = &self.config.validate {
+            validate(&self.value).map_err(|reason| Error::Invalid {
+                path: path.clone(),
+                reason,
+            })?;
+        }
+        let (format, enveloped) = (self.config.format, self.config.envelope);
+        let mut out = Vec::new();
+        if enveloped {
+            envelope::write_head(format, &mut out).map_err(|e| Error::io(Op::Write, &path, e))?;
+        }
+        let mut h = Hashing::new(&mut out);
+        envelope::write_payload(format, enveloped, &self.value, &mut h).map_err(|e| e.at(&path))?;
+        let (payload, crc) = (h.fingerprint(), h.crc);
+        let meta = match enveloped {
+            true => {
+                let now = SystemTime::now();
+                let (generation, written_at) = match &self.meta {
+                    Some(m) => (m.generation + 1, now.max(m.written_at)),
+                    None => (1, now),
+                };
+                let mut meta = Meta {
+                    run_id: self.config.run_id.unwrap_or_else(crate::run_id),
+                    written_at,
+                    generation: generation.max(found_generation + 1),
+                    schema_version: self.config.schema_version,
+                    checksum: 0,
+                };
+                meta.checksum = envelope::checksum(crc, &meta);
+                envelope::write_tail(format, &meta, payload.len(), &mut out)
+                    .map_err(|e| Error::io(Op::Write, &path, e))?;
+                Some(meta)
+            }
+            false => None,
+        };
+        Ok((out, payload, meta))
+    }
+
+    async fn write(&mut self, mode: Mode) -> Result<()> {
+        let enveloped = self.config.envelope.then_some(self.config.schema_version);
+        // A forced commit never goes back in generations: read what it overwrites.
+        let found = match (mode, enveloped) {
+            (Mode::Forced, Some(_)) => self.current_generation().await?,
+            _ => 0,
+        };
+        let (bytes, payload, meta) = self.encode(found)?;
+        if mode == Mode::Checked && self.disk == Some((payload, enveloped)) {
+            // The same bytes: nothing to write if the object is still the one we saw.
+            match (&self.version, head(&*self.store, &self.key).await) {
+                (Some(v), Ok(m)) if same_version(v, &m) => return Ok(()),
+                (None, Err(Error::NotFound { .. })) => {}
+                (_, Err(e @ Error::Io { .. })) => return Err(e),
+                _ => return Err(self.conflict().await),
+            }
+        }
+        let put_mode = match (mode, &self.version) {
+            (Mode::Forced, _) => PutMode::Overwrite,
+            (Mode::Checked, None) => PutMode::Create,
+            (Mode::Checked, Some(v)) => PutMode::Update(v.clone()),
+        };
+        let result = self
+            .store
+            .put_opts(
+                &self.key,
+                PutPayload::from(bytes),
+                PutOptions::from(put_mode),
+            )
+            .await;
+        match result {
+            Ok(put) => {
+                self.version = Some(UpdateVersion::from(put));
+                self.disk = Some((payload, enveloped));
+                if meta.is_some() {
+                    self.meta = meta;
+                }
+                Ok(())
+            }
+            Err(
+                object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. },
+            ) if mode == Mode::Checked => Err(self.conflict().await),
+            Err(e) => Err(store_error(Op::Put, &self.key, e)),
+        }
+    }
+
+    /// The generation of the object in the store now: 0 when there is none, or it is
+    /// plain or unreadable.
+    async fn current_generation(&self) -> Result<u64> {
+        match get_bytes(&*self.store, &self.key).await {
+            Ok((bytes, _)) => Ok(envelope::split(self.config.format, &bytes, true)
+                .ok()
+                .and_then(|s| s.meta)
+                .map_or(0, |m| m.generation)),
+            Err(Error::NotFound { .. }) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The error for a lost conditional PUT, with the generation now in the store.
+    async fn conflict(&self) -> Error {
+        let found = match self.config.envelope {
+            true => self.current_generation().await.unwrap_or(0),
+            false => 0,
+        };
+        Error::Conflict {
+            path: key_path(&self.key),
+            expected: self.meta.as_ref().map_or(0, |m| m.generation),
+            found,
+        }
+    }
+}
+
+impl<T> Deref for ObjectPersisted<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for ObjectPersisted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectPersisted")
+            .field("store", &format_args!("{}", self.store))
+            .field("key", &self.key)
+            .field("value", &self.value)
+            .field("format", &self.config.format)
+            .field("envelope", &self.config.envelope)
+            .field("meta", &self.meta)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The key as the `path` of an [`Error`].
+fn key_path(key: &ObjectPath) -> PathBuf {
+    PathBuf::from(key.as_ref())
+}
+
+/// Whether the object described by `m` is the version `v`.
+fn same_version(v: &UpdateVersion, m: &object_store::ObjectMeta) -> bool {
+    match (&v.version, &m.version, &v.e_tag, &m.e_tag) {
+        (Some(a), Some(b), _, _) => a == b,
+        (_, _, Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Up to half of `d` added at random, so that racing writers spread out.
+fn jitter(d: Duration) -> Duration {
+    let random = Uuid::now_v7().as_u128() as u64; // the low 62 bits of a v7 are random
+    d + d.mul_f64((random % 1000) as f64 / 2000.0)
+}
+
+/// Maps an `object_store` error about `key` to this crate's [`Error`].
+pub(crate) fn store_error(op: Op, key: &ObjectPath, e: object_store::Error) -> Error {
+    use std::io::ErrorKind;
+    let path = key_path(key);
+    let kind = match &e {
+        object_store::Error::NotFound { .. } => {
+            // S3 answers 404 for a missing bucket too: that is not "no such object",
+            // which open_or_default would take as "start fresh".
+            let missing_bucket = e.to_string().contains("NoSuchBucket");
+            if op == Op::Get && !missing_bucket {
+                return Error::NotFound { path };
+            }
+            ErrorKind::NotFound
+        }
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => ErrorKind::PermissionDenied,
+        object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. } => {
+            ErrorKind::Unsupported
+        }
+        _ => ErrorKind::Other,
+    };
+    Error::io(op, path, std::io::Error::new(kind, e))
+}
+
+/// HEAD of `key`.
+async fn head(store: &dyn ObjectStore, key: &ObjectPath) -> Result<object_store::ObjectMeta> {
+    store
+        .head(key)
+        .await
+        .map_err(|e| store_error(Op::Get, key, e))
+}
+
+/// The whole object at `key` and its version.
+async fn get_bytes(store: &dyn ObjectStore, key: &ObjectPath) -> Result<(Vec<u8>, UpdateVersion)> {
+    let got = store
+        .get(key)
+        .await
+        .map_err(|e| store_error(Op::Get, key, e))?;
+    let version = UpdateVersion {
+        e_tag: got.meta.e_tag.clone(),
+        version: got.meta.version.clone(),
+    };
+    let bytes = got
+        .bytes()
+        .await
+        .map_err(|e| store_error(Op::Get, key, e))?;
+    Ok((bytes.to_vec(), version))
+}
+
+async fn load<T: DeserializeOwned>(
+    store: &dyn ObjectStore,
+    key: &ObjectPath,
+    config: &Config<T>,
+) -> Result<Loaded<T>> {
+    let (bytes, version) = get_bytes(store, key).await?;
+    let path = key_path(key);
+    let format = config.format;
+    let split = envelope::split(format, &bytes, config.envelope).map_err(|e| e.at(&path))?;
+    if let Some(meta) = &split.meta
+        && meta.schema_version > config.schema_version
+    {
+        return Err(Error::SchemaVersion {
+            path,
+            found: meta.schema_version,
+            supported: config.schema_version,
+        });
+    }
+    let value: T = envelope::decode(format, &bytes, &split).map_err(|e| {
+        if bytes.is_empty() {
+            envelope::empty_file().at(&path)
+        } else {
+            e.at(&path)
+        }
+    })?;
+    if let Some(validate) = &config.validate {
+        validate(&value).map_err(|reason| Error::Invalid {
+            path: path.clone(),
+            reason,
+        })?;
+    }
+    let disk = (
+        Fingerprint::of(split.payload),
+        split.meta.as_ref().map(|m| m.schema_version),
+    );
+    Ok(Loaded {
+        value,
+        meta: split.meta,
+        version,
+        disk,
+    })
+}
