@@ -8,7 +8,7 @@
 //! | [`Json`] | `.json` | `json` (default) | compact, one line |
 //! | [`JsonPretty`] | — | `json` (default) | indented, ends with a newline; choose it with [`PersistedBuilder::format`](crate::PersistedBuilder::format) |
 //! | [`Toml`] | `.toml` | `toml` (default) | comments of a loaded config survive a save |
-//! | [`Binary`] | `.bin` | `binary` | postcard's stable wire format; small and fast, not self-describing |
+//! | `Binary` | `.bin` | `binary` | postcard's stable wire format; small and fast, not self-describing |
 //!
 //! [`Persisted`](crate::Persisted) picks the format from the file's extension unless one
 //! is given; [`AnyFormat::from_path`] does the same for your own code, and an unknown
@@ -25,7 +25,7 @@
 //!
 //! postcard writes values without field names or type tags: the reader must know the
 //! exact type. So serde features that need to look at the data to know its shape do not
-//! work with [`Binary`]:
+//! work with `Binary`:
 //!
 //! - `#[serde(flatten)]` and maps of unknown length fail to serialize;
 //! - `#[serde(untagged)]` enums, `#[serde(tag = "...")]` and `serde_json::Value`-like
@@ -134,7 +134,7 @@ pub enum AnyFormat {
 
 impl AnyFormat {
     /// The format for a file name's extension: `.json` → [`Json`], `.toml` → [`Toml`],
-    /// `.bin` → [`Binary`] (case-insensitive). Anything else, or an extension whose
+    /// `.bin` → `Binary` (case-insensitive). Anything else, or an extension whose
     /// feature is off, is [`Error::UnknownFormat`].
     ///
     /// ```

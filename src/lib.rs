@@ -112,8 +112,8 @@
 //!
 //! - `json` (default): [`Json`] and [`JsonPretty`], for `.json` files.
 //! - `toml` (default): [`Toml`], for `.toml` files; a loaded config keeps its comments.
-//! - `binary`: [`Binary`] (postcard), for `.bin` files.
-//! - `bincode`: [`format::read_bincode`], to read (and migrate) files that bincode
+//! - `binary`: `Binary` (postcard), for `.bin` files.
+//! - `bincode`: `format::read_bincode`, to read (and migrate) files that bincode
 //!   programs wrote; bincode is unmaintained, so it is never used to write.
 //! - `derive` (default): `#[derive(Persist)]`, see [`persist`].
 //! - `app-dirs`: `#[persist(app = "name")]` ([`Persist::APP`]) places a relative path in
