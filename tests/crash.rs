@@ -12,7 +12,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::thread;
@@ -150,31 +150,8 @@ fn one_kill(round: &Round, rng: &mut Rng, tally: &mut Tally, failures: &mut Vec<
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut acked = None;
-    let mut line = String::new();
-    while acked.is_none() {
-        line.clear();
-        if out.read_line(&mut line).unwrap() == 0 {
-            let status = child.wait().unwrap();
-            panic!("the writer exited before its first save: {status}");
-        }
-        acked = line
-            .trim_end()
-            .strip_prefix("ack ")
-            .map(|v| v.parse().unwrap());
-    }
-    thread::sleep(Duration::from_micros(rng.below(MAX_DELAY_US + 1)));
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    let mut rest = String::new();
-    out.read_to_string(&mut rest).unwrap();
-    for l in rest.lines() {
-        if let Some(v) = l.strip_prefix("ack ") {
-            acked = Some(v.parse().unwrap());
-        }
-    }
-    let acked: u64 = acked.unwrap();
+    let delay = Duration::from_micros(rng.below(MAX_DELAY_US + 1));
+    let acked: u64 = common::kill_after_first_ack(&mut child, delay, "the writer");
     tally.kills += 1;
     tally.acked += acked + 1 - start;
 

@@ -327,3 +327,36 @@ pub fn have_strace() -> bool {
 pub fn meta(path: &Path) -> std::fs::Metadata {
     std::fs::metadata(path).unwrap()
 }
+
+/// The crash harnesses' kill: waits for the child's first `ack N` line on stdout, sleeps
+/// `delay`, SIGKILLs it, and returns the last generation it acknowledged (every `ack`
+/// it printed before dying). `what` names the child in the panic if it exits first.
+pub fn kill_after_first_ack(
+    child: &mut std::process::Child,
+    delay: std::time::Duration,
+    what: &str,
+) -> u64 {
+    use std::io::{BufRead, BufReader, Read};
+    let mut out = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    let parse = |l: &str| {
+        l.trim_end()
+            .strip_prefix("ack ")
+            .map(|v| v.parse::<u64>().unwrap())
+    };
+    let mut acked = None;
+    let mut line = String::new();
+    while acked.is_none() {
+        line.clear();
+        if out.read_line(&mut line).unwrap() == 0 {
+            let status = child.wait().unwrap();
+            panic!("{what} exited before its first acknowledged save: {status}");
+        }
+        acked = parse(&line);
+    }
+    std::thread::sleep(delay);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    rest.lines().rev().find_map(parse).or(acked).unwrap()
+}
