@@ -95,12 +95,11 @@
 
 use std::fmt;
 use std::ops::Deref;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -108,6 +107,11 @@ use uuid::Uuid;
 use crate::envelope::{self, Fingerprint, Hashing, Meta};
 use crate::error::{Error, Op, Result};
 use crate::format::{AnyFormat, Format};
+use store::{get_bytes, head, jitter, key_path, same_version, store_error};
+
+mod store;
+
+pub use store::{DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE};
 
 /// The validate hook's type.
 type Validate<T> = Box<dyn Fn(&T) -> std::result::Result<(), String> + Send + Sync + 'static>;
@@ -571,75 +575,6 @@ impl<T: fmt::Debug> fmt::Debug for ObjectPersisted<T> {
             .field("version", &self.version)
             .finish_non_exhaustive()
     }
-}
-
-/// The key as the `path` of an [`Error`].
-fn key_path(key: &ObjectPath) -> PathBuf {
-    PathBuf::from(key.as_ref())
-}
-
-/// Whether the object described by `m` is the version `v`.
-fn same_version(v: &UpdateVersion, m: &object_store::ObjectMeta) -> bool {
-    match (&v.version, &m.version, &v.e_tag, &m.e_tag) {
-        (Some(a), Some(b), _, _) => a == b,
-        (_, _, Some(a), Some(b)) => a == b,
-        _ => false,
-    }
-}
-
-/// Up to half of `d` added at random, so that racing writers spread out.
-fn jitter(d: Duration) -> Duration {
-    let random = Uuid::now_v7().as_u128() as u64; // the low 62 bits of a v7 are random
-    d + d.mul_f64((random % 1000) as f64 / 2000.0)
-}
-
-/// Maps an `object_store` error about `key` to this crate's [`Error`].
-pub(crate) fn store_error(op: Op, key: &ObjectPath, e: object_store::Error) -> Error {
-    use std::io::ErrorKind;
-    let path = key_path(key);
-    let kind = match &e {
-        object_store::Error::NotFound { .. } => {
-            // S3 answers 404 for a missing bucket too: that is not "no such object",
-            // which open_or_default would take as "start fresh".
-            let missing_bucket = e.to_string().contains("NoSuchBucket");
-            if op == Op::Get && !missing_bucket {
-                return Error::NotFound { path };
-            }
-            ErrorKind::NotFound
-        }
-        object_store::Error::PermissionDenied { .. }
-        | object_store::Error::Unauthenticated { .. } => ErrorKind::PermissionDenied,
-        object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. } => {
-            ErrorKind::Unsupported
-        }
-        _ => ErrorKind::Other,
-    };
-    Error::io(op, path, std::io::Error::new(kind, e))
-}
-
-/// HEAD of `key`.
-async fn head(store: &dyn ObjectStore, key: &ObjectPath) -> Result<object_store::ObjectMeta> {
-    store
-        .head(key)
-        .await
-        .map_err(|e| store_error(Op::Get, key, e))
-}
-
-/// The whole object at `key` and its version.
-async fn get_bytes(store: &dyn ObjectStore, key: &ObjectPath) -> Result<(Vec<u8>, UpdateVersion)> {
-    let got = store
-        .get(key)
-        .await
-        .map_err(|e| store_error(Op::Get, key, e))?;
-    let version = UpdateVersion {
-        e_tag: got.meta.e_tag.clone(),
-        version: got.meta.version.clone(),
-    };
-    let bytes = got
-        .bytes()
-        .await
-        .map_err(|e| store_error(Op::Get, key, e))?;
-    Ok((bytes.to_vec(), version))
 }
 
 async fn load<T: DeserializeOwned>(
