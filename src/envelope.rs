@@ -189,7 +189,7 @@ pub fn run_id() -> Uuid {
 /// A UUIDv7 from the clock and std's randomly keyed hasher (the source the temporary
 /// file names already use). Not `Uuid::now_v7`: it panics when the OS refuses random
 /// bytes (a `getrandom` denied by a seccomp sandbox), and a commit must not panic.
-fn new_run_id() -> Uuid {
+pub(crate) fn new_run_id() -> Uuid {
     use std::hash::{BuildHasher, RandomState};
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)

@@ -109,8 +109,10 @@ use crate::error::{Error, Op, Result};
 use crate::format::{AnyFormat, Format};
 use store::{get_bytes, head, jitter, key_path, same_version, store_error};
 
+mod history;
 mod store;
 
+pub use history::{ObjectHistory, ObjectHistoryBuilder, ObjectVersionInfo};
 pub use store::{DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE};
 
 /// The validate hook's type.
