@@ -9,6 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod stores;
+
 /// Set in a child process to the role it plays; absent in the test runner itself.
 pub const ROLE: &str = "ATOMIC_PERSIST_TEST_ROLE";
 /// Set to `1` to turn every "skipped" (not root, no tmpfs, no strace) into a failure.

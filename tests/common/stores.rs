@@ -1,0 +1,171 @@
+//! Object stores for the object-store tests: [`MakeStore`] (fresh clients of one store,
+//! one per racing writer, as separate processes would have), an in-memory store, and
+//! (feature `s3`) a moto S3 server on loopback, started and stopped by each test.
+#![cfg(feature = "object-store")]
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::memory::InMemory;
+
+/// Makes fresh clients of one store (each racing writer gets its own, as separate
+/// processes would).
+pub type MakeStore = Arc<dyn Fn() -> Arc<dyn ObjectStore> + Send + Sync>;
+
+/// One `InMemory` store.
+pub fn in_memory() -> MakeStore {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    Arc::new(move || store.clone())
+}
+
+/// moto's S3 server on 127.0.0.1 (see [`moto::start`]).
+#[cfg(feature = "s3")]
+pub mod moto {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use object_store::aws::AmazonS3Builder;
+    use object_store::{ClientOptions, RetryConfig};
+
+    pub const BUCKET: &str = "atomic-persist-test";
+
+    /// A moto S3 server on 127.0.0.1, killed on drop.
+    pub struct Moto {
+        child: Child,
+        pub port: u16,
+    }
+
+    impl Drop for Moto {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// A port nobody listens on right now.
+    pub fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// moto's own `moto_server` entry point, served one request at a time.
+    ///
+    /// moto 5's threaded server checks `If-Match` / `If-None-Match` and then stores the
+    /// object as two steps without a lock (`s3/responses.py`, `put_object`), so two
+    /// PUTs racing with the same condition can both pass, which real S3 never lets
+    /// happen. Serving requests one by one restores S3's atomicity, so that "exactly one
+    /// writer wins" tests this crate and not moto's thread timing. It is still
+    /// `moto_server`'s `main` (same options, same S3 implementation), with `threaded`
+    /// turned off.
+    const MOTO_SERIAL: &str = "import sys, moto.server as m\n\
+        run = m.run_simple\n\
+        m.run_simple = lambda *a, **k: run(*a, **{**k, 'threaded': False})\n\
+        m.main(sys.argv[1:])";
+
+    /// The Python that runs moto: `ATOMIC_PERSIST_PYTHON`, else `python3`.
+    fn python() -> String {
+        std::env::var("ATOMIC_PERSIST_PYTHON").unwrap_or_else(|_| "python3".into())
+    }
+
+    /// Starts moto's S3 server on 127.0.0.1 with `env`, waits until it answers and
+    /// creates the test bucket; `None` (after a visible skip) when moto is not
+    /// installed.
+    pub fn start(test: &str, env: &[(&str, &str)]) -> Option<Moto> {
+        let found = Command::new(python())
+            .args(["-c", "import moto.server, flask, werkzeug"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            crate::common::skip(
+                test,
+                "moto's server is not installed (pip install 'moto[server]'; \
+                 ATOMIC_PERSIST_PYTHON names the interpreter when it is not python3)",
+            );
+            return None;
+        }
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new(python())
+                .args([
+                    "-c",
+                    MOTO_SERIAL,
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                ])
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn moto's server");
+            let mut moto = Moto { child, port };
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(30) {
+                if let Ok(Some(_)) = moto.child.try_wait() {
+                    break; // it died (port taken?): try another port
+                }
+                if http(port, "PUT", &format!("/{BUCKET}")).is_some_and(|s| s == 200) {
+                    return Some(moto);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = moto.child.kill();
+        }
+        panic!("moto's server did not start on 127.0.0.1");
+    }
+
+    /// One unsigned HTTP/1.1 request to 127.0.0.1:`port`; its status code.
+    pub fn http(port: u16, method: &str, path: &str) -> Option<u16> {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).ok()?;
+        std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+    }
+
+    /// An S3 client of `bucket` on 127.0.0.1:`port`, with few retries so that error
+    /// tests are quick.
+    pub fn client(port: u16, bucket: &str, key_id: &str) -> Arc<dyn ObjectStore> {
+        let retry = RetryConfig {
+            max_retries: 2,
+            retry_timeout: Duration::from_secs(5),
+            ..Default::default()
+        };
+        Arc::new(
+            AmazonS3Builder::new()
+                .with_endpoint(format!("http://127.0.0.1:{port}"))
+                .with_allow_http(true)
+                .with_region("us-east-1")
+                .with_bucket_name(bucket)
+                .with_access_key_id(key_id)
+                .with_secret_access_key("secret")
+                .with_retry(retry)
+                .with_client_options(
+                    ClientOptions::new()
+                        .with_allow_http(true)
+                        .with_connect_timeout(Duration::from_secs(2))
+                        .with_timeout(Duration::from_secs(60)),
+                )
+                .build()
+                .unwrap(),
+        )
+    }
+
+    pub fn maker(port: u16) -> MakeStore {
+        Arc::new(move || client(port, BUCKET, "test"))
+    }
+}
