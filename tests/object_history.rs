@@ -8,14 +8,18 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atomic_persist::Error;
 use atomic_persist::object::{ObjectHistory, ObjectPersisted};
+use futures_util::stream::BoxStream;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
 use serde::{Deserialize, Serialize};
 
 use common::stores::{MakeStore, in_memory};
@@ -392,7 +396,7 @@ async fn update_retry_loses_nothing(make: MakeStore) {
 async fn readers_racing_writers_with_keep_1(make: MakeStore) {
     let key = "keep1.json";
     let size = 256 * 1024;
-    let fill = |n: u64| if n % 2 == 0 { "a" } else { "b" };
+    let fill = |n: u64| ["a", "b"][n as usize % 2];
     let mut w = ObjectHistory::<Checkpoint>::builder(make(), key)
         .keep(1)
         .open_or_default()
@@ -689,6 +693,161 @@ async fn validate_and_schema(make: MakeStore) {
     assert_eq!(build(2).open().await.unwrap().step, 5);
 }
 
+/// A store that applies every PUT of one key and then, when armed, answers it with an
+/// error: a conditional PUT whose response was lost and that the client retried (the
+/// retry is refused, `412`), or an error of another kind after the PUT was applied.
+#[derive(Debug)]
+struct AppliedThenFailed {
+    inner: Arc<dyn ObjectStore>,
+    key: ObjectPath,
+    fail: Arc<Mutex<Option<Failure>>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    Precondition,
+    Other,
+}
+
+impl std::fmt::Display for AppliedThenFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AppliedThenFailed({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for AppliedThenFailed {
+    async fn put_opts(
+        &self,
+        location: &ObjectPath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        let put = self.inner.put_opts(location, payload, opts).await?;
+        let armed = match *location == self.key {
+            true => self.fail.lock().unwrap().take(),
+            false => None,
+        };
+        match armed {
+            Some(Failure::Precondition) => Err(object_store::Error::Precondition {
+                path: location.to_string(),
+                source: "the retry of an applied PUT".into(),
+            }),
+            Some(Failure::Other) => Err(object_store::Error::Generic {
+                store: "test",
+                source: "connection reset after the PUT was applied".into(),
+            }),
+            None => Ok(put),
+        }
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjectPath,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjectPath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &ObjectPath,
+        to: &ObjectPath,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// A pointer PUT that the store applied but reported as failed: refused as a retry
+/// would be (`412`), the commit has happened and returns `Ok`, its version kept; any
+/// other error is returned, the version is kept too (the pointer names it), and the
+/// handle's next commit is a conflict until it reloads.
+async fn applied_pointer_put_reported_as_failed(make: MakeStore) {
+    let key = "applied.json";
+    let fail = Arc::new(Mutex::new(None));
+    let store: Arc<dyn ObjectStore> = Arc::new(AppliedThenFailed {
+        inner: make(),
+        key: key.into(),
+        fail: fail.clone(),
+    });
+    let mut h = ObjectHistory::<Checkpoint>::builder(store, key)
+        .keep(2)
+        .open_or_default()
+        .await
+        .unwrap();
+    *fail.lock().unwrap() = Some(Failure::Precondition);
+    h.set(step(1)).await.unwrap(); // PutMode::Create, "already exists"
+    *fail.lock().unwrap() = Some(Failure::Precondition);
+    h.set(step(2)).await.unwrap(); // PutMode::Update, "precondition failed"
+    assert_eq!(h.generation(), 2);
+    assert_eq!(
+        open(&make, key).await.step,
+        2,
+        "the version object was kept"
+    );
+    h.set(step(3)).await.unwrap(); // the handle goes on from its own pointer
+    assert_eq!(generations(&h).await, [2, 3]);
+    assert_eq!(listed(&make, key).await, named(&h).await);
+
+    *fail.lock().unwrap() = Some(Failure::Other);
+    match h.set(step(4)).await {
+        Err(Error::Io { op, path, .. }) => {
+            assert_eq!(op, atomic_persist::Op::Put);
+            assert_eq!(path.to_str(), Some(key));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        open(&make, key).await.step,
+        4,
+        "the version object was kept"
+    );
+    assert!(matches!(
+        h.set(step(5)).await,
+        Err(Error::Conflict {
+            expected: 3,
+            found: 4,
+            ..
+        })
+    ));
+    h.reload().await.unwrap();
+    h.set(step(5)).await.unwrap();
+    assert_eq!(generations(&h).await, [4, 5]);
+    // Version 2, dropped by the commit whose answer was lost, is an orphan.
+    assert_eq!(h.sweep(Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(listed(&make, key).await, named(&h).await);
+}
+
 // ---------------------------------------------------------------------------------
 // In memory
 
@@ -720,6 +879,7 @@ in_memory_tests!(
     malformed_pointer_is_corrupt,
     missing_or_damaged_version_is_corrupt,
     validate_and_schema,
+    applied_pointer_put_reported_as_failed,
 );
 
 // ---------------------------------------------------------------------------------
@@ -757,5 +917,6 @@ mod s3 {
         malformed_pointer_is_corrupt,
         missing_or_damaged_version_is_corrupt,
         validate_and_schema,
+        applied_pointer_put_reported_as_failed,
     );
 }

@@ -1,9 +1,9 @@
 //! `ObjectPersisted<T>` over object stores: one behavioural suite, run over
 //! `object_store::memory::InMemory` (always) and over a real S3 API server on loopback
 //! (moto's `moto_server -H 127.0.0.1 -p PORT`, served one request at a time, see
-//! `MOTO_SERIAL` in `common/stores.rs`; feature `s3`), which each S3 test starts on a free port and stops
-//! itself. Without moto installed the S3 tests print `SKIPPED <test>: ...` (and fail
-//! when `ATOMIC_PERSIST_NO_SKIP=1`).
+//! `MOTO_SERIAL` in `common/stores.rs`; feature `s3`), which each S3 test starts on a
+//! free port and stops itself. Without moto installed the S3 tests print
+//! `SKIPPED <test>: ...` (and fail when `ATOMIC_PERSIST_NO_SKIP=1`).
 #![cfg(all(feature = "object-store", feature = "json"))]
 
 mod common;
