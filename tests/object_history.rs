@@ -179,7 +179,7 @@ async fn round_trip_and_versions(make: MakeStore) {
     }
 }
 
-/// `keep(3)`: after 7 commits the pointer lists 4..=7... the newest 3, and only their
+/// `keep(3)`: after 7 commits the pointer lists the newest 3 (5, 6, 7), and only their
 /// objects are left in the store.
 async fn retention_keeps_n(make: MakeStore) {
     let key = "kept.json";
