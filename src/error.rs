@@ -216,6 +216,10 @@ pub enum Op {
     Get,
     /// Writing an object to an object store (PUT; feature `object-store`).
     Put,
+    /// Listing the objects under a prefix of an object store (feature `object-store`).
+    List,
+    /// Deleting an object from an object store (feature `object-store`).
+    Delete,
 }
 
 impl Op {
@@ -248,6 +252,8 @@ impl fmt::Display for Op {
             Op::Lock => "lock",
             Op::Get => "get object",
             Op::Put => "put object",
+            Op::List => "list objects under",
+            Op::Delete => "delete object",
         })
     }
 }
