@@ -18,9 +18,9 @@
 //!
 //! | | local file ([`Persisted`](crate::Persisted)) | object ([`ObjectPersisted`]) |
 //! |---|---|---|
-//! | commit | temp file, fsync, rename (+ directory fsync) | one PUT of the serialized (enveloped) bytes |
+//! | commit | temp file, fsync, rename (+ directory fsync) | one PUT of the serialized (enveloped) bytes; above [`multipart_threshold`](ObjectPersistedBuilder::multipart_threshold), a multipart upload to a fresh body key, then one PUT of a pointer to it (see [Large values](#large-values)) |
 //! | readers see | the old or the new complete file | the old or the new complete object (a PUT is atomic) |
-//! | interrupted commit | temp file left behind, [`sweep`](crate::sweep) removes it | nothing: an unfinished PUT is never visible |
+//! | interrupted commit | temp file left behind, [`sweep`](crate::sweep) removes it | nothing visible: an unfinished PUT or upload is never an object; a large value's body uploaded but not yet pointed at is left behind, [`sweep_bodies`](ObjectPersisted::sweep_bodies) removes it |
 //! | unchanged value | no write | no write (one HEAD to check the object is still the one seen) |
 //! | ordering | writer lock + envelope generation check | conditional PUT: `PutMode::Create` when this handle saw no object, `PutMode::Update` with the ETag/version it last saw |
 //! | lost race | [`Error::Conflict`] (generations from the envelope) | [`Error::Conflict`] (generations from the envelope when on, else 0); the check needs no envelope |
@@ -39,15 +39,46 @@
 //!
 //! # Large values
 //!
-//! Every commit is one PUT of the whole serialized object, held in memory for the
-//! request (a local commit streams instead): up to the store's single-PUT limit (5 GiB
-//! on S3). Multipart uploads are not used yet, on purpose: `object_store` 0.14 cannot
-//! make the completion of a multipart upload conditional (`PutMultipartOptions` has no
-//! `PutMode`), and an unconditional completion would let a large commit overwrite
-//! another writer's newer object — exactly the lost update the conditional PUT exists
-//! to prevent. The way there is versioned keys written by multipart upload (each key
-//! unique, so nothing to race for) behind a small pointer object PUT conditionally,
-//! the layout of a history.
+//! A serialized object up to [`multipart_threshold`](ObjectPersistedBuilder::multipart_threshold)
+//! bytes (default [`DEFAULT_MULTIPART_THRESHOLD`]) is one PUT at the key. A larger one
+//! is uploaded in parts, and the object at the key becomes a small *pointer* to it:
+//!
+//! ```text
+//! jobs/state.json                       the pointer: "atomic-persist pointer 1", then
+//!                                       the body's key, size, CRC-32 and generation
+//! jobs/state.json.bodies/{uuid v7}      the body: the whole serialized (enveloped)
+//!                                       object, byte for byte what one PUT would hold
+//! ```
+//!
+//! Why a pointer: `object_store` cannot make the completion of a multipart upload
+//! conditional (`PutMultipartOptions` has no `PutMode`), and an unconditional
+//! completion at the key would let a large commit overwrite another writer's newer
+//! object, the lost update the conditional PUT exists to prevent. A fresh body key
+//! has nothing to race for, so only the pointer needs the condition. A commit, in
+//! order:
+//!
+//! 1. Upload the body in parts of [`part_size`](ObjectPersistedBuilder::part_size)
+//!    (four in flight) and complete the upload only once every part is stored; a
+//!    failed part aborts it. Until completion there is no object, so nothing can
+//!    point at a partial body.
+//! 2. PUT the pointer at the key, conditionally, exactly like a small value. This is
+//!    the commit point: readers see the old pointer (and old value) or the new one.
+//! 3. Delete the body the replaced pointer named (no pointer will name it again).
+//!    When step 2 lost the race ([`Error::Conflict`]) the new body is deleted instead;
+//!    after any other error of step 2 it is kept, since a PUT that timed out may still
+//!    have been applied.
+//!
+//! A reader GETs the key; a pointer sends it to the body, whose size and CRC-32 must
+//! match the pointer's (else [`Error::Corrupt`]). If the body is gone because a writer
+//! replaced the pointer in between, it reads the pointer again. A pointer whose body
+//! stays missing is [`Error::Corrupt`], never [`Error::NotFound`]. A value that fits
+//! the threshold again is written back as a plain object and the last body deleted.
+//!
+//! A writer killed or cancelled between steps 1 and 2 (or whose step-2 PUT failed
+//! without an answer) leaves an orphan body, never a visible partial value;
+//! [`sweep_bodies`](ObjectPersisted::sweep_bodies) deletes orphans older than a given
+//! age. An upload killed before step 1 completed is no object at all; S3 keeps its
+//! parts until a lifecycle rule (`AbortIncompleteMultipartUpload`) expires them.
 //!
 //! # ETags
 //!
