@@ -216,7 +216,7 @@ pub enum Op {
     Get,
     /// Writing an object to an object store (PUT; feature `object-store`).
     Put,
-    /// Listing objects under a prefix of an object store (feature `object-store`).
+    /// Listing the objects under a prefix of an object store (feature `object-store`).
     List,
     /// Deleting an object from an object store (feature `object-store`).
     Delete,

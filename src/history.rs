@@ -89,15 +89,17 @@
 //! `state.manifest.json` lists every version with its generation, run id, time, schema
 //! version, size and checksum, so [`versions`](History::versions) does not have to read
 //! every version file. It is written after the pointer swap, so a crash can leave it
-//! missing or stale. It is trusted only for entries whose file exists with the recorded
-//! size and a generation not newer than the pointer's; every other version file is read
-//! and its envelope verified, and the next commit writes a corrected manifest. Deleting
-//! it is always safe.
+//! missing or stale. It is trusted only when its own CRC-32 (the last field, over the
+//! manifest without it) matches, and then only for entries whose file exists with the
+//! recorded size and a generation not newer than the pointer's; every other version
+//! file is read and its envelope verified, and the next commit writes a corrected
+//! manifest. Deleting it is always safe.
 //!
 //! ```text
 //! {"atomic_persist_manifest":1,"latest":7,"versions":[
 //!   {"generation":6,"file":"state.6.json","run_id":"0193…","written_at":"2026-…Z",
-//!    "schema_version":0,"size":118,"checksum":"crc32:1a2b3c4d"}, …]}
+//!    "schema_version":0,"size":118,"checksum":"crc32:1a2b3c4d"}, …],
+//!  "checksum":"crc32:5e6f7a8b"}
 //! ```
 //!
 //! # History is append-only
@@ -705,7 +707,7 @@ impl RawHistory {
     }
 
     fn write_manifest(&self, latest: u64, versions: &[VersionInfo]) -> Result<()> {
-        let manifest = ManifestFile {
+        let mut manifest = ManifestFile {
             atomic_persist_manifest: MANIFEST_VERSION,
             latest,
             versions: versions
@@ -724,8 +726,11 @@ impl RawHistory {
                     checksum: format!("crc32:{:08x}", v.checksum),
                 })
                 .collect(),
+            checksum: None,
         };
         let path = self.manifest_path();
+        let sum = manifest.compute_checksum();
+        manifest.checksum = Some(sum.map_err(|e| crate::format::serialize_error(e).at(&path))?);
         let bytes = serde_json::to_vec(&manifest)
             .map_err(|e| crate::format::serialize_error(e).at(&path))?;
         self.options.write(&path, bytes)
@@ -801,6 +806,20 @@ struct ManifestFile {
     atomic_persist_manifest: u32,
     latest: u64,
     versions: Vec<ManifestEntry>,
+    /// `crc32:{hex}` of the manifest serialized without this field: a damaged entry
+    /// (same size, different bytes) must not pass for a version's meta.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checksum: Option<String>,
+}
+
+impl ManifestFile {
+    /// The checksum of the manifest without its `checksum` field.
+    fn compute_checksum(&mut self) -> std::result::Result<String, serde_json::Error> {
+        let stored = self.checksum.take();
+        let bytes = serde_json::to_vec(self);
+        self.checksum = stored;
+        Ok(format!("crc32:{:08x}", crc32fast::hash(&bytes?)))
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -826,8 +845,12 @@ fn read_manifest(path: &Path) -> std::result::Result<Option<Manifest>, ()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(_) => return Err(()),
     };
-    let file: ManifestFile = serde_json::from_slice(&bytes).map_err(|_| ())?;
+    let mut file: ManifestFile = serde_json::from_slice(&bytes).map_err(|_| ())?;
     if file.atomic_persist_manifest != MANIFEST_VERSION {
+        return Err(());
+    }
+    // No checksum (an older writer) or a wrong one: rebuilt from the version files.
+    if file.checksum.is_none() || file.compute_checksum().ok() != file.checksum {
         return Err(());
     }
     let dir = path.parent().unwrap_or(Path::new("."));

@@ -235,6 +235,29 @@ fn retention_with_concurrent_readers_never_removes_what_they_resolve() {
     assert_eq!(generations(h.raw()), [301]);
 }
 
+/// A manifest entry damaged in place (same size, so the size check cannot see it) fails
+/// the manifest's own checksum: the versions' meta comes from their envelopes instead.
+#[test]
+fn a_damaged_manifest_entry_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let mut h = History::<u64>::builder(&path).open_or_default().unwrap();
+    for i in 1..=3 {
+        h.set(i).unwrap();
+    }
+    let raw = RawHistory::new(&path).unwrap();
+    let good = raw.versions().unwrap();
+    let manifest = std::fs::read_to_string(raw.manifest_path()).unwrap();
+    let run_id = good[0].run_id.to_string();
+    let other = run_id.replace(&run_id[..1], if &run_id[..1] == "0" { "1" } else { "0" });
+    let damaged = manifest.replacen(&run_id, &other, 1);
+    assert_ne!(damaged, manifest);
+    std::fs::write(raw.manifest_path(), &damaged).unwrap();
+
+    assert_eq!(raw.manifest_state().unwrap(), ManifestState::Stale);
+    assert_eq!(raw.versions().unwrap(), good);
+}
+
 #[test]
 fn a_missing_or_stale_manifest_is_rebuilt_from_the_version_files() {
     let dir = tempfile::tempdir().unwrap();

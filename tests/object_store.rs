@@ -388,6 +388,409 @@ async fn validate_and_schema(make: MakeStore) {
 }
 
 // ---------------------------------------------------------------------------------
+// Large values: a multipart body behind a pointer
+
+/// Values are about 12 MiB: three parts of 5 MiB (S3's smallest part) each.
+const LARGE: usize = 12 * 1024 * 1024;
+
+fn large(step: u64, writer: u32) -> Checkpoint {
+    let fill = ["a", "b", "c"][step as usize % 3];
+    Checkpoint {
+        step,
+        writer,
+        blob: fill.repeat(LARGE),
+    }
+}
+
+/// A large value read back must be whole: the right length, one fill, the fill of
+/// its step.
+fn assert_whole(c: &Checkpoint, when: &str) {
+    assert_eq!(c.blob.len(), LARGE, "{when}");
+    let fill = ["a", "b", "c"][c.step as usize % 3].as_bytes()[0];
+    assert!(c.blob.bytes().all(|b| b == fill), "{when}: mixed contents");
+}
+
+async fn open_large_on(store: Arc<dyn ObjectStore>, key: &str) -> ObjectPersisted<Checkpoint> {
+    ObjectPersisted::<Checkpoint>::builder(store, key)
+        .envelope(true)
+        .multipart_threshold(1024 * 1024)
+        .part_size(5 * 1024 * 1024)
+        .open_or_default()
+        .await
+        .unwrap()
+}
+
+async fn open_large(make: &MakeStore, key: &str) -> ObjectPersisted<Checkpoint> {
+    open_large_on(make(), key).await
+}
+
+/// The keys of the bodies stored for `key`.
+async fn bodies(store: &dyn ObjectStore, key: &str) -> Vec<String> {
+    let prefix = object_store::path::Path::from(format!("{key}.bodies"));
+    let listed = store.list_with_delimiter(Some(&prefix)).await.unwrap();
+    listed
+        .objects
+        .iter()
+        .map(|o| o.location.to_string())
+        .collect()
+}
+
+async fn raw(store: &dyn ObjectStore, key: &str) -> Vec<u8> {
+    let key = object_store::path::Path::from(key);
+    store
+        .get(&key)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+/// A value above the threshold is stored as a body named by a pointer at its key; the
+/// body holds exactly the enveloped bytes a single PUT would have; each commit leaves
+/// one body, and a small value goes back to a plain object.
+async fn large_values_commit_through_a_pointer(make: MakeStore) {
+    let key = "large/round-trip.json";
+    let store = make();
+    let mut p = open_large(&make, key).await;
+    p.set(large(1, 0)).await.unwrap();
+    let pointer = String::from_utf8(raw(&*store, key).await).unwrap();
+    assert!(
+        pointer.starts_with("atomic-persist pointer 1\n"),
+        "{pointer}"
+    );
+    let listed = bodies(&*store, key).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(pointer.contains(&listed[0]), "{pointer} names {listed:?}");
+    let body = raw(&*store, &listed[0]).await;
+    assert!(
+        body.starts_with(b"{\"atomic_persist\""),
+        "the body is the enveloped value"
+    );
+
+    let again = open_large(&make, key).await;
+    assert_whole(&again, "reopened");
+    assert_eq!((again.step, again.meta().unwrap().generation), (1, 1));
+
+    p.set(large(2, 0)).await.unwrap();
+    let after = bodies(&*store, key).await;
+    assert_eq!(after.len(), 1, "the replaced body is deleted: {after:?}");
+    assert_ne!(after, listed);
+
+    p.update(|c| c.blob = "small".into()).await.unwrap();
+    assert!(raw(&*store, key).await.starts_with(b"{\"atomic_persist\""));
+    assert!(bodies(&*store, key).await.is_empty());
+    let small = open_large(&make, key).await;
+    assert_eq!(
+        (small.blob.as_str(), small.meta().unwrap().generation),
+        ("small", 3)
+    );
+}
+
+/// Readers polling the key while large values are committed part by part (each part
+/// held back 300 ms, so the uploads take a while) only ever see complete values, and
+/// some of their GETs are answered while an upload is in flight.
+async fn readers_never_see_a_partial_object_during_a_multipart_commit(make: MakeStore) {
+    let key = "large/readers.json";
+    let slow = slow_parts::SlowParts::new(make(), Duration::from_millis(300));
+    let mut w = open_large_on(Arc::new(slow.clone()), key).await;
+    w.set(large(0, 0)).await.unwrap();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let (done, slow) = (done.clone(), slow.clone());
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let p = open_large_on(Arc::new(slow.clone()), key).await;
+                assert_whole(&p, "read during commits");
+                reads += 1;
+            }
+            reads
+        }));
+    }
+    for step in 1..=3 {
+        w.set(large(step, 0)).await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut reads = 0;
+    for r in readers {
+        reads += r.await.unwrap();
+    }
+    let during = slow.gets_during_uploads();
+    assert!(
+        slow.parts() >= 9,
+        "three commits of three parts: {}",
+        slow.parts()
+    );
+    assert!(during > 0, "no read overlapped an upload ({reads} reads)");
+    common::report(&format!(
+        "multipart commits: {reads} reads, all whole; {during} GETs answered during an upload"
+    ));
+}
+
+/// A large commit cancelled at any point (its future dropped: parts in flight, the
+/// upload unfinished, the pointer not yet written) leaves a complete value.
+async fn cancelled_multipart_writer_leaves_no_partial_object(make: MakeStore) {
+    let key = "large/cancelled.json";
+    let mut w = open_large(&make, key).await;
+    w.set(large(1, 0)).await.unwrap();
+    let slow = slow_parts::SlowParts::new(make(), Duration::from_millis(40));
+    for delay_ms in [0, 5, 20, 60, 120, 250] {
+        let store: Arc<dyn ObjectStore> = Arc::new(slow.clone());
+        let task = tokio::spawn(async move {
+            let mut w = open_large_on(store, key).await;
+            let step = w.step + 1;
+            w.set(large(step, 1)).await
+        });
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        task.abort();
+        let _ = task.await;
+        let p = open_large(&make, key).await;
+        assert_whole(&p, &format!("after a cancel at {delay_ms} ms"));
+    }
+}
+
+/// Two writers with large values: the loser's pointer PUT is refused, so its body is
+/// deleted again; the retry loop then replaces the winner's value and its body.
+async fn a_lost_race_with_a_large_value_leaves_no_body(make: MakeStore) {
+    let key = "large/race.json";
+    let store = make();
+    let (mut a, mut b) = (open_large(&make, key).await, open_large(&make, key).await);
+    a.set(large(1, 1)).await.unwrap();
+    let r = b.set(large(1, 2)).await;
+    assert!(matches!(r, Err(Error::Conflict { .. })), "{r:?}");
+    let after_loss = bodies(&*store, key).await;
+    assert_eq!(
+        after_loss.len(),
+        1,
+        "only the winner's body: {after_loss:?}"
+    );
+    b.update_retry(|c| {
+        c.step += 1;
+        c.blob = ["a", "b", "c"][c.step as usize % 3].repeat(LARGE);
+    })
+    .await
+    .unwrap();
+    let now = bodies(&*store, key).await;
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(
+        now, after_loss,
+        "the winner's body was replaced and deleted"
+    );
+    let p = open_large(&make, key).await;
+    assert_whole(&p, "after the retry");
+    assert_eq!((p.step, p.meta().unwrap().generation), (2, 2));
+}
+
+/// A pointer whose body is missing or is not the body it was written for is
+/// `Corrupt` — never `NotFound`, which `open_or_default` would take for "start fresh".
+async fn a_missing_or_damaged_body_is_corrupt(make: MakeStore) {
+    let key = "large/damaged.json";
+    let store = make();
+    open_large(&make, key).await.set(large(1, 0)).await.unwrap();
+    let body = object_store::path::Path::from(bodies(&*store, key).await.remove(0));
+
+    let mut damaged = raw(&*store, body.as_ref()).await;
+    damaged[LARGE / 2] ^= 1;
+    store.put(&body, damaged.into()).await.unwrap();
+    let r = ObjectPersisted::<Checkpoint>::open(make(), key).await;
+    assert!(
+        matches!(&r, Err(Error::Corrupt { path, reason }) if path.to_str() == Some(key) && reason.contains("CRC")),
+        "{r:?}"
+    );
+
+    store.delete(&body).await.unwrap();
+    let r = ObjectPersisted::<Checkpoint>::open_or_default(make(), key).await;
+    assert!(
+        matches!(&r, Err(Error::Corrupt { reason, .. }) if reason.contains("does not exist")),
+        "{r:?}"
+    );
+}
+
+/// `sweep_bodies` deletes the bodies the pointer does not name once they are old
+/// enough, and never the live one.
+async fn sweep_bodies_removes_only_old_orphans(make: MakeStore) {
+    let key = "large/sweep.json";
+    let store = make();
+    let mut p = open_large(&make, key).await;
+    p.set(large(1, 0)).await.unwrap();
+    let live = bodies(&*store, key).await;
+    for orphan in ["0-left-by-a-crash", "1-left-by-a-timeout"] {
+        let orphan = object_store::path::Path::from(format!("{key}.bodies/{orphan}"));
+        store.put(&orphan, b"orphan".to_vec().into()).await.unwrap();
+    }
+    assert_eq!(bodies(&*store, key).await.len(), 3);
+    assert_eq!(p.sweep_bodies(Duration::from_secs(3600)).await.unwrap(), 0);
+    assert_eq!(bodies(&*store, key).await.len(), 3, "young orphans stay");
+    assert_eq!(p.sweep_bodies(Duration::ZERO).await.unwrap(), 2);
+    assert_eq!(bodies(&*store, key).await, live);
+    assert_whole(&*open_large(&make, key).await, "after the sweep");
+}
+
+/// A store that holds back every part of a multipart upload, and says whether an
+/// upload is in flight.
+mod slow_parts {
+    use std::fmt;
+    use std::ops::Range;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use async_trait::async_trait;
+    use futures_util::stream::BoxStream;
+    use object_store::path::Path;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+        PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, UploadPart,
+    };
+
+    #[derive(Debug, Clone)]
+    pub struct SlowParts {
+        inner: Arc<dyn ObjectStore>,
+        delay: Duration,
+        uploading: Arc<AtomicUsize>,
+        parts: Arc<AtomicUsize>,
+        gets_during_uploads: Arc<AtomicUsize>,
+    }
+
+    impl SlowParts {
+        pub fn new(inner: Arc<dyn ObjectStore>, delay: Duration) -> Self {
+            SlowParts {
+                inner,
+                delay,
+                uploading: Default::default(),
+                parts: Default::default(),
+                gets_during_uploads: Default::default(),
+            }
+        }
+
+        /// Whether a multipart upload has started and not yet ended.
+        pub fn uploading(&self) -> bool {
+            self.uploading.load(Ordering::SeqCst) > 0
+        }
+
+        /// How many GETs were answered while an upload was in flight from before the
+        /// request to after the answer.
+        pub fn gets_during_uploads(&self) -> usize {
+            self.gets_during_uploads.load(Ordering::SeqCst)
+        }
+
+        /// How many parts have been stored.
+        pub fn parts(&self) -> usize {
+            self.parts.load(Ordering::SeqCst)
+        }
+    }
+
+    impl fmt::Display for SlowParts {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "SlowParts({})", self.inner)
+        }
+    }
+
+    #[derive(Debug)]
+    struct SlowUpload {
+        inner: Box<dyn MultipartUpload>,
+        store: SlowParts,
+        ended: bool,
+    }
+
+    impl SlowUpload {
+        fn end(&mut self) {
+            if !std::mem::replace(&mut self.ended, true) {
+                self.store.uploading.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    impl Drop for SlowUpload {
+        fn drop(&mut self) {
+            self.end();
+        }
+    }
+
+    #[async_trait]
+    impl MultipartUpload for SlowUpload {
+        fn put_part(&mut self, data: PutPayload) -> UploadPart {
+            let (delay, parts) = (self.store.delay, self.store.parts.clone());
+            let part = self.inner.put_part(data);
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                part.await?;
+                parts.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+        }
+
+        async fn complete(&mut self) -> Result<PutResult> {
+            let r = self.inner.complete().await;
+            self.end();
+            r
+        }
+
+        async fn abort(&mut self) -> Result<()> {
+            let r = self.inner.abort().await;
+            self.end();
+            r
+        }
+    }
+
+    #[async_trait]
+    impl ObjectStore for SlowParts {
+        async fn put_opts(&self, to: &Path, data: PutPayload, o: PutOptions) -> Result<PutResult> {
+            self.inner.put_opts(to, data, o).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            to: &Path,
+            o: PutMultipartOptions,
+        ) -> Result<Box<dyn MultipartUpload>> {
+            let inner = self.inner.put_multipart_opts(to, o).await?;
+            self.uploading.fetch_add(1, Ordering::SeqCst);
+            let store = self.clone();
+            Ok(Box::new(SlowUpload {
+                inner,
+                store,
+                ended: false,
+            }))
+        }
+
+        async fn get_opts(&self, from: &Path, o: GetOptions) -> Result<GetResult> {
+            let before = self.uploading();
+            let got = self.inner.get_opts(from, o).await;
+            if before && self.uploading() {
+                self.gets_during_uploads.fetch_add(1, Ordering::SeqCst);
+            }
+            got
+        }
+
+        async fn get_ranges(&self, from: &Path, r: &[Range<u64>]) -> Result<Vec<bytes::Bytes>> {
+            self.inner.get_ranges(from, r).await
+        }
+
+        fn delete_stream(
+            &self,
+            keys: BoxStream<'static, Result<Path>>,
+        ) -> BoxStream<'static, Result<Path>> {
+            self.inner.delete_stream(keys)
+        }
+
+        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(&self, from: &Path, to: &Path, o: CopyOptions) -> Result<()> {
+            self.inner.copy_opts(from, to, o).await
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
 // In memory
 
 macro_rules! in_memory_tests {
@@ -412,6 +815,12 @@ in_memory_tests!(
     readers_never_see_partial_objects,
     cancelled_writer_leaves_no_partial_object,
     validate_and_schema,
+    large_values_commit_through_a_pointer,
+    readers_never_see_a_partial_object_during_a_multipart_commit,
+    cancelled_multipart_writer_leaves_no_partial_object,
+    a_lost_race_with_a_large_value_leaves_no_body,
+    a_missing_or_damaged_body_is_corrupt,
+    sweep_bodies_removes_only_old_orphans,
 );
 
 #[tokio::test]
@@ -455,6 +864,12 @@ mod s3 {
         readers_never_see_partial_objects,
         cancelled_writer_leaves_no_partial_object,
         validate_and_schema,
+        large_values_commit_through_a_pointer,
+        readers_never_see_a_partial_object_during_a_multipart_commit,
+        cancelled_multipart_writer_leaves_no_partial_object,
+        a_lost_race_with_a_large_value_leaves_no_body,
+        a_missing_or_damaged_body_is_corrupt,
+        sweep_bodies_removes_only_old_orphans,
     );
 
     /// The stores' errors are typed and name the key.
@@ -549,29 +964,49 @@ mod s3 {
     /// complete object or a new complete one, never part of one.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn killed_writer_leaves_no_partial_object() {
-        const TEST: &str = "s3::killed_writer_leaves_no_partial_object";
-        const KEY: &str = "killed.json";
-        const SIZE: usize = 8 * 1024 * 1024;
+        killed_writer("s3::killed_writer_leaves_no_partial_object", false).await;
+    }
+
+    /// The same with 12 MiB values committed as multipart bodies behind a pointer:
+    /// each kill lands in an upload, between the upload and the pointer PUT, or in
+    /// the pointer PUT; the value stays whole, and the bodies the kills left behind
+    /// are orphans that `sweep_bodies` removes, leaving only the live one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn killed_multipart_writer_leaves_no_partial_object() {
+        killed_writer("s3::killed_multipart_writer_leaves_no_partial_object", true).await;
+    }
+
+    async fn killed_writer(test: &str, multipart: bool) {
+        let key = if multipart {
+            "killed-large.json"
+        } else {
+            "killed.json"
+        };
+        let size = if multipart { LARGE } else { 8 * 1024 * 1024 };
         let fill = |step: u64| ["a", "b", "c"][step as usize % 3];
+        let open_on = async |port: u16| match multipart {
+            true => open_large(&maker(port), key).await,
+            false => open(&maker(port), key).await,
+        };
         if common::role().as_deref() == Some("writer") {
             let port: u16 = std::env::var("MOTO_PORT").unwrap().parse().unwrap();
-            let mut p = open(&maker(port), KEY).await;
+            let mut p = open_on(port).await;
             loop {
                 p.update_retry(|c| {
                     c.step += 1;
-                    c.blob = fill(c.step).repeat(SIZE);
+                    c.blob = fill(c.step).repeat(size);
                 })
                 .await
                 .unwrap();
                 println!("committed {}", p.step);
             }
         }
-        let Some(moto) = start(TEST, &[]) else {
+        let Some(moto) = start(test, &[]) else {
             return;
         };
         let mut seen = Vec::new();
         for delay_ms in [0u64, 250, 700, 1300, 2000] {
-            let mut child = common::child(TEST, "writer")
+            let mut child = common::child(test, "writer")
                 .env("MOTO_PORT", moto.port.to_string())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -589,21 +1024,26 @@ mod s3 {
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
-            let r = ObjectPersisted::<Checkpoint>::builder(maker(moto.port)(), KEY)
-                .envelope(true)
-                .open()
-                .await;
-            match r {
-                Ok(p) => {
-                    assert_eq!(p.blob.len(), SIZE);
-                    assert!(p.blob.bytes().all(|b| b == fill(p.step).as_bytes()[0]));
-                    seen.push(p.step);
-                }
-                Err(e) => panic!("after a kill at {delay_ms} ms: {e}"),
-            }
+            let p = open_on(moto.port).await;
+            assert_eq!(p.blob.len(), size, "after a kill at {delay_ms} ms");
+            let whole = p.blob.bytes().all(|b| b == fill(p.step).as_bytes()[0]);
+            assert!(whole, "after a kill at {delay_ms} ms: mixed contents");
+            seen.push(p.step);
+        }
+        let mut orphans = 0;
+        if multipart {
+            let p = open_on(moto.port).await;
+            orphans = p.sweep_bodies(Duration::ZERO).await.unwrap();
+            assert_eq!(bodies(&*maker(moto.port)(), key).await.len(), 1);
+            assert_eq!(
+                open_on(moto.port).await.step,
+                p.step,
+                "the sweep kept the live body"
+            );
         }
         common::report(&format!(
-            "killed writer (S3): steps seen after each kill: {seen:?}"
+            "killed writer (S3, multipart {multipart}): steps seen after each of 5 kills: \
+             {seen:?}; orphan bodies swept: {orphans}"
         ));
     }
 }

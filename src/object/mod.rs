@@ -18,9 +18,9 @@
 //!
 //! | | local file ([`Persisted`](crate::Persisted)) | object ([`ObjectPersisted`]) |
 //! |---|---|---|
-//! | commit | temp file, fsync, rename (+ directory fsync) | one PUT of the serialized (enveloped) bytes |
+//! | commit | temp file, fsync, rename (+ directory fsync) | one PUT of the serialized (enveloped) bytes; above [`multipart_threshold`](ObjectPersistedBuilder::multipart_threshold), a multipart upload to a fresh body key, then one PUT of a pointer to it (see [Large values](#large-values)) |
 //! | readers see | the old or the new complete file | the old or the new complete object (a PUT is atomic) |
-//! | interrupted commit | temp file left behind, [`sweep`](crate::sweep) removes it | nothing: an unfinished PUT is never visible |
+//! | interrupted commit | temp file left behind, [`sweep`](crate::sweep) removes it | nothing visible: an unfinished PUT or upload is never an object; a large value's body uploaded but not yet pointed at is left behind, [`sweep_bodies`](ObjectPersisted::sweep_bodies) removes it |
 //! | unchanged value | no write | no write (one HEAD to check the object is still the one seen) |
 //! | ordering | writer lock + envelope generation check | conditional PUT: `PutMode::Create` when this handle saw no object, `PutMode::Update` with the ETag/version it last saw |
 //! | lost race | [`Error::Conflict`] (generations from the envelope) | [`Error::Conflict`] (generations from the envelope when on, else 0); the check needs no envelope |
@@ -39,15 +39,46 @@
 //!
 //! # Large values
 //!
-//! Every commit is one PUT of the whole serialized object, held in memory for the
-//! request (a local commit streams instead): up to the store's single-PUT limit (5 GiB
-//! on S3). Multipart uploads are not used yet, on purpose: `object_store` 0.14 cannot
-//! make the completion of a multipart upload conditional (`PutMultipartOptions` has no
-//! `PutMode`), and an unconditional completion would let a large commit overwrite
-//! another writer's newer object — exactly the lost update the conditional PUT exists
-//! to prevent. The way there is versioned keys written by multipart upload (each key
-//! unique, so nothing to race for) behind a small pointer object PUT conditionally,
-//! the layout of a history.
+//! A serialized object up to [`multipart_threshold`](ObjectPersistedBuilder::multipart_threshold)
+//! bytes (default [`DEFAULT_MULTIPART_THRESHOLD`]) is one PUT at the key. A larger one
+//! is uploaded in parts, and the object at the key becomes a small *pointer* to it:
+//!
+//! ```text
+//! jobs/state.json                       the pointer: "atomic-persist pointer 1", then
+//!                                       the body's key, size, CRC-32 and generation
+//! jobs/state.json.bodies/{uuid v7}      the body: the whole serialized (enveloped)
+//!                                       object, byte for byte what one PUT would hold
+//! ```
+//!
+//! Why a pointer: `object_store` cannot make the completion of a multipart upload
+//! conditional (`PutMultipartOptions` has no `PutMode`), and an unconditional
+//! completion at the key would let a large commit overwrite another writer's newer
+//! object, the lost update the conditional PUT exists to prevent. A fresh body key
+//! has nothing to race for, so only the pointer needs the condition. A commit, in
+//! order:
+//!
+//! 1. Upload the body in parts of [`part_size`](ObjectPersistedBuilder::part_size)
+//!    (four in flight) and complete the upload only once every part is stored; a
+//!    failed part aborts it. Until completion there is no object, so nothing can
+//!    point at a partial body.
+//! 2. PUT the pointer at the key, conditionally, exactly like a small value. This is
+//!    the commit point: readers see the old pointer (and old value) or the new one.
+//! 3. Delete the body the replaced pointer named (no pointer will name it again).
+//!    When step 2 lost the race ([`Error::Conflict`]) the new body is deleted instead;
+//!    after any other error of step 2 it is kept, since a PUT that timed out may still
+//!    have been applied.
+//!
+//! A reader GETs the key; a pointer sends it to the body, whose size and CRC-32 must
+//! match the pointer's (else [`Error::Corrupt`]). If the body is gone because a writer
+//! replaced the pointer in between, it reads the pointer again. A pointer whose body
+//! stays missing is [`Error::Corrupt`], never [`Error::NotFound`]. A value that fits
+//! the threshold again is written back as a plain object and the last body deleted.
+//!
+//! A writer killed or cancelled between steps 1 and 2 (or whose step-2 PUT failed
+//! without an answer) leaves an orphan body, never a visible partial value;
+//! [`sweep_bodies`](ObjectPersisted::sweep_bodies) deletes orphans older than a given
+//! age. An upload killed before step 1 completed is no object at all; S3 keeps its
+//! parts until a lifecycle rule (`AbortIncompleteMultipartUpload`) expires them.
 //!
 //! # ETags
 //!
@@ -99,7 +130,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -107,9 +138,11 @@ use uuid::Uuid;
 use crate::envelope::{self, Fingerprint, Hashing, Meta};
 use crate::error::{Error, Op, Result};
 use crate::format::{AnyFormat, Format};
-use store::{get_bytes, head, jitter, key_path, same_version, store_error};
+use pointer::Pointer;
+use store::{Multipart, get_bytes, head, jitter, key_path, same_version, store_error};
 
 mod history;
+mod pointer;
 mod store;
 
 pub use history::{ObjectHistory, ObjectHistoryBuilder, ObjectVersionInfo};
@@ -134,6 +167,9 @@ pub struct ObjectPersisted<T> {
     version: Option<UpdateVersion>,
     /// The payload last read or written, and the schema version when enveloped.
     disk: Option<(Fingerprint, Option<u32>)>,
+    /// The body the object named when it was last read or written as a pointer: the
+    /// one to delete once a commit has replaced that pointer.
+    body: Option<ObjectPath>,
 }
 
 struct Config<T> {
@@ -143,6 +179,7 @@ struct Config<T> {
     run_id: Option<Uuid>,
     validate: Option<Validate<T>>,
     max_attempts: u32,
+    multipart: Multipart,
 }
 
 /// Builds an [`ObjectPersisted<T>`]: `ObjectPersisted::<T>::builder(store, key)`.
@@ -155,6 +192,7 @@ pub struct ObjectPersistedBuilder<T> {
     run_id: Option<Uuid>,
     validate: Option<Validate<T>>,
     max_attempts: u32,
+    multipart: Multipart,
 }
 
 /// An object read from the store.
@@ -163,6 +201,15 @@ struct Loaded<T> {
     meta: Option<Meta>,
     version: UpdateVersion,
     disk: (Fingerprint, Option<u32>),
+    body: Option<ObjectPath>,
+}
+
+/// The bytes of the value at a key: the object itself, or the body its pointer names.
+struct Fetched {
+    bytes: bytes::Bytes,
+    /// The version of the object at the key (the pointer's, for a large value).
+    version: UpdateVersion,
+    body: Option<ObjectPath>,
 }
 
 /// How a commit treats the object already there.
@@ -217,6 +264,21 @@ impl<T> ObjectPersistedBuilder<T> {
         self
     }
 
+    /// Serialized objects larger than this many bytes are committed as a multipart
+    /// upload behind a pointer (see [Large values](self#large-values)); default
+    /// [`DEFAULT_MULTIPART_THRESHOLD`].
+    pub fn multipart_threshold(mut self, bytes: u64) -> Self {
+        self.multipart.threshold = bytes;
+        self
+    }
+
+    /// The size of each part of a multipart upload but the last (default
+    /// [`DEFAULT_PART_SIZE`], at least 1). S3 refuses parts under 5 MiB.
+    pub fn part_size(mut self, bytes: usize) -> Self {
+        self.multipart.part_size = bytes.max(1);
+        self
+    }
+
     fn config(self) -> Result<(Arc<dyn ObjectStore>, ObjectPath, Config<T>)> {
         let format = match self.format {
             Some(f) => f,
@@ -229,6 +291,7 @@ impl<T> ObjectPersistedBuilder<T> {
             run_id: self.run_id,
             validate: self.validate,
             max_attempts: self.max_attempts,
+            multipart: self.multipart,
         };
         Ok((self.store, ObjectPath::from(self.key.as_str()), config))
     }
@@ -243,6 +306,7 @@ impl<T: Serialize + DeserializeOwned> ObjectPersistedBuilder<T> {
         p.meta = loaded.meta;
         p.version = Some(loaded.version);
         p.disk = Some(loaded.disk);
+        p.body = loaded.body;
         Ok(p)
     }
 
@@ -265,6 +329,7 @@ impl<T: Serialize + DeserializeOwned> ObjectPersistedBuilder<T> {
                 p.meta = loaded.meta;
                 p.version = Some(loaded.version);
                 p.disk = Some(loaded.disk);
+                p.body = loaded.body;
                 Ok(p)
             }
             Err(Error::NotFound { .. }) => Ok(ObjectPersisted::empty(store, key, config, f())),
@@ -284,6 +349,7 @@ impl<T> fmt::Debug for ObjectPersistedBuilder<T> {
             .field("run_id", &self.run_id)
             .field("validate", &self.validate.is_some())
             .field("max_attempts", &self.max_attempts)
+            .field("multipart", &self.multipart)
             .finish()
     }
 }
@@ -300,6 +366,7 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
             run_id: None,
             validate: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            multipart: Multipart::default(),
         }
     }
 
@@ -326,6 +393,7 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
             meta: None,
             version: None,
             disk: None,
+            body: None,
         }
     }
 
@@ -411,7 +479,49 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
         self.meta = loaded.meta;
         self.version = Some(loaded.version);
         self.disk = Some(loaded.disk);
+        self.body = loaded.body;
         Ok(())
+    }
+
+    /// Deletes the bodies of large values that the object no longer names and that
+    /// were last modified at least `min_age` ago; returns how many it deleted.
+    ///
+    /// A commit deletes the body it replaces, so bodies are only left behind by a
+    /// writer that crashed or was cancelled between its upload and its pointer PUT, or
+    /// whose pointer PUT failed without saying whether it was applied. A body being
+    /// uploaded right now is not named by the pointer yet: `min_age` must be longer
+    /// than the longest commit (an hour is generous), or a sweep can delete a body
+    /// just before its pointer is written, and the value with it. (S3 dates a
+    /// multipart object from the start of its upload.)
+    pub async fn sweep_bodies(&self, min_age: Duration) -> Result<usize> {
+        let prefix = Pointer::bodies(&self.key);
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(|e| store_error(Op::List, &prefix, e))?;
+        // Read after listing: a body listed before its pointer was written is young.
+        let live = match fetch(&*self.store, &self.key).await {
+            Ok(fetched) => fetched.body,
+            Err(Error::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let mut deleted = 0;
+        for object in listed.objects {
+            let age_ms = now.saturating_sub(object.last_modified.timestamp_millis());
+            let young = age_ms < min_age.as_millis().min(i64::MAX as u128) as i64;
+            if young || Some(&object.location) == live.as_ref() {
+                continue;
+            }
+            match self.store.delete(&object.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(e) => return Err(store_error(Op::Delete, &object.location, e)),
+            }
+        }
+        Ok(deleted)
     }
 
     /// The envelope's meta of the object as last read or written (`None` without the
@@ -500,19 +610,15 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
                 _ => return Err(self.conflict().await),
             }
         }
+        let generation = meta.as_ref().map_or(0, |m| m.generation);
+        let (object, new_body) = self.upload_body(bytes, generation).await?;
         let put_mode = match (mode, &self.version) {
             (Mode::Forced, _) => PutMode::Overwrite,
             (Mode::Checked, None) => PutMode::Create,
             (Mode::Checked, Some(v)) => PutMode::Update(v.clone()),
         };
-        let result = self
-            .store
-            .put_opts(
-                &self.key,
-                PutPayload::from(bytes),
-                PutOptions::from(put_mode),
-            )
-            .await;
+        let opts = PutOptions::from(put_mode);
+        let result = self.store.put_opts(&self.key, object, opts).await;
         match result {
             Ok(put) => {
                 self.version = Some(UpdateVersion::from(put));
@@ -520,27 +626,67 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
                 if meta.is_some() {
                     self.meta = meta;
                 }
+                // The replaced pointer named this body and nothing else ever will: it
+                // can go (a reader that still follows the old pointer reads again).
+                if let Some(old) = std::mem::replace(&mut self.body, new_body) {
+                    store::delete_quietly(&*self.store, &old).await;
+                }
                 Ok(())
             }
             Err(
                 object_store::Error::Precondition { .. }
                 | object_store::Error::AlreadyExists { .. },
-            ) if mode == Mode::Checked => Err(self.conflict().await),
+            ) if mode == Mode::Checked => {
+                // The PUT was refused, so nothing points at the new body.
+                if let Some(new) = new_body {
+                    store::delete_quietly(&*self.store, &new).await;
+                }
+                Err(self.conflict().await)
+            }
+            // Any other error may come after the store applied the PUT (a timeout): the
+            // new body may be live, so it stays (`sweep_bodies` removes it if not).
             Err(e) => Err(store_error(Op::Put, &self.key, e)),
         }
+    }
+
+    /// The object to PUT at the key: the bytes themselves, or, above the multipart
+    /// threshold, a pointer to a new body uploaded first (with its key).
+    async fn upload_body(
+        &self,
+        bytes: Vec<u8>,
+        generation: u64,
+    ) -> Result<(PutPayload, Option<ObjectPath>)> {
+        if !self.config.multipart.applies(bytes.len()) {
+            return Ok((PutPayload::from(bytes), None));
+        }
+        let pointer = Pointer {
+            body: Pointer::new_body_key(&self.key),
+            size: bytes.len() as u64,
+            crc32: crc32fast::hash(&bytes),
+            generation,
+        };
+        // The body is complete and stored before any pointer names it.
+        let body = bytes::Bytes::from(bytes);
+        store::create_unique(&*self.store, &pointer.body, body, self.config.multipart).await?;
+        Ok((PutPayload::from(pointer.encode()), Some(pointer.body)))
     }
 
     /// The generation of the object in the store now: 0 when there is none, or it is
     /// plain or unreadable.
     async fn current_generation(&self) -> Result<u64> {
-        match get_bytes(&*self.store, &self.key).await {
-            Ok((bytes, _)) => Ok(envelope::split(self.config.format, &bytes, true)
-                .ok()
-                .and_then(|s| s.meta)
-                .map_or(0, |m| m.generation)),
-            Err(Error::NotFound { .. }) => Ok(0),
-            Err(e) => Err(e),
+        let bytes = match get_bytes(&*self.store, &self.key).await {
+            Ok((bytes, _)) => bytes,
+            Err(Error::NotFound { .. }) => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        // A pointer carries its body's generation: no need to download the body.
+        if let Some(pointer) = Pointer::parse(&self.key, &bytes) {
+            return Ok(pointer.map_or(0, |p| p.generation));
         }
+        Ok(envelope::split(self.config.format, &bytes, true)
+            .ok()
+            .and_then(|s| s.meta)
+            .map_or(0, |m| m.generation))
     }
 
     /// The error for a lost conditional PUT, with the generation now in the store.
@@ -579,12 +725,73 @@ impl<T: fmt::Debug> fmt::Debug for ObjectPersisted<T> {
     }
 }
 
+/// How often a reader reads a pointer again when its body has just been deleted by
+/// a writer that replaced the pointer.
+const BODY_RETRIES: u32 = 5;
+
+/// The bytes of the value at `key`, following a pointer to its body.
+async fn fetch(store: &dyn ObjectStore, key: &ObjectPath) -> Result<Fetched> {
+    let mut attempt = 1;
+    loop {
+        let (bytes, version) = get_bytes(store, key).await?;
+        let Some(pointer) = Pointer::parse(key, &bytes) else {
+            return Ok(Fetched {
+                bytes,
+                version,
+                body: None,
+            });
+        };
+        let pointer = pointer?;
+        match get_bytes(store, &pointer.body).await {
+            Ok((bytes, _)) => {
+                check_body(key, &pointer, &bytes)?;
+                let body = Some(pointer.body);
+                return Ok(Fetched {
+                    bytes,
+                    version,
+                    body,
+                });
+            }
+            // A writer replaced the pointer and deleted this body between the two
+            // GETs: the pointer now names another one.
+            Err(Error::NotFound { .. }) if attempt < BODY_RETRIES => attempt += 1,
+            // Not `NotFound`: `open_or_default` would start afresh over a live value.
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::Corrupt {
+                    path: key_path(key),
+                    reason: format!("its pointer names {}, which does not exist", pointer.body),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A body must be the one its pointer was written for.
+fn check_body(key: &ObjectPath, pointer: &Pointer, bytes: &[u8]) -> Result<()> {
+    let (size, crc32) = (bytes.len() as u64, crc32fast::hash(bytes));
+    if (size, crc32) == (pointer.size, pointer.crc32) {
+        return Ok(());
+    }
+    Err(Error::Corrupt {
+        path: key_path(key),
+        reason: format!(
+            "its body {} has {size} bytes with CRC-32 {crc32}, the pointer says {} bytes with {}",
+            pointer.body, pointer.size, pointer.crc32
+        ),
+    })
+}
+
 async fn load<T: DeserializeOwned>(
     store: &dyn ObjectStore,
     key: &ObjectPath,
     config: &Config<T>,
 ) -> Result<Loaded<T>> {
-    let (bytes, version) = get_bytes(store, key).await?;
+    let Fetched {
+        bytes,
+        version,
+        body,
+    } = fetch(store, key).await?;
     let path = key_path(key);
     let format = config.format;
     let split = envelope::split(format, &bytes, config.envelope).map_err(|e| e.at(&path))?;
@@ -619,5 +826,6 @@ async fn load<T: DeserializeOwned>(
         meta: split.meta,
         version,
         disk,
+        body,
     })
 }

@@ -16,9 +16,9 @@ use uuid::Uuid;
 
 use crate::error::{Error, Op, Result};
 
-/// Objects larger than this are uploaded in parts by default (see
-/// [`Multipart`]): a single PUT holds the whole request in flight and, on S3, cannot
-/// exceed 5 GiB.
+/// Serialized values larger than this are uploaded in parts by default (see
+/// [`ObjectPersistedBuilder::multipart_threshold`](super::ObjectPersistedBuilder::multipart_threshold)):
+/// a single PUT holds the whole request in flight and, on S3, cannot exceed 5 GiB.
 pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 64 * 1024 * 1024;
 
 /// The default size of one part of a multipart upload. S3 requires at least 5 MiB for
