@@ -14,15 +14,11 @@ use std::time::Duration;
 
 use atomic_persist::Error;
 use atomic_persist::object::{ObjectHistory, ObjectPersisted};
-use futures_util::stream::BoxStream;
 use object_store::path::Path as ObjectPath;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use common::stores::{MakeStore, in_memory};
+use common::stores::{AppliedThenFailed, Failure, MakeStore, in_memory};
 
 #[derive(Serialize, Deserialize, Default, Debug, Clone, PartialEq)]
 struct Checkpoint {
@@ -691,101 +687,6 @@ async fn validate_and_schema(make: MakeStore) {
         other => panic!("{other:?}"),
     }
     assert_eq!(build(2).open().await.unwrap().step, 5);
-}
-
-/// A store that applies every PUT of one key and then, when armed, answers it with an
-/// error: a conditional PUT whose response was lost and that the client retried (the
-/// retry is refused, `412`), or an error of another kind after the PUT was applied.
-#[derive(Debug)]
-struct AppliedThenFailed {
-    inner: Arc<dyn ObjectStore>,
-    key: ObjectPath,
-    fail: Arc<Mutex<Option<Failure>>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Failure {
-    Precondition,
-    Other,
-}
-
-impl std::fmt::Display for AppliedThenFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AppliedThenFailed({})", self.inner)
-    }
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for AppliedThenFailed {
-    async fn put_opts(
-        &self,
-        location: &ObjectPath,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        let put = self.inner.put_opts(location, payload, opts).await?;
-        let armed = match *location == self.key {
-            true => self.fail.lock().unwrap().take(),
-            false => None,
-        };
-        match armed {
-            Some(Failure::Precondition) => Err(object_store::Error::Precondition {
-                path: location.to_string(),
-                source: "the retry of an applied PUT".into(),
-            }),
-            Some(Failure::Other) => Err(object_store::Error::Generic {
-                store: "test",
-                source: "connection reset after the PUT was applied".into(),
-            }),
-            None => Ok(put),
-        }
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &ObjectPath,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &ObjectPath,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
-    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(
-        &self,
-        prefix: Option<&ObjectPath>,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(
-        &self,
-        prefix: Option<&ObjectPath>,
-    ) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &ObjectPath,
-        to: &ObjectPath,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
 }
 
 /// A pointer PUT that the store applied but reported as failed: refused as a retry

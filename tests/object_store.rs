@@ -17,7 +17,7 @@ use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
-use common::stores::{MakeStore, in_memory};
+use common::stores::{AppliedThenFailed, Failure, MakeStore, in_memory};
 
 #[derive(Serialize, Deserialize, Default, Debug, Clone, PartialEq)]
 struct Checkpoint {
@@ -629,6 +629,76 @@ async fn sweep_bodies_removes_only_old_orphans(make: MakeStore) {
     assert_whole(&*open_large(&make, key).await, "after the sweep");
 }
 
+/// A PUT the store applied but answered with an error. Refused, as the client's
+/// automatic retry of a PUT whose answer was lost is (the first attempt changed the
+/// ETag it is conditional on): the object holds exactly what was sent, so the commit
+/// happened and returns `Ok` — a large value's new body is kept, not deleted under its
+/// pointer. Any other error is returned; the object (and body) stay, and the handle's
+/// next commit is a conflict until it reloads.
+async fn an_applied_put_reported_as_failed(make: MakeStore) {
+    for big in [false, true] {
+        let key = if big {
+            "applied-large.json"
+        } else {
+            "applied.json"
+        };
+        let value = |step: u64| match big {
+            true => large(step, 0),
+            false => Checkpoint {
+                step,
+                ..Default::default()
+            },
+        };
+        let fail = Arc::new(std::sync::Mutex::new(None));
+        let store: Arc<dyn ObjectStore> = Arc::new(AppliedThenFailed {
+            inner: make(),
+            key: key.into(),
+            fail: fail.clone(),
+        });
+        let mut p = open_large_on(store, key).await;
+        let arm = |f| *fail.lock().unwrap() = Some(f);
+        arm(Failure::Precondition);
+        p.set(value(1)).await.unwrap(); // PutMode::Create
+        arm(Failure::Precondition);
+        p.set(value(2)).await.unwrap(); // PutMode::Update
+        p.set(value(3)).await.unwrap(); // the handle knows the version it wrote
+        let now = open_large(&make, key).await;
+        assert_eq!((now.step, now.meta().unwrap().generation), (3, 3));
+        if big {
+            assert_whole(&now, "after refused answers");
+            assert_eq!(bodies(&*make(), key).await.len(), 1);
+        }
+
+        arm(Failure::Other);
+        let r = p.set(value(4)).await;
+        assert!(
+            matches!(&r, Err(Error::Io { op: atomic_persist::Op::Put, path, .. }) if path.to_str() == Some(key)),
+            "{r:?}"
+        );
+        assert_eq!(open_large(&make, key).await.step, 4, "applied, body kept");
+        let r = p.set(value(5)).await;
+        assert!(
+            matches!(
+                r,
+                Err(Error::Conflict {
+                    expected: 3,
+                    found: 4,
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        p.reload().await.unwrap();
+        p.set(value(5)).await.unwrap();
+        if big {
+            // Body 3 was named by the pointer that the unanswered PUT replaced.
+            assert_eq!(p.sweep_bodies(Duration::ZERO).await.unwrap(), 1);
+            assert_eq!(bodies(&*make(), key).await.len(), 1);
+            assert_whole(&*open_large(&make, key).await, "after the sweep");
+        }
+    }
+}
+
 /// A store that holds back every part of a multipart upload, and says whether an
 /// upload is in flight.
 mod slow_parts {
@@ -821,6 +891,7 @@ in_memory_tests!(
     a_lost_race_with_a_large_value_leaves_no_body,
     a_missing_or_damaged_body_is_corrupt,
     sweep_bodies_removes_only_old_orphans,
+    an_applied_put_reported_as_failed,
 );
 
 #[tokio::test]
@@ -870,6 +941,7 @@ mod s3 {
         a_lost_race_with_a_large_value_leaves_no_body,
         a_missing_or_damaged_body_is_corrupt,
         sweep_bodies_removes_only_old_orphans,
+        an_applied_put_reported_as_failed,
     );
 
     /// The stores' errors are typed and name the key.

@@ -68,6 +68,13 @@
 //!    after any other error of step 2 it is kept, since a PUT that timed out may still
 //!    have been applied.
 //!
+//! A refused conditional PUT is not always a lost race: `object_store` retries a PUT
+//! whose answer was lost (a timeout, a 5xx), and when the first attempt was applied
+//! the retry is refused by the very object it created. So after a refusal the object
+//! is read back: if it holds exactly the bytes sent (for a large value, the pointer to
+//! the new body, which no other writer can name), the commit happened and returns
+//! `Ok`. This holds for small values too; only a large value's body depends on it.
+//!
 //! A reader GETs the key; a pointer sends it to the body, whose size and CRC-32 must
 //! match the pointer's (else [`Error::Corrupt`]). If the body is gone because a writer
 //! replaced the pointer in between, it reads the pointer again. A pointer whose body
@@ -129,6 +136,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::Serialize;
@@ -206,7 +214,7 @@ struct Loaded<T> {
 
 /// The bytes of the value at a key: the object itself, or the body its pointer names.
 struct Fetched {
-    bytes: bytes::Bytes,
+    bytes: Bytes,
     /// The version of the object at the key (the pointer's, for a large value).
     version: UpdateVersion,
     body: Option<ObjectPath>,
@@ -618,35 +626,49 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
             (Mode::Checked, Some(v)) => PutMode::Update(v.clone()),
         };
         let opts = PutOptions::from(put_mode);
-        let result = self.store.put_opts(&self.key, object, opts).await;
-        match result {
-            Ok(put) => {
-                self.version = Some(UpdateVersion::from(put));
-                self.disk = Some((payload, enveloped));
-                if meta.is_some() {
-                    self.meta = meta;
-                }
-                // The replaced pointer named this body and nothing else ever will: it
-                // can go (a reader that still follows the old pointer reads again).
-                if let Some(old) = std::mem::replace(&mut self.body, new_body) {
-                    store::delete_quietly(&*self.store, &old).await;
-                }
-                Ok(())
-            }
+        let payload_put = PutPayload::from(object.clone());
+        let result = self.store.put_opts(&self.key, payload_put, opts).await;
+        let version = match result {
+            Ok(put) => UpdateVersion::from(put),
             Err(
                 object_store::Error::Precondition { .. }
                 | object_store::Error::AlreadyExists { .. },
-            ) if mode == Mode::Checked => {
-                // The PUT was refused, so nothing points at the new body.
-                if let Some(new) = new_body {
-                    store::delete_quietly(&*self.store, &new).await;
-                }
-                Err(self.conflict().await)
-            }
+            ) if mode == Mode::Checked => self.refused(&object, new_body.as_ref()).await?,
             // Any other error may come after the store applied the PUT (a timeout): the
             // new body may be live, so it stays (`sweep_bodies` removes it if not).
-            Err(e) => Err(store_error(Op::Put, &self.key, e)),
+            Err(e) => return Err(store_error(Op::Put, &self.key, e)),
+        };
+        self.version = Some(version);
+        self.disk = Some((payload, enveloped));
+        if meta.is_some() {
+            self.meta = meta;
         }
+        // The replaced pointer named this body and nothing else ever will: it can go (a
+        // reader that still follows the old pointer reads it again).
+        if let Some(old) = std::mem::replace(&mut self.body, new_body) {
+            store::delete_quietly(&*self.store, &old).await;
+        }
+        Ok(())
+    }
+
+    /// A conditional PUT was refused: another writer got there first, or this PUT was
+    /// applied, its answer lost, and the client's automatic retry refused by the object
+    /// the first attempt created. The object tells which: when it holds exactly the
+    /// bytes sent (for a large value, a pointer naming the new body, which no one else
+    /// can name), the commit happened and its version is returned.
+    async fn refused(&self, sent: &Bytes, new_body: Option<&ObjectPath>) -> Result<UpdateVersion> {
+        let now = get_bytes(&*self.store, &self.key).await;
+        if let Ok((bytes, version)) = &now
+            && bytes == sent
+        {
+            return Ok(version.clone());
+        }
+        // Deleted only when the object is known not to name it; after a failed read
+        // the PUT may yet be the one applied, and `sweep_bodies` decides later.
+        if let (Some(body), Ok(_) | Err(Error::NotFound { .. })) = (new_body, &now) {
+            store::delete_quietly(&*self.store, body).await;
+        }
+        Err(self.conflict().await)
     }
 
     /// The object to PUT at the key: the bytes themselves, or, above the multipart
@@ -655,9 +677,9 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
         &self,
         bytes: Vec<u8>,
         generation: u64,
-    ) -> Result<(PutPayload, Option<ObjectPath>)> {
+    ) -> Result<(Bytes, Option<ObjectPath>)> {
         if !self.config.multipart.applies(bytes.len()) {
-            return Ok((PutPayload::from(bytes), None));
+            return Ok((Bytes::from(bytes), None));
         }
         let pointer = Pointer {
             body: Pointer::new_body_key(&self.key),
@@ -666,9 +688,9 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
             generation,
         };
         // The body is complete and stored before any pointer names it.
-        let body = bytes::Bytes::from(bytes);
+        let body = Bytes::from(bytes);
         store::create_unique(&*self.store, &pointer.body, body, self.config.multipart).await?;
-        Ok((PutPayload::from(pointer.encode()), Some(pointer.body)))
+        Ok((Bytes::from(pointer.encode()), Some(pointer.body)))
     }
 
     /// The generation of the object in the store now: 0 when there is none, or it is

@@ -45,10 +45,10 @@ impl Pointer {
         ObjectPath::from(format!("{key}.bodies"))
     }
 
-    /// A fresh, unique body key for `key`; time-ordered, so a listing shows the
-    /// newest last.
+    /// A fresh, unique body key for `key`: a UUIDv7, time-ordered, so a listing shows
+    /// the newest last (made without `Uuid::now_v7`, which can panic).
     pub fn new_body_key(key: &ObjectPath) -> ObjectPath {
-        Self::bodies(key).join(uuid::Uuid::now_v7().to_string())
+        Self::bodies(key).join(crate::envelope::new_run_id().to_string())
     }
 
     /// The pointer object's bytes.

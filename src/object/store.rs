@@ -12,7 +12,6 @@ use object_store::{
     ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
     UpdateVersion, WriteMultipart,
 };
-use uuid::Uuid;
 
 use crate::error::{Error, Op, Result};
 
@@ -69,7 +68,8 @@ pub(crate) fn same_version(v: &UpdateVersion, m: &object_store::ObjectMeta) -> b
 
 /// Up to half of `d` added at random, so that racing writers spread out.
 pub(crate) fn jitter(d: Duration) -> Duration {
-    let random = Uuid::now_v7().as_u128() as u64; // the low 62 bits of a v7 are random
+    // The low 62 bits of a v7 are random.
+    let random = crate::envelope::new_run_id().as_u128() as u64;
     d + d.mul_f64((random % 1000) as f64 / 2000.0)
 }
 

@@ -3,10 +3,15 @@
 //! (feature `s3`) a moto S3 server on loopback, started and stopped by each test.
 #![cfg(feature = "object-store")]
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use object_store::ObjectStore;
+use futures_util::stream::BoxStream;
 use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
 
 /// Makes fresh clients of one store (each racing writer gets its own, as separate
 /// processes would).
@@ -16,6 +21,101 @@ pub type MakeStore = Arc<dyn Fn() -> Arc<dyn ObjectStore> + Send + Sync>;
 pub fn in_memory() -> MakeStore {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     Arc::new(move || store.clone())
+}
+
+/// A store that applies every PUT of one key and then, when armed, answers it with an
+/// error: a conditional PUT whose response was lost and that the client retried (the
+/// retry is refused, `412`), or an error of another kind after the PUT was applied.
+#[derive(Debug)]
+pub struct AppliedThenFailed {
+    pub inner: Arc<dyn ObjectStore>,
+    pub key: ObjectPath,
+    pub fail: Arc<Mutex<Option<Failure>>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Failure {
+    Precondition,
+    Other,
+}
+
+impl std::fmt::Display for AppliedThenFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AppliedThenFailed({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for AppliedThenFailed {
+    async fn put_opts(
+        &self,
+        location: &ObjectPath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        let put = self.inner.put_opts(location, payload, opts).await?;
+        let armed = match *location == self.key {
+            true => self.fail.lock().unwrap().take(),
+            false => None,
+        };
+        match armed {
+            Some(Failure::Precondition) => Err(object_store::Error::Precondition {
+                path: location.to_string(),
+                source: "the retry of an applied PUT".into(),
+            }),
+            Some(Failure::Other) => Err(object_store::Error::Generic {
+                store: "test",
+                source: "connection reset after the PUT was applied".into(),
+            }),
+            None => Ok(put),
+        }
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjectPath,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjectPath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &ObjectPath,
+        to: &ObjectPath,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
 }
 
 /// moto's S3 server on 127.0.0.1 (see [`moto::start`]).
