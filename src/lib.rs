@@ -123,8 +123,10 @@
 //!   `tokio::task::spawn_blocking` (`write_atomic_async`, `Persisted::open_async`,
 //!   `Persisted::commit_async`, ...); see the `asynchronous` module for cancellation.
 //! - `object-store`: `object::ObjectPersisted`, a value kept in any
-//!   `object_store::ObjectStore`, ordered by conditional PUTs; see the `object` module for the
-//!   semantics side by side with the local ones.
+//!   `object_store::ObjectStore`, ordered by conditional PUTs (large values uploaded in
+//!   parts behind a pointer), and `object::ObjectHistory`, versions behind a `latest`
+//!   pointer object; see the `object` module for the semantics side by side with the
+//!   local ones.
 //! - `s3`: `object-store` plus `object_store`'s `aws` feature (S3 and S3-compatible
 //!   servers; an HTTP and TLS stack, so it is a separate feature).
 #![deny(missing_docs)]

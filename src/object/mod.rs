@@ -1,4 +1,5 @@
-//! `ObjectPersisted<T>`: a value kept in an object store (feature `object-store`).
+//! `ObjectPersisted<T>` and `ObjectHistory<T>`: a value, and a value with its history,
+//! kept in an object store (feature `object-store`).
 //!
 //! Object stores (S3 and its peers, through the [`object_store`] crate; S3 with the
 //! `s3` feature) have no rename and no `flock`, but a PUT is atomic — a reader sees the
@@ -13,6 +14,11 @@
 //! store as an `Arc<dyn ObjectStore>` and is `async` throughout (the store's own async
 //! calls, no blocking threads). What they share is the seam below the handle: the
 //! format, the envelope's reader and writer, the checksum and the fingerprint.
+//!
+//! [`ObjectHistory<T>`] is likewise the twin of the local
+//! [`History<T>`](crate::history): every commit a new version object, behind a `latest`
+//! pointer object replaced with conditional PUTs; its docs give the layout, the commit
+//! steps and what each failure leaves.
 //!
 //! # Semantics, side by side
 //!
