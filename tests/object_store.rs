@@ -1076,8 +1076,19 @@ mod s3 {
         let Some(moto) = start(test, &[]) else {
             return;
         };
+        // Five kills at fixed delays; `ATOMIC_PERSIST_OBJECT_KILLS=N` adds kills at
+        // random delays up to 2.5 s, for a soak (RELIABILITY.md).
+        let kills: usize = std::env::var("ATOMIC_PERSIST_OBJECT_KILLS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(5);
+        let mut rng = common::Rng::from_clock();
+        let delays: Vec<u64> = (0..kills.max(5))
+            .map(|i| [0u64, 250, 700, 1300, 2000].get(i).copied())
+            .map(|d| d.unwrap_or_else(|| rng.below(2500)))
+            .collect();
         let mut seen = Vec::new();
-        for delay_ms in [0u64, 250, 700, 1300, 2000] {
+        for delay_ms in delays {
             let mut child = common::child(test, "writer")
                 .env("MOTO_PORT", moto.port.to_string())
                 .stdout(Stdio::piped())
@@ -1087,19 +1098,26 @@ mod s3 {
             // Kill it `delay_ms` after its first commit, in the middle of later ones.
             let mut lines =
                 std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
-            let first = tokio::task::spawn_blocking(move || {
-                let first = lines.find(|l| l.as_ref().is_ok_and(|l| l.starts_with("committed")));
-                std::thread::spawn(move || lines.for_each(drop)); // keep the pipe drained
-                first
-            });
-            assert!(first.await.unwrap().is_some(), "the writer never committed");
+            let acked = |l: &str| l.strip_prefix("committed ")?.parse::<u64>().ok();
+            let first = lines.by_ref().find_map(|l| acked(&l.ok()?));
+            assert!(first.is_some(), "the writer never committed");
+            // Keep the pipe drained; the last acknowledged commit is known once it closes.
+            let last = std::thread::spawn(move || lines.filter_map(|l| acked(&l.ok()?)).last());
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
+            let acknowledged = last.join().unwrap().or(first).unwrap();
             let p = open_on(moto.port).await;
             assert_eq!(p.blob.len(), size, "after a kill at {delay_ms} ms");
             let whole = p.blob.bytes().all(|b| b == fill(p.step).as_bytes()[0]);
             assert!(whole, "after a kill at {delay_ms} ms: mixed contents");
+            // The last acknowledged commit, or the one after it (applied, not yet
+            // acknowledged): nothing acknowledged is lost.
+            assert!(
+                (acknowledged..=acknowledged + 1).contains(&p.step),
+                "after a kill at {delay_ms} ms: step {} with {acknowledged} acknowledged",
+                p.step
+            );
             seen.push(p.step);
         }
         let mut orphans = 0;
@@ -1114,8 +1132,10 @@ mod s3 {
             );
         }
         common::report(&format!(
-            "killed writer (S3, multipart {multipart}): steps seen after each of 5 kills: \
-             {seen:?}; orphan bodies swept: {orphans}"
+            "killed writer (S3, multipart {multipart}): {} kills, 0 partial or mixed values, \
+             0 acknowledged commits lost; steps seen after each kill: {seen:?}; orphan \
+             bodies swept: {orphans}",
+            seen.len()
         ));
     }
 }
