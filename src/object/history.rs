@@ -1058,35 +1058,8 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
             .ok_or_else(|| self.layout.corrupt("the generation cannot grow any more"))?;
 
         // Step 2: the version object.
-        let now = SystemTime::now();
-        let mut meta = Meta {
-            run_id: self.config.run_id.unwrap_or_else(crate::run_id),
-            written_at: previous.map_or(now, |e| now.max(e.written_at)),
-            generation,
-            schema_version: self.config.schema_version,
-            checksum: 0,
-        };
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&payload);
-        meta.checksum = envelope::checksum(crc, &meta);
-        let format = self.config.format;
-        let mut bytes = Vec::with_capacity(payload.len() + 256);
-        let path = key_path(key);
-        envelope::write_head(format, &mut bytes).map_err(|e| Error::io(Op::Write, &path, e))?;
-        bytes.extend_from_slice(&payload);
-        envelope::write_tail(format, &meta, payload.len() as u64, &mut bytes)
-            .map_err(|e| Error::io(Op::Write, &path, e))?;
-        let name = self.layout.version_name(generation, envelope::new_run_id());
-        let version_key = self.layout.version_key(&name);
-        let entry = Entry {
-            generation,
-            name,
-            size: bytes.len() as u64,
-            written_at: meta.written_at,
-            run_id: meta.run_id,
-            schema_version: meta.schema_version,
-            checksum: meta.checksum,
-        };
+        let (bytes, meta, entry) = self.encode_version(&payload, generation, previous)?;
+        let version_key = self.layout.version_key(&entry.name);
         if let Err(e) = create_unique(
             store,
             &version_key,
@@ -1124,32 +1097,7 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
             Err(
                 object_store::Error::Precondition { .. }
                 | object_store::Error::AlreadyExists { .. },
-            ) => {
-                // Lost, or our own PUT applied and then retried by the client (a retry
-                // of an applied conditional PUT is refused): the pointer says which.
-                match self.layout.read_pointer(store).await {
-                    Ok(Some((v, m))) if m.get(generation).is_some_and(|e| e.name == entry.name) => {
-                        // Ours. If another commit followed, this handle is stale.
-                        (m.current().name == entry.name).then_some(v)
-                    }
-                    Ok(found) => {
-                        delete_quietly(store, &version_key).await;
-                        return Err(Error::Conflict {
-                            path,
-                            expected: self.generation(),
-                            found: found.map_or(0, |(_, m)| m.current().generation),
-                        });
-                    }
-                    // Unknown: keep the version object (a sweep removes it if unnamed).
-                    Err(_) => {
-                        return Err(Error::Conflict {
-                            path,
-                            expected: self.generation(),
-                            found: 0,
-                        });
-                    }
-                }
-            }
+            ) => self.refused(&entry).await?,
             // The PUT may have been applied: the version object stays.
             Err(e) => return Err(store_error(Op::Put, key, e)),
         };
@@ -1166,6 +1114,74 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
         self.meta = Some(meta);
         self.payload = Some(fingerprint);
         Ok(generation)
+    }
+
+    /// The version object of `payload` as generation `generation`: its bytes, meta and
+    /// pointer line.
+    fn encode_version(
+        &self,
+        payload: &[u8],
+        generation: u64,
+        previous: Option<&Entry>,
+    ) -> Result<(Vec<u8>, Meta, Entry)> {
+        let now = SystemTime::now();
+        let mut meta = Meta {
+            run_id: self.config.run_id.unwrap_or_else(crate::run_id),
+            // Never before the previous version, even if the clock went back.
+            written_at: previous.map_or(now, |e| now.max(e.written_at)),
+            generation,
+            schema_version: self.config.schema_version,
+            checksum: 0,
+        };
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(payload);
+        meta.checksum = envelope::checksum(crc, &meta);
+        let format = self.config.format;
+        let mut bytes = Vec::with_capacity(payload.len() + 256);
+        let path = key_path(&self.layout.key);
+        envelope::write_head(format, &mut bytes).map_err(|e| Error::io(Op::Write, &path, e))?;
+        bytes.extend_from_slice(payload);
+        envelope::write_tail(format, &meta, payload.len() as u64, &mut bytes)
+            .map_err(|e| Error::io(Op::Write, &path, e))?;
+        let entry = Entry {
+            generation,
+            name: self.layout.version_name(generation, envelope::new_run_id()),
+            size: bytes.len() as u64,
+            written_at: meta.written_at,
+            run_id: meta.run_id,
+            schema_version: meta.schema_version,
+            checksum: meta.checksum,
+        };
+        Ok((bytes, meta, entry))
+    }
+
+    /// The pointer PUT for `entry` was refused: lost to another writer, or our own PUT
+    /// applied and then retried by the client (a retry of an applied conditional PUT
+    /// is refused). The pointer says which. Ours: the commit happened, and the
+    /// pointer's version is returned (`None` when another commit has already followed,
+    /// which makes this handle's next commit a conflict). Lost: the version object is
+    /// deleted and the result is [`Error::Conflict`].
+    async fn refused(&self, entry: &Entry) -> Result<Option<UpdateVersion>> {
+        let store = &*self.store;
+        let conflict = |found| Error::Conflict {
+            path: key_path(&self.layout.key),
+            expected: self.generation(),
+            found,
+        };
+        match self.layout.read_pointer(store).await {
+            Ok(Some((v, m)))
+                if m.get(entry.generation)
+                    .is_some_and(|e| e.name == entry.name) =>
+            {
+                Ok((m.current().name == entry.name).then_some(v))
+            }
+            Ok(found) => {
+                delete_quietly(store, &self.layout.version_key(&entry.name)).await;
+                Err(conflict(found.map_or(0, |(_, m)| m.current().generation)))
+            }
+            // Unknown: keep the version object (a sweep removes it if unnamed).
+            Err(_) => Err(conflict(0)),
+        }
     }
 
     /// The error for a commit that lost: the generation the pointer names now.
