@@ -20,14 +20,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use super::options::{Options, Validate};
 use super::store::{
     Multipart, create_unique, delete_quietly, get_bytes, head, jitter, key_path, same_version,
     store_error,
 };
-use super::{DEFAULT_MAX_ATTEMPTS, Validate};
 use crate::envelope::{self, Fingerprint, Meta};
 use crate::error::{Error, Op, Result};
-use crate::format::{AnyFormat, Format};
+use crate::format::AnyFormat;
 
 /// The first line of a pointer object, with the version of its layout.
 const POINTER_MAGIC: &str = "atomic-persist-history 1";
@@ -553,15 +553,8 @@ struct Config<T> {
 
 /// Builds an [`ObjectHistory<T>`]: `ObjectHistory::<T>::builder(store, key)`.
 pub struct ObjectHistoryBuilder<T> {
-    store: Arc<dyn ObjectStore>,
-    key: String,
-    format: Option<AnyFormat>,
+    options: Options<T>,
     keep: Option<usize>,
-    schema_version: u32,
-    run_id: Option<Uuid>,
-    validate: Option<Validate<T>>,
-    max_attempts: u32,
-    multipart: Multipart,
 }
 
 /// The current version, read and verified.
@@ -574,12 +567,7 @@ struct Loaded<T> {
 }
 
 impl<T> ObjectHistoryBuilder<T> {
-    /// The format of the versions; by default chosen from the key's extension (`.json`,
-    /// `.toml`, `.bin`).
-    pub fn format(mut self, format: impl Format) -> Self {
-        self.format = Some(crate::format::any_of(&format));
-        self
-    }
+    super::options::shared_setters!("ObjectHistory");
 
     /// Keep only the newest `n` versions (at least 1); by default all are kept (the
     /// pointer then grows with every commit).
@@ -588,69 +576,18 @@ impl<T> ObjectHistoryBuilder<T> {
         self
     }
 
-    /// The schema version recorded in each new version (default 0); opening a history
-    /// whose current version has a higher one is [`Error::SchemaVersion`].
-    pub fn schema_version(mut self, version: u32) -> Self {
-        self.schema_version = version;
-        self
-    }
-
-    /// The run id recorded in new versions instead of [`run_id()`](crate::run_id).
-    pub fn run_id(mut self, id: Uuid) -> Self {
-        self.run_id = Some(id);
-        self
-    }
-
-    /// A check of the value on every commit, rollback and load, as
-    /// [`PersistedBuilder::validate`](crate::PersistedBuilder::validate)
-    /// ([`Error::Invalid`] naming the pointer's key).
-    pub fn validate(
-        mut self,
-        f: impl Fn(&T) -> std::result::Result<(), String> + Send + Sync + 'static,
-    ) -> Self {
-        self.validate = Some(Box::new(f));
-        self
-    }
-
-    /// How many times [`update_retry`](ObjectHistory::update_retry) applies its change
-    /// and tries to commit before it gives up with the last [`Error::Conflict`]
-    /// (default [`DEFAULT_MAX_ATTEMPTS`], at least 1).
-    pub fn max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n.max(1);
-        self
-    }
-
-    /// Version objects strictly larger than this many bytes are uploaded in parts
-    /// (default [`DEFAULT_MULTIPART_THRESHOLD`](super::DEFAULT_MULTIPART_THRESHOLD)).
-    /// Safe for versions, whose keys are unique: the completion of a multipart upload
-    /// cannot be conditional, and need not be.
-    pub fn multipart_threshold(mut self, bytes: u64) -> Self {
-        self.multipart.threshold = bytes;
-        self
-    }
-
-    /// The size of each part of a multipart upload but the last (default
-    /// [`DEFAULT_PART_SIZE`](super::DEFAULT_PART_SIZE); S3 requires at least 5 MiB).
-    pub fn part_size(mut self, bytes: usize) -> Self {
-        self.multipart.part_size = bytes.max(1);
-        self
-    }
-
     fn config(self) -> Result<(Arc<dyn ObjectStore>, Layout, Config<T>)> {
-        let format = match self.format {
-            Some(f) => f,
-            None => AnyFormat::from_path(&self.key)?,
-        };
+        let o = self.options;
         let config = Config {
-            format,
+            format: o.resolve_format()?,
             keep: self.keep,
-            schema_version: self.schema_version,
-            run_id: self.run_id,
-            validate: self.validate,
-            max_attempts: self.max_attempts,
-            multipart: self.multipart,
+            schema_version: o.schema_version,
+            run_id: o.run_id,
+            validate: o.validate,
+            max_attempts: o.max_attempts,
+            multipart: o.multipart,
         };
-        Ok((self.store, Layout::new(&self.key), config))
+        Ok((o.store, Layout::new(&o.key), config))
     }
 }
 
@@ -697,17 +634,9 @@ impl<T: Serialize + DeserializeOwned> ObjectHistoryBuilder<T> {
 
 impl<T> fmt::Debug for ObjectHistoryBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ObjectHistoryBuilder")
-            .field("store", &format_args!("{}", self.store))
-            .field("key", &self.key)
-            .field("format", &self.format)
-            .field("keep", &self.keep)
-            .field("schema_version", &self.schema_version)
-            .field("run_id", &self.run_id)
-            .field("validate", &self.validate.is_some())
-            .field("max_attempts", &self.max_attempts)
-            .field("multipart", &self.multipart)
-            .finish()
+        let mut d = f.debug_struct("ObjectHistoryBuilder");
+        self.options.debug_fields(&mut d);
+        d.field("keep", &self.keep).finish()
     }
 }
 
@@ -760,15 +689,8 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
     /// A builder for the history whose pointer is the object `key` in `store`.
     pub fn builder(store: Arc<dyn ObjectStore>, key: impl AsRef<str>) -> ObjectHistoryBuilder<T> {
         ObjectHistoryBuilder {
-            store,
-            key: key.as_ref().to_owned(),
-            format: None,
+            options: Options::new(store, key.as_ref()),
             keep: None,
-            schema_version: 0,
-            run_id: None,
-            validate: None,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-            multipart: Multipart::default(),
         }
     }
 

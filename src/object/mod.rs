@@ -151,22 +151,19 @@ use uuid::Uuid;
 
 use crate::envelope::{self, Fingerprint, Hashing, Meta};
 use crate::error::{Error, Op, Result};
-use crate::format::{AnyFormat, Format};
+use crate::format::AnyFormat;
+use options::{Options, Validate};
 use pointer::Pointer;
 use store::{Multipart, get_bytes, head, jitter, key_path, same_version, store_error};
 
 mod history;
+mod options;
 mod pointer;
 mod store;
 
 pub use history::{ObjectHistory, ObjectHistoryBuilder, ObjectVersionInfo};
+pub use options::DEFAULT_MAX_ATTEMPTS;
 pub use store::{DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE};
-
-/// The validate hook's type.
-type Validate<T> = Box<dyn Fn(&T) -> std::result::Result<(), String> + Send + Sync + 'static>;
-
-/// The default bound of [`ObjectPersisted::update_retry`].
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
 
 /// A value stored in an object, committed with conditional PUTs. See the
 /// [module docs](self).
@@ -198,15 +195,8 @@ struct Config<T> {
 
 /// Builds an [`ObjectPersisted<T>`]: `ObjectPersisted::<T>::builder(store, key)`.
 pub struct ObjectPersistedBuilder<T> {
-    store: Arc<dyn ObjectStore>,
-    key: String,
-    format: Option<AnyFormat>,
+    options: Options<T>,
     envelope: bool,
-    schema_version: u32,
-    run_id: Option<Uuid>,
-    validate: Option<Validate<T>>,
-    max_attempts: u32,
-    multipart: Multipart,
 }
 
 /// An object read from the store.
@@ -234,12 +224,7 @@ enum Mode {
 }
 
 impl<T> ObjectPersistedBuilder<T> {
-    /// The format; by default it is chosen from the key's extension (`.json`, `.toml`,
-    /// `.bin`).
-    pub fn format(mut self, format: impl Format) -> Self {
-        self.format = Some(crate::format::any_of(&format));
-        self
-    }
+    options::shared_setters!("ObjectPersisted");
 
     /// Wrap the value in the [envelope](mod@crate::envelope) (default `false`).
     pub fn envelope(mut self, on: bool) -> Self {
@@ -247,67 +232,18 @@ impl<T> ObjectPersistedBuilder<T> {
         self
     }
 
-    /// The schema version written into the envelope (default 0); a newer one in the
-    /// object is [`Error::SchemaVersion`].
-    pub fn schema_version(mut self, version: u32) -> Self {
-        self.schema_version = version;
-        self
-    }
-
-    /// The run id recorded in the envelope instead of [`run_id()`](crate::run_id).
-    pub fn run_id(mut self, id: Uuid) -> Self {
-        self.run_id = Some(id);
-        self
-    }
-
-    /// A check of the value on every commit and load, as
-    /// [`PersistedBuilder::validate`](crate::PersistedBuilder::validate).
-    pub fn validate(
-        mut self,
-        f: impl Fn(&T) -> std::result::Result<(), String> + Send + Sync + 'static,
-    ) -> Self {
-        self.validate = Some(Box::new(f));
-        self
-    }
-
-    /// How many times [`update_retry`](ObjectPersisted::update_retry) applies its
-    /// change and tries the conditional PUT before it gives up with the last
-    /// [`Error::Conflict`] (default [`DEFAULT_MAX_ATTEMPTS`], at least 1).
-    pub fn max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n.max(1);
-        self
-    }
-
-    /// Serialized objects larger than this many bytes are committed as a multipart
-    /// upload behind a pointer (see [Large values](self#large-values)); default
-    /// [`DEFAULT_MULTIPART_THRESHOLD`].
-    pub fn multipart_threshold(mut self, bytes: u64) -> Self {
-        self.multipart.threshold = bytes;
-        self
-    }
-
-    /// The size of each part of a multipart upload but the last (default
-    /// [`DEFAULT_PART_SIZE`], at least 1). S3 refuses parts under 5 MiB.
-    pub fn part_size(mut self, bytes: usize) -> Self {
-        self.multipart.part_size = bytes.max(1);
-        self
-    }
-
     fn config(self) -> Result<(Arc<dyn ObjectStore>, ObjectPath, Config<T>)> {
-        let format = match self.format {
-            Some(f) => f,
-            None => AnyFormat::from_path(&self.key)?,
-        };
+        let o = self.options;
         let config = Config {
-            format,
+            format: o.resolve_format()?,
             envelope: self.envelope,
-            schema_version: self.schema_version,
-            run_id: self.run_id,
-            validate: self.validate,
-            max_attempts: self.max_attempts,
-            multipart: self.multipart,
+            schema_version: o.schema_version,
+            run_id: o.run_id,
+            validate: o.validate,
+            max_attempts: o.max_attempts,
+            multipart: o.multipart,
         };
-        Ok((self.store, ObjectPath::from(self.key.as_str()), config))
+        Ok((o.store, ObjectPath::from(o.key.as_str()), config))
     }
 }
 
@@ -354,17 +290,9 @@ impl<T: Serialize + DeserializeOwned> ObjectPersistedBuilder<T> {
 
 impl<T> fmt::Debug for ObjectPersistedBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ObjectPersistedBuilder")
-            .field("store", &format_args!("{}", self.store))
-            .field("key", &self.key)
-            .field("format", &self.format)
-            .field("envelope", &self.envelope)
-            .field("schema_version", &self.schema_version)
-            .field("run_id", &self.run_id)
-            .field("validate", &self.validate.is_some())
-            .field("max_attempts", &self.max_attempts)
-            .field("multipart", &self.multipart)
-            .finish()
+        let mut d = f.debug_struct("ObjectPersistedBuilder");
+        self.options.debug_fields(&mut d);
+        d.field("envelope", &self.envelope).finish()
     }
 }
 
@@ -372,15 +300,8 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
     /// A builder for the object `key` in `store`.
     pub fn builder(store: Arc<dyn ObjectStore>, key: impl AsRef<str>) -> ObjectPersistedBuilder<T> {
         ObjectPersistedBuilder {
-            store,
-            key: key.as_ref().to_owned(),
-            format: None,
+            options: Options::new(store, key.as_ref()),
             envelope: false,
-            schema_version: 0,
-            run_id: None,
-            validate: None,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-            multipart: Multipart::default(),
         }
     }
 
