@@ -851,39 +851,22 @@ mod s3 {
                 })
                 .await
                 .unwrap();
-                println!("committed {}", h.generation());
+                println!("ack {}", h.generation());
             }
         }
         let Some(moto) = start(TEST, &[]) else {
             return;
         };
-        let kills: usize = std::env::var("ATOMIC_PERSIST_OBJECT_KILLS")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(5);
-        let mut rng = common::Rng::from_clock();
         let mut seen = Vec::new();
-        for i in 0..kills.max(5) {
-            let delay_ms = [0u64, 100, 300, 600, 1000]
-                .get(i)
-                .copied()
-                .unwrap_or_else(|| rng.below(1200));
+        for delay_ms in common::stores::kill_delays(&[0, 100, 300, 600, 1000], 1200) {
             let mut child = common::child(TEST, "writer")
                 .env("MOTO_PORT", moto.port.to_string())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            let mut lines =
-                std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
-            let acked = |l: &str| l.strip_prefix("committed ")?.parse::<u64>().ok();
-            let first = lines.by_ref().find_map(|l| acked(&l.ok()?));
-            assert!(first.is_some(), "the writer never committed");
-            let last = std::thread::spawn(move || lines.filter_map(|l| acked(&l.ok()?)).last());
-            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-            let acknowledged = last.join().unwrap().or(first).unwrap();
+            let delay = Duration::from_millis(delay_ms);
+            let acknowledged = common::kill_after_first_ack(&mut child, delay, "the writer");
 
             let h = open_on(moto.port).await;
             let g = h.generation();

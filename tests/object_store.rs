@@ -1070,43 +1070,23 @@ mod s3 {
                 })
                 .await
                 .unwrap();
-                println!("committed {}", p.step);
+                println!("ack {}", p.step);
             }
         }
         let Some(moto) = start(test, &[]) else {
             return;
         };
-        // Five kills at fixed delays; `ATOMIC_PERSIST_OBJECT_KILLS=N` adds kills at
-        // random delays up to 2.5 s, for a soak (RELIABILITY.md).
-        let kills: usize = std::env::var("ATOMIC_PERSIST_OBJECT_KILLS")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(5);
-        let mut rng = common::Rng::from_clock();
-        let delays: Vec<u64> = (0..kills.max(5))
-            .map(|i| [0u64, 250, 700, 1300, 2000].get(i).copied())
-            .map(|d| d.unwrap_or_else(|| rng.below(2500)))
-            .collect();
         let mut seen = Vec::new();
-        for delay_ms in delays {
+        for delay_ms in common::stores::kill_delays(&[0, 250, 700, 1300, 2000], 2500) {
             let mut child = common::child(test, "writer")
                 .env("MOTO_PORT", moto.port.to_string())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap();
-            // Kill it `delay_ms` after its first commit, in the middle of later ones.
-            let mut lines =
-                std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
-            let acked = |l: &str| l.strip_prefix("committed ")?.parse::<u64>().ok();
-            let first = lines.by_ref().find_map(|l| acked(&l.ok()?));
-            assert!(first.is_some(), "the writer never committed");
-            // Keep the pipe drained; the last acknowledged commit is known once it closes.
-            let last = std::thread::spawn(move || lines.filter_map(|l| acked(&l.ok()?)).last());
-            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-            let acknowledged = last.join().unwrap().or(first).unwrap();
+            // Killed `delay_ms` after its first commit, in the middle of later ones.
+            let delay = Duration::from_millis(delay_ms);
+            let acknowledged = common::kill_after_first_ack(&mut child, delay, "the S3 writer");
             let p = open_on(moto.port).await;
             assert_eq!(p.blob.len(), size, "after a kill at {delay_ms} ms");
             let whole = p.blob.bytes().all(|b| b == fill(p.step).as_bytes()[0]);

@@ -118,6 +118,24 @@ impl ObjectStore for AppliedThenFailed {
     }
 }
 
+/// The delays (ms after the writer's first acknowledged commit) at which a kill test
+/// SIGKILLs its writers: `fixed`, then random ones below `max_ms` up to
+/// `ATOMIC_PERSIST_OBJECT_KILLS` kills in all (a soak; RELIABILITY.md).
+pub fn kill_delays(fixed: &[u64], max_ms: u64) -> Vec<u64> {
+    let kills: usize = std::env::var("ATOMIC_PERSIST_OBJECT_KILLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(fixed.len());
+    let mut rng = super::Rng::from_clock();
+    let random = std::iter::repeat_with(|| rng.below(max_ms));
+    fixed
+        .iter()
+        .copied()
+        .chain(random)
+        .take(kills.max(fixed.len()))
+        .collect()
+}
+
 /// moto's S3 server on 127.0.0.1 (see [`moto::start`]).
 #[cfg(feature = "s3")]
 pub mod moto {
