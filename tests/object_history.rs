@@ -18,7 +18,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use common::stores::{AppliedThenFailed, Failure, MakeStore, in_memory};
+use common::stores::{AppliedThenFailed, Failure, MakeStore};
 
 #[derive(Serialize, Deserialize, Default, Debug, Clone, PartialEq)]
 struct Checkpoint {
@@ -752,21 +752,7 @@ async fn applied_pointer_put_reported_as_failed(make: MakeStore) {
 // ---------------------------------------------------------------------------------
 // In memory
 
-macro_rules! in_memory_tests {
-    ($($name:ident),* $(,)?) => {
-        mod in_memory {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(in_memory()).await;
-                }
-            )*
-        }
-    };
-}
-
-in_memory_tests!(
+common::stores::behaviour_suite!(
     round_trip_and_versions,
     retention_keeps_n,
     rollback,
@@ -787,41 +773,10 @@ in_memory_tests!(
 // moto's S3 server on loopback
 
 #[cfg(feature = "s3")]
-mod s3 {
+mod s3_kills {
     use super::*;
     use crate::common::stores::moto::{maker, start};
     use std::process::Stdio;
-
-    macro_rules! s3_tests {
-        ($($name:ident),* $(,)?) => {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(moto) = start(concat!("s3::", stringify!($name)), &[]) else {
-                        return;
-                    };
-                    super::$name(maker(moto.port)).await;
-                }
-            )*
-        };
-    }
-
-    s3_tests!(
-        round_trip_and_versions,
-        retention_keeps_n,
-        rollback,
-        conflict,
-        sixteen_writers_race,
-        update_retry_loses_nothing,
-        readers_racing_writers_with_keep_1,
-        large_version_multipart,
-        cancelled_writer_leaves_pointer_complete,
-        sweep_removes_old_orphans_only,
-        malformed_pointer_is_corrupt,
-        missing_or_damaged_version_is_corrupt,
-        validate_and_schema,
-        applied_pointer_put_reported_as_failed,
-    );
 
     /// A writer process committing 2 MiB versions with `keep(3)`, SIGKILLed at 5 points
     /// (more with `ATOMIC_PERSIST_OBJECT_KILLS=N`): in its upload, between upload and
@@ -830,7 +785,7 @@ mod s3 {
     /// version it lists reads back; and `sweep` leaves exactly the listed versions.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn killed_writer_leaves_pointer_complete() {
-        const TEST: &str = "s3::killed_writer_leaves_pointer_complete";
+        const TEST: &str = "s3_kills::killed_writer_leaves_pointer_complete";
         const KEY: &str = "killed-history.json";
         const SIZE: usize = 2 * 1024 * 1024;
         let fill = |step: u64| ["a", "b", "c"][step as usize % 3];

@@ -17,7 +17,7 @@ use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
-use common::stores::{AppliedThenFailed, Failure, MakeStore, in_memory};
+use common::stores::{AppliedThenFailed, Failure, MakeStore};
 
 #[derive(Serialize, Deserialize, Default, Debug, Clone, PartialEq)]
 struct Checkpoint {
@@ -488,14 +488,15 @@ async fn large_values_commit_through_a_pointer(make: MakeStore) {
     );
 }
 
-/// Readers polling the key while large values are committed part by part (each part
-/// held back 300 ms, so the uploads take a while) only ever see complete values, and
-/// some of their GETs are answered while an upload is in flight.
+/// Readers polling the key while large values are committed part by part only ever
+/// see complete values. Each part is held back until two reader GETs have been
+/// answered while the upload is in flight (at most 10 s), so every commit is read
+/// from the middle of its upload, on a quiet machine or a loaded one.
 async fn readers_never_see_a_partial_object_during_a_multipart_commit(make: MakeStore) {
     let key = "large/readers.json";
-    let slow = slow_parts::SlowParts::new(make(), Duration::from_millis(300));
+    open_large(&make, key).await.set(large(0, 0)).await.unwrap();
+    let slow = slow_parts::SlowParts::new(make(), Duration::from_millis(50)).hold_for_gets(2);
     let mut w = open_large_on(Arc::new(slow.clone()), key).await;
-    w.set(large(0, 0)).await.unwrap();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut readers = Vec::new();
     for _ in 0..2 {
@@ -524,7 +525,10 @@ async fn readers_never_see_a_partial_object_during_a_multipart_commit(make: Make
         "three commits of three parts: {}",
         slow.parts()
     );
-    assert!(during > 0, "no read overlapped an upload ({reads} reads)");
+    assert!(
+        during >= 6,
+        "{during} GETs during 3 uploads ({reads} reads)"
+    );
     common::report(&format!(
         "multipart commits: {reads} reads, all whole; {during} GETs answered during an upload"
     ));
@@ -722,6 +726,7 @@ mod slow_parts {
         uploading: Arc<AtomicUsize>,
         parts: Arc<AtomicUsize>,
         gets_during_uploads: Arc<AtomicUsize>,
+        hold_for_gets: usize,
     }
 
     impl SlowParts {
@@ -732,7 +737,15 @@ mod slow_parts {
                 uploading: Default::default(),
                 parts: Default::default(),
                 gets_during_uploads: Default::default(),
+                hold_for_gets: 0,
             }
+        }
+
+        /// Holds every part back (after the delay) until `n` GETs have been answered
+        /// since its upload began, while it was in flight, or 10 s have passed.
+        pub fn hold_for_gets(mut self, n: usize) -> Self {
+            self.hold_for_gets = n;
+            self
         }
 
         /// Whether a multipart upload has started and not yet ended.
@@ -763,6 +776,8 @@ mod slow_parts {
         inner: Box<dyn MultipartUpload>,
         store: SlowParts,
         ended: bool,
+        /// Parts wait until this many GETs have been answered during uploads.
+        gets_target: usize,
     }
 
     impl SlowUpload {
@@ -783,9 +798,14 @@ mod slow_parts {
     impl MultipartUpload for SlowUpload {
         fn put_part(&mut self, data: PutPayload) -> UploadPart {
             let (delay, parts) = (self.store.delay, self.store.parts.clone());
+            let (gets, target) = (self.store.gets_during_uploads.clone(), self.gets_target);
             let part = self.inner.put_part(data);
             Box::pin(async move {
                 tokio::time::sleep(delay).await;
+                let start = std::time::Instant::now();
+                while gets.load(Ordering::SeqCst) < target && start.elapsed().as_secs() < 10 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 part.await?;
                 parts.fetch_add(1, Ordering::SeqCst);
                 Ok(())
@@ -819,10 +839,12 @@ mod slow_parts {
             let inner = self.inner.put_multipart_opts(to, o).await?;
             self.uploading.fetch_add(1, Ordering::SeqCst);
             let store = self.clone();
+            let gets_target = self.gets_during_uploads() + self.hold_for_gets;
             Ok(Box::new(SlowUpload {
                 inner,
                 store,
                 ended: false,
+                gets_target,
             }))
         }
 
@@ -863,21 +885,7 @@ mod slow_parts {
 // ---------------------------------------------------------------------------------
 // In memory
 
-macro_rules! in_memory_tests {
-    ($($name:ident),* $(,)?) => {
-        mod in_memory {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(in_memory()).await;
-                }
-            )*
-        }
-    };
-}
-
-in_memory_tests!(
+common::stores::behaviour_suite!(
     round_trip,
     conflict_and_force,
     sixteen_writers_race,
@@ -908,41 +916,10 @@ async fn open_or_default_is_not_fooled_by_a_failing_store() {
 // A real S3 API server on loopback
 
 #[cfg(feature = "s3")]
-mod s3 {
+mod s3_faults {
     use super::*;
     use common::stores::moto::{BUCKET, client, free_port, http, maker, start};
     use std::process::Stdio;
-
-    macro_rules! s3_tests {
-        ($($name:ident),* $(,)?) => {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(moto) = start(concat!("s3::", stringify!($name)), &[]) else {
-                        return;
-                    };
-                    super::$name(maker(moto.port)).await;
-                }
-            )*
-        };
-    }
-
-    s3_tests!(
-        round_trip,
-        conflict_and_force,
-        sixteen_writers_race,
-        update_retry_loses_nothing,
-        readers_never_see_partial_objects,
-        cancelled_writer_leaves_no_partial_object,
-        validate_and_schema,
-        large_values_commit_through_a_pointer,
-        readers_never_see_a_partial_object_during_a_multipart_commit,
-        cancelled_multipart_writer_leaves_no_partial_object,
-        a_lost_race_with_a_large_value_leaves_no_body,
-        a_missing_or_damaged_body_is_corrupt,
-        sweep_bodies_removes_only_old_orphans,
-        an_applied_put_reported_as_failed,
-    );
 
     /// The stores' errors are typed and name the key.
     fn assert_io(
@@ -967,7 +944,7 @@ mod s3 {
     #[tokio::test]
     async fn unreachable_endpoint_is_a_typed_error_naming_the_key() {
         let Some(moto) = start(
-            "s3::unreachable_endpoint_is_a_typed_error_naming_the_key",
+            "s3_faults::unreachable_endpoint_is_a_typed_error_naming_the_key",
             &[],
         ) else {
             return;
@@ -985,7 +962,10 @@ mod s3 {
 
     #[tokio::test]
     async fn missing_bucket_is_a_typed_error_naming_the_key() {
-        let Some(moto) = start("s3::missing_bucket_is_a_typed_error_naming_the_key", &[]) else {
+        let Some(moto) = start(
+            "s3_faults::missing_bucket_is_a_typed_error_naming_the_key",
+            &[],
+        ) else {
             return;
         };
         let key = "state/missing-bucket.json";
@@ -1011,7 +991,7 @@ mod s3 {
         // first GET through unauthenticated, and checks the credentials of every later
         // request: "AKIAWRONG..." is no IAM access key it knows.
         let Some(moto) = start(
-            "s3::bad_credentials_are_a_typed_error_naming_the_key",
+            "s3_faults::bad_credentials_are_a_typed_error_naming_the_key",
             &[("INITIAL_NO_AUTH_ACTION_COUNT", "2")],
         ) else {
             return;
@@ -1036,7 +1016,7 @@ mod s3 {
     /// complete object or a new complete one, never part of one.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn killed_writer_leaves_no_partial_object() {
-        killed_writer("s3::killed_writer_leaves_no_partial_object", false).await;
+        killed_writer("s3_faults::killed_writer_leaves_no_partial_object", false).await;
     }
 
     /// The same with 12 MiB values committed as multipart bodies behind a pointer:
@@ -1045,7 +1025,11 @@ mod s3 {
     /// are orphans that `sweep_bodies` removes, leaving only the live one.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn killed_multipart_writer_leaves_no_partial_object() {
-        killed_writer("s3::killed_multipart_writer_leaves_no_partial_object", true).await;
+        killed_writer(
+            "s3_faults::killed_multipart_writer_leaves_no_partial_object",
+            true,
+        )
+        .await;
     }
 
     async fn killed_writer(test: &str, multipart: bool) {

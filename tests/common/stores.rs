@@ -118,6 +118,40 @@ impl ObjectStore for AppliedThenFailed {
     }
 }
 
+/// One test per behaviour `async fn name(MakeStore)` of the calling file, over each
+/// store: `in_memory::name` over [`in_memory`], and with the `s3` feature `s3::name` over
+/// a moto server of its own ([`moto::start`]; skipped loudly without moto).
+#[allow(unused_macros)] // not every test file runs a suite
+macro_rules! behaviour_suite {
+    ($($name:ident),* $(,)?) => {
+        mod in_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(crate::common::stores::in_memory()).await;
+                }
+            )*
+        }
+
+        #[cfg(feature = "s3")]
+        mod s3 {
+            use crate::common::stores::moto;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let test = concat!("s3::", stringify!($name));
+                    let Some(server) = moto::start(test, &[]) else {
+                        return;
+                    };
+                    super::$name(moto::maker(server.port)).await;
+                }
+            )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use behaviour_suite;
+
 /// The delays (ms after the writer's first acknowledged commit) at which a kill test
 /// SIGKILLs its writers: `fixed`, then random ones below `max_ms` up to
 /// `ATOMIC_PERSIST_OBJECT_KILLS` kills in all (a soak; RELIABILITY.md).
