@@ -3,7 +3,9 @@
 //! There is no second implementation. Each async function moves its arguments into one
 //! [`tokio::task::spawn_blocking`] call that runs exactly the synchronous function of the
 //! same name ([`write_atomic`](crate::write_atomic), [`PersistedBuilder::open`],
-//! [`Persisted::commit`], [`Persisted::update_locked`], ...),
+//! [`Persisted::commit`], [`Persisted::update_locked`], ..., and for a
+//! [`Persist`](crate::Persist) type `load_async`, `load_or_default_async` and
+//! `save_async`),
 //! so every guarantee of the synchronous path (temp file, fsync, rename, envelope,
 //! checksum, validation) holds unchanged, and the async executor's threads never wait
 //! for a disk. They must be called from within a tokio runtime (any flavour).
@@ -165,23 +167,44 @@ where
     }
 
     async fn run_async<R: Send + 'static>(
-        mut self,
+        self,
         op: Op,
         f: impl FnOnce(&mut Self) -> Result<R> + Send + 'static,
     ) -> (Self, Result<R>) {
         let path = self.path().to_path_buf();
-        // A JoinError other than a panic means the runtime dropped the task before it
-        // ran; the handle went with it, so there is nothing to give back.
-        let (back, r) = match blocking(&path, op, move || {
-            let r = f(&mut self);
-            (self, r)
-        })
-        .await
-        {
-            Ok(pair) => pair,
-            Err(e) => panic!("the runtime is shutting down: {e}"),
-        };
-        (back, r)
+        run_with(self, path, op, f).await
+    }
+}
+
+/// `f(path)` on tokio's blocking pool, once `path` is known: the async form of a
+/// synchronous load of `T`.
+pub(crate) async fn run<R: Send + 'static>(
+    path: Result<PathBuf>,
+    op: Op,
+    f: impl FnOnce(&Path) -> Result<R> + Send + 'static,
+) -> Result<R> {
+    let path = path?;
+    let at = path.clone();
+    blocking(&at, op, move || f(&path)).await?
+}
+
+/// `f(&mut value)` on tokio's blocking pool, giving `value` back with the result.
+pub(crate) async fn run_with<V: Send + 'static, R: Send + 'static>(
+    mut value: V,
+    path: PathBuf,
+    op: Op,
+    f: impl FnOnce(&mut V) -> Result<R> + Send + 'static,
+) -> (V, Result<R>) {
+    // A JoinError other than a panic means the runtime dropped the task before it
+    // ran; the value went with it, so there is nothing to give back.
+    match blocking(&path, op, move || {
+        let r = f(&mut value);
+        (value, r)
+    })
+    .await
+    {
+        Ok(pair) => pair,
+        Err(e) => panic!("the runtime is shutting down: {e}"),
     }
 }
 

@@ -340,6 +340,60 @@ pub trait Persist: Serialize + DeserializeOwned {
         p.commit()
     }
 
+    /// [`load`](Self::load) on tokio's blocking pool (feature `tokio`): the same
+    /// synchronous load, in one `spawn_blocking`.
+    ///
+    /// ```standalone_crate
+    /// # #[cfg(all(feature = "derive", feature = "json"))]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), atomic_persist::Error> {
+    /// use atomic_persist::Persist;
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # std::env::set_current_dir(dir.path()).unwrap(); // a process of its own
+    /// #[derive(serde::Serialize, serde::Deserialize, Persist)]
+    /// #[persist(path = "state.json")]
+    /// struct State { n: u32 }
+    ///
+    /// let (_, saved) = State { n: 7 }.save_async().await;
+    /// saved?;
+    /// assert_eq!(State::load_async().await?.n, 7);
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(all(feature = "derive", feature = "json")))]
+    /// # fn main() {}
+    /// ```
+    #[cfg(feature = "tokio")]
+    fn load_async() -> impl Future<Output = Result<Self>> + Send
+    where
+        Self: Send + 'static,
+    {
+        crate::asynchronous::run(Self::default_path(), Op::Read, |_| Self::load())
+    }
+
+    /// [`load_or_default`](Self::load_or_default) on tokio's blocking pool (feature
+    /// `tokio`).
+    #[cfg(feature = "tokio")]
+    fn load_or_default_async() -> impl Future<Output = Result<Self>> + Send
+    where
+        Self: Default + Send + 'static,
+    {
+        crate::asynchronous::run(Self::default_path(), Op::Read, |_| Self::load_or_default())
+    }
+
+    /// [`save`](Self::save) on tokio's blocking pool (feature `tokio`). Takes the value
+    /// and gives it back with the result, as
+    /// [`Persisted::commit_async`](crate::Persisted::commit_async) does; dropping the
+    /// future does not undo a save that started (see
+    /// [`asynchronous`](crate::asynchronous)).
+    #[cfg(feature = "tokio")]
+    fn save_async(self) -> impl Future<Output = (Self, Result<()>)> + Send
+    where
+        Self: Send + 'static,
+    {
+        let path = Self::default_path().unwrap_or_else(|_| Self::PATH.into());
+        crate::asynchronous::run_with(self, path, Op::Write, |v| v.save())
+    }
+
     /// A [`Persisted<Self>`] at the [`default_path`](Self::default_path), for
     /// [`update`](Persisted::update) and [`commit`](Persisted::commit); starts from
     /// `Self::default()` when there is no file. Use [`builder`](Self::builder) to open

@@ -150,3 +150,39 @@ async fn update_locked_async_loses_no_update() {
     }
     assert_eq!(*Persisted::<u64>::open_async(&path).await.unwrap(), 100);
 }
+
+/// A `Persist` type saves and loads through the same synchronous code on the blocking
+/// pool, and gets its value back from `save_async`.
+#[tokio::test]
+async fn persist_types_save_and_load_async() {
+    use atomic_persist::Persist;
+
+    #[derive(serde::Serialize, serde::Deserialize, Default, Debug, PartialEq)]
+    struct Jobs {
+        done: Vec<u32>,
+    }
+    impl Persist for Jobs {
+        const PATH: &'static str = concat!(env!("CARGO_TARGET_TMPDIR"), "/async_api_jobs.json");
+    }
+
+    let _ = std::fs::remove_file(Jobs::PATH);
+    assert!(matches!(
+        Jobs::load_async().await,
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(
+        Jobs::load_or_default_async().await.unwrap(),
+        Jobs::default()
+    );
+
+    let (jobs, saved) = Jobs { done: vec![1, 2] }.save_async().await;
+    saved.unwrap();
+    assert_eq!(jobs.done, [1, 2], "the value comes back");
+    assert_eq!(Jobs::load_async().await.unwrap(), jobs);
+    assert_eq!(
+        Jobs::load_from(Jobs::PATH).unwrap(),
+        jobs,
+        "the same file as `load`"
+    );
+    std::fs::remove_file(Jobs::PATH).unwrap();
+}
