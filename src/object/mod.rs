@@ -675,13 +675,13 @@ impl<T: fmt::Debug> fmt::Debug for ObjectPersisted<T> {
 }
 
 /// How often a reader reads a pointer again when its body has just been deleted by
-/// a writer that replaced the pointer.
-const BODY_RETRIES: u32 = 5;
+/// a writer that replaced the pointer (each time, the pointer has moved on).
+const BODY_RETRIES: u32 = 100;
 
 /// The bytes of the value at `key`, following a pointer to its body.
 async fn fetch(store: &dyn ObjectStore, key: &ObjectPath) -> Result<Fetched> {
-    let mut attempt = 1;
-    loop {
+    let mut missing = None;
+    for _ in 0..BODY_RETRIES {
         let (bytes, version) = get_bytes(store, key).await?;
         let Some(pointer) = Pointer::parse(key, &bytes) else {
             return Ok(Fetched {
@@ -691,6 +691,9 @@ async fn fetch(store: &dyn ObjectStore, key: &ObjectPath) -> Result<Fetched> {
             });
         };
         let pointer = pointer?;
+        if missing.as_ref() == Some(&pointer.body) {
+            break; // still named, still missing
+        }
         match get_bytes(store, &pointer.body).await {
             Ok((bytes, _)) => {
                 check_body(key, &pointer, &bytes)?;
@@ -702,18 +705,19 @@ async fn fetch(store: &dyn ObjectStore, key: &ObjectPath) -> Result<Fetched> {
                 });
             }
             // A writer replaced the pointer and deleted this body between the two
-            // GETs: the pointer now names another one.
-            Err(Error::NotFound { .. }) if attempt < BODY_RETRIES => attempt += 1,
-            // Not `NotFound`: `open_or_default` would start afresh over a live value.
-            Err(Error::NotFound { .. }) => {
-                return Err(Error::Corrupt {
-                    path: key_path(key),
-                    reason: format!("its pointer names {}, which does not exist", pointer.body),
-                });
-            }
+            // GETs, or the body is lost: the pointer, read again, tells which.
+            Err(Error::NotFound { .. }) => missing = Some(pointer.body),
             Err(e) => return Err(e),
         }
     }
+    // Not `NotFound`: `open_or_default` would start afresh over a live value.
+    Err(Error::Corrupt {
+        path: key_path(key),
+        reason: format!(
+            "its pointer names {}, which does not exist",
+            missing.map_or_else(String::new, |b| b.to_string())
+        ),
+    })
 }
 
 /// A body must be the one its pointer was written for.
