@@ -38,7 +38,7 @@
 //! Errors: a missing object is [`Error::NotFound`]; a lost conditional PUT is
 //! [`Error::Conflict`]; anything else the store reports (refused credentials, an
 //! unreachable endpoint, a missing bucket, a timeout) is [`Error::Io`] with
-//! [`Op::Get`] or [`Op::Put`], the key as `path`, and
+//! [`Op::Get`], [`Op::Put`], [`Op::List`] or [`Op::Delete`], the key as `path`, and
 //! the store's error as `source` (refused credentials have the kind
 //! `PermissionDenied`, a missing bucket `NotFound` — never [`Error::NotFound`], which
 //! `open_or_default` would take for "start fresh").
