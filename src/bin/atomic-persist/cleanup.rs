@@ -31,6 +31,7 @@ enum State {
     Preparing,
     /// Standard input is being copied into the temporary file at this path (`None` for an
     /// anonymous file, which disappears with the process).
+    #[cfg_attr(not(unix), allow(dead_code))] // only the Unix signal thread reads it
     Writing(Option<PathBuf>),
     /// The commit (or the removal after an error) has begun: signals no longer act.
     Finishing,
