@@ -1,4 +1,5 @@
-//! Checkpoint a job's progress to S3, resuming where the last run stopped.
+//! Checkpoint a job's progress to S3, resuming where the last run stopped; then keep
+//! the last three checkpoints as a history.
 //!
 //! Runs against a local S3 API server on loopback (never another host):
 //!
@@ -17,7 +18,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 
 use atomic_persist::Error;
-use atomic_persist::object::ObjectPersisted;
+use atomic_persist::object::{ObjectHistory, ObjectPersisted};
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,7 @@ struct Job {
 
 const BUCKET: &str = "checkpoints";
 const KEY: &str = "runs/demo/checkpoint.json";
+const HISTORY_KEY: &str = "runs/demo/history.json";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -93,6 +95,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("stale writer refused: it saw generation {expected}, the store has {found}")
         }
         other => println!("unexpected: {other:?}"),
+    }
+
+    // With history: every checkpoint a version of its own, the newest three kept,
+    // any of them readable (or rolled back to) later.
+    let mut history = ObjectHistory::<Job>::builder(store.clone(), HISTORY_KEY)
+        .keep(3)
+        .open_or_default()
+        .await?;
+    history
+        .update_retry(|j| j.next_item = job.next_item)
+        .await?;
+    for v in history.versions().await? {
+        let old = history.version(v.generation).await?;
+        println!(
+            "version {} ({}, {} bytes): next item {}",
+            v.generation,
+            v.written_at_rfc3339(),
+            v.size,
+            old.next_item
+        );
     }
     Ok(())
 }
