@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::options::{Options, Validate};
 use super::store::{
-    Multipart, create_unique, delete_quietly, get_bytes, head, jitter, key_path, same_version,
+    Multipart, Retry, create_unique, delete_quietly, get_bytes, head, key_path, same_version,
     store_error,
 };
 use crate::envelope::{self, Fingerprint, Meta};
@@ -778,19 +778,12 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
     /// jittered, growing pause between attempts. `f` must be a change that can be
     /// applied again to a fresh value (`n += 1`, not `n = old + 1`).
     pub async fn update_retry<R>(&mut self, mut f: impl FnMut(&mut T) -> R) -> Result<R> {
-        let mut pause = Duration::from_millis(5);
-        let mut attempt = 1;
+        let mut retry = Retry::new(self.config.max_attempts);
         loop {
             let r = f(&mut self.value);
             match self.commit().await {
-                Ok(()) => return Ok(r),
-                Err(Error::Conflict { .. }) if attempt < self.config.max_attempts => {
-                    attempt += 1;
-                    tokio::time::sleep(jitter(pause)).await;
-                    pause = (pause * 2).min(Duration::from_millis(500));
-                    self.reload().await?;
-                }
-                Err(e) => return Err(e),
+                Err(Error::Conflict { .. }) if retry.again().await => self.reload().await?,
+                done => return done.map(|()| r),
             }
         }
     }

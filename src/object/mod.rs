@@ -154,7 +154,7 @@ use crate::error::{Error, Op, Result};
 use crate::format::AnyFormat;
 use options::{Options, Validate};
 use pointer::Pointer;
-use store::{Multipart, get_bytes, head, jitter, key_path, same_version, store_error};
+use store::{Multipart, Retry, get_bytes, head, key_path, same_version, store_error};
 
 mod history;
 mod options;
@@ -390,19 +390,12 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
     /// An object this handle saw that has since been deleted is [`Error::NotFound`]
     /// (nothing to update; [`force_commit`](Self::force_commit) writes it again).
     pub async fn update_retry<R>(&mut self, mut f: impl FnMut(&mut T) -> R) -> Result<R> {
-        let mut pause = Duration::from_millis(5);
-        let mut attempt = 1;
+        let mut retry = Retry::new(self.config.max_attempts);
         loop {
             let r = f(&mut self.value);
             match self.commit().await {
-                Ok(()) => return Ok(r),
-                Err(Error::Conflict { .. }) if attempt < self.config.max_attempts => {
-                    attempt += 1;
-                    tokio::time::sleep(jitter(pause)).await;
-                    pause = (pause * 2).min(Duration::from_millis(500));
-                    self.reload().await?;
-                }
-                Err(e) => return Err(e),
+                Err(Error::Conflict { .. }) if retry.again().await => self.reload().await?,
+                done => return done.map(|()| r),
             }
         }
     }

@@ -66,8 +66,37 @@ pub(crate) fn same_version(v: &UpdateVersion, m: &object_store::ObjectMeta) -> b
     }
 }
 
+/// The attempts of an `update_retry` loop: at most `max`, with a pause before each
+/// retry of 5 ms, doubling up to 500 ms, plus jitter.
+pub(crate) struct Retry {
+    attempt: u32,
+    max: u32,
+    pause: Duration,
+}
+
+impl Retry {
+    pub fn new(max: u32) -> Retry {
+        Retry {
+            attempt: 1,
+            max,
+            pause: Duration::from_millis(5),
+        }
+    }
+
+    /// Waits before the next attempt; `false`, at once, when none is left.
+    pub async fn again(&mut self) -> bool {
+        if self.attempt >= self.max {
+            return false;
+        }
+        self.attempt += 1;
+        tokio::time::sleep(jitter(self.pause)).await;
+        self.pause = (self.pause * 2).min(Duration::from_millis(500));
+        true
+    }
+}
+
 /// Up to half of `d` added at random, so that racing writers spread out.
-pub(crate) fn jitter(d: Duration) -> Duration {
+fn jitter(d: Duration) -> Duration {
     // The low 62 bits of a v7 are random.
     let random = crate::envelope::new_run_id().as_u128() as u64;
     d + d.mul_f64((random % 1000) as f64 / 2000.0)
