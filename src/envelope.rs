@@ -105,7 +105,7 @@
 
 use std::hash::Hasher;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
@@ -113,7 +113,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Op, Result};
 use crate::format::{AnyFormat, Format};
 
 /// The version of the on-disk envelope this build writes and reads.
@@ -227,6 +227,47 @@ pub fn verify(path: impl AsRef<Path>) -> Result<Option<Meta>> {
     let format = AnyFormat::from_path(path)?;
     let bytes = crate::persisted::read_file(path)?;
     Ok(split(format, &bytes, true).map_err(|e| e.at(path))?.meta)
+}
+
+/// [`verify`] for every file in the directory `dir` (one level deep) that could be an
+/// enveloped file: regular, not hidden (temporary and lock files start with a dot), and
+/// with a known extension; symlinks (a history's `latest` pointer) are left out.
+/// Returns each path, sorted, with its result; an error only when `dir` cannot be
+/// listed.
+///
+/// ```
+/// # #[cfg(feature = "json")] {
+/// # let dir = tempfile::tempdir()?;
+/// # let mut p = atomic_persist::Persisted::<u64>::builder(dir.path().join("a.json"))
+/// #     .envelope(true)
+/// #     .open_or_default()?;
+/// # p.set(7)?;
+/// std::fs::write(dir.path().join("b.json"), b"{\"atomic_persist\": 1, \"torn")?;
+/// let checked = atomic_persist::envelope::verify_dir(dir.path())?;
+/// assert!(matches!(checked[0].1, Ok(Some(_))));
+/// assert!(matches!(checked[1].1, Err(atomic_persist::Error::Corrupt { .. })));
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn verify_dir(dir: impl AsRef<Path>) -> Result<Vec<(PathBuf, Result<Option<Meta>>)>> {
+    let dir = dir.as_ref();
+    // Listed through `sys`: std's directory iterator panics when `closedir` fails.
+    let names = crate::sys::list_names(dir).map_err(|e| Error::io(Op::ReadDir, dir, e))?;
+    let mut paths: Vec<PathBuf> = names
+        .iter()
+        .filter(|name| !name.to_string_lossy().starts_with('.'))
+        .map(|name| dir.join(name))
+        .filter(|path| AnyFormat::from_path(path).is_ok())
+        .filter(|path| std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()))
+        .collect();
+    paths.sort();
+    Ok(paths
+        .into_iter()
+        .map(|path| {
+            let result = verify(&path);
+            (path, result)
+        })
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------

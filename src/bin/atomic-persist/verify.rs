@@ -4,7 +4,7 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use atomic_persist::{AnyFormat, Error};
+use atomic_persist::Error;
 
 /// Check that files are intact: envelope complete and checksum right.
 ///
@@ -51,7 +51,7 @@ pub fn run(args: Args) -> ExitCode {
     for path in &args.paths {
         let result = match std::fs::metadata(path) {
             Ok(m) if m.is_dir() => verify_dir(path, &mut out, &mut outcome),
-            Ok(_) => verify_file(path, true, &mut out, &mut outcome),
+            Ok(_) => verify_file(path, &mut out, &mut outcome),
             Err(e) => Err(crate::inspect::io_failure(path, e).0),
         };
         if let Err(reason) = result {
@@ -72,20 +72,9 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 fn verify_dir(dir: &Path, out: &mut impl io::Write, outcome: &mut Outcome) -> Result<(), String> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-    let mut paths = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        if !hidden && is_file && AnyFormat::from_path(entry.path()).is_ok() {
-            paths.push(entry.path());
-        }
-    }
-    paths.sort();
-    for path in paths {
-        if let Err(reason) = verify_file(&path, false, out, outcome) {
+    let checked = atomic_persist::envelope::verify_dir(dir).map_err(|e| e.to_string())?;
+    for (path, result) in checked {
+        if let Err(reason) = report(&path, result, false, out, outcome) {
             outcome.error = true;
             let _ = writeln!(io::stderr(), "atomic-persist: {reason}");
         }
@@ -93,14 +82,26 @@ fn verify_dir(dir: &Path, out: &mut impl io::Write, outcome: &mut Outcome) -> Re
     Ok(())
 }
 
-/// Checks one file; `named` files are reported even when plain.
-fn verify_file(
+/// Checks one file named on the command line.
+fn verify_file(path: &Path, out: &mut impl io::Write, outcome: &mut Outcome) -> Result<(), String> {
+    report(
+        path,
+        atomic_persist::envelope::verify(path),
+        true,
+        out,
+        outcome,
+    )
+}
+
+/// Prints the line for one checked file; `named` files are reported even when plain.
+fn report(
     path: &Path,
+    result: atomic_persist::Result<Option<atomic_persist::envelope::Meta>>,
     named: bool,
     out: &mut impl io::Write,
     outcome: &mut Outcome,
 ) -> Result<(), String> {
-    let line = match atomic_persist::envelope::verify(path) {
+    let line = match result {
         Ok(Some(meta)) => format!("{}: ok (generation {})", path.display(), meta.generation),
         Ok(None) if named => format!("{}: plain (no envelope)", path.display()),
         Ok(None) => return Ok(()),
