@@ -16,16 +16,8 @@ use atomic_persist::Error;
 use atomic_persist::object::{ObjectHistory, ObjectPersisted};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use serde::{Deserialize, Serialize};
 
-use common::stores::{AppliedThenFailed, Failure, MakeStore};
-
-#[derive(Serialize, Deserialize, Default, Debug, Clone, PartialEq)]
-struct Checkpoint {
-    step: u64,
-    writer: u32,
-    blob: String,
-}
+use common::stores::{AppliedThenFailed, Checkpoint, Failure, MakeStore};
 
 fn step(n: u64) -> Checkpoint {
     Checkpoint {

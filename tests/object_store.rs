@@ -15,16 +15,8 @@ use atomic_persist::Error;
 use atomic_persist::object::ObjectPersisted;
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
-use serde::{Deserialize, Serialize};
 
-use common::stores::{AppliedThenFailed, Failure, MakeStore};
-
-#[derive(Serialize, Deserialize, Default, Debug, Clone, PartialEq)]
-struct Checkpoint {
-    step: u64,
-    writer: u32,
-    blob: String,
-}
+use common::stores::{AppliedThenFailed, Checkpoint, Failure, MakeStore};
 
 async fn open(make: &MakeStore, key: &str) -> ObjectPersisted<Checkpoint> {
     ObjectPersisted::<Checkpoint>::builder(make(), key)

@@ -13,6 +13,15 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
+/// The value both object-store suites commit: a step counter, the writer that wrote
+/// it, and a payload whose size and fill the tests choose.
+#[derive(serde::Serialize, serde::Deserialize, Default, Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub step: u64,
+    pub writer: u32,
+    pub blob: String,
+}
+
 /// Makes fresh clients of one store (each racing writer gets its own, as separate
 /// processes would).
 pub type MakeStore = Arc<dyn Fn() -> Arc<dyn ObjectStore> + Send + Sync>;
