@@ -118,7 +118,7 @@ fn main() -> ExitCode {
         }
         ["sweep", dir] => match atomic_persist::sweep(dir) {
             Ok(n) => {
-                println!("SWEEP removed={n}");
+                println!("SWEEP removed={}", n.count());
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -33,8 +33,9 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::error::{Error, Op, Result};
+use crate::error::{Error, Op, Refusal, Result};
 use crate::sys;
+use crate::trust::{self, Target};
 
 /// How much of a save must reach stable storage before it returns.
 ///
@@ -73,6 +74,8 @@ pub struct WriteOptions {
     preserve_permissions: bool,
     no_clobber: bool,
     anonymous_temp: bool,
+    follow_symlinks: bool,
+    replace_non_regular: bool,
 }
 
 impl Default for WriteOptions {
@@ -83,6 +86,8 @@ impl Default for WriteOptions {
             preserve_permissions: true,
             no_clobber: false,
             anonymous_temp: false,
+            follow_symlinks: true,
+            replace_non_regular: false,
         }
     }
 }
@@ -128,6 +133,26 @@ impl WriteOptions {
     /// Where the filesystem has no `O_TMPFILE`, a named temporary file is used.
     pub fn anonymous_temp(mut self, yes: bool) -> Self {
         self.anonymous_temp = yes;
+        self
+    }
+
+    /// Follow a symlink at the destination and write its target (default `true`); with
+    /// `false` the link itself is replaced by a regular file.
+    ///
+    /// Either way a link in a shared sticky directory (like `/tmp`) that neither the
+    /// caller nor the directory's owner owns is never followed: the save is
+    /// [`Error::Refused`] instead (see `# Security` in the [module docs](self)).
+    pub fn follow_symlinks(mut self, yes: bool) -> Self {
+        self.follow_symlinks = yes;
+        self
+    }
+
+    /// Replace a destination that is not a regular file (a FIFO, a socket, a device
+    /// node) with a regular file (default `false`: [`Error::Refused`]). The new file gets
+    /// a fresh mode, never the node's: a copy of `/dev/null`'s 0666 would make it
+    /// writable by all.
+    pub fn replace_non_regular(mut self, yes: bool) -> Self {
+        self.replace_non_regular = yes;
         self
     }
 
@@ -268,16 +293,6 @@ impl Write for AtomicFile {
     }
 }
 
-/// The destination, resolved: an open directory and a name in it.
-#[derive(Debug)]
-struct Target {
-    dir: sys::Dir,
-    dir_path: PathBuf,
-    name: OsString,
-    /// `dir_path/name`, for error messages.
-    path: PathBuf,
-}
-
 /// A save in progress: owns the temporary file's name and removes it on drop unless the
 /// rename consumed it.
 #[derive(Debug)]
@@ -289,10 +304,9 @@ struct Staged {
     metadata_changed: bool,
     durability: Durability,
     no_clobber: bool,
+    /// The permissions given, kept for the special bits applied at the end.
+    perms: sys::Perms,
 }
-
-/// Symlinks followed before giving up, as the kernel's own limit (`ELOOP`).
-const MAX_SYMLINKS: usize = 40;
 
 /// Name collisions tolerated before giving up on creating a temporary file.
 const MAX_TEMP_ATTEMPTS: usize = 64;
@@ -300,34 +314,43 @@ const MAX_TEMP_ATTEMPTS: usize = 64;
 impl Staged {
     /// Steps 1 and 2: resolve the destination, create and lock the temporary file.
     fn new(opts: &WriteOptions, path: &Path) -> Result<(Staged, File)> {
-        let (target, existing) = resolve(path)?;
+        let mut target = trust::resolve(path, opts.follow_symlinks)?;
+        let existing = target.existing.take();
         if opts.no_clobber && existing.is_some() {
             return Err(Error::AlreadyExists { path: target.path });
         }
-        let perms = match &existing {
-            Some(e) if opts.preserve_permissions => e.perms(opts.mode),
-            _ => sys::Perms::new(opts.mode),
-        };
+        let perms = perms_for(opts, &target, existing.as_ref())?;
         let mut staged = Staged {
             target,
             temp: None,
             metadata_changed: false,
             durability: opts.durability,
             no_clobber: opts.no_clobber,
+            perms,
         };
-        let file = staged.create_temp(&perms, opts.anonymous_temp)?;
+        let (file, creator) = staged.create_temp(opts.anonymous_temp)?;
+        if let Some(existing) = &existing {
+            // Checked against the temp's owner, which the engine's fstat already gave:
+            // no syscall when the caller owns the file it replaces. On refusal the
+            // temp is removed on drop.
+            let t = &staged.target;
+            trust::check_owner(&t.dir, existing, creator, &t.path)?;
+        }
         Ok((staged, file))
     }
 
-    fn create_temp(&mut self, perms: &sys::Perms, anonymous: bool) -> Result<File> {
+    /// Creates and locks the temporary file; returns it and its creator's uid when the
+    /// settling `fstat` told it.
+    fn create_temp(&mut self, anonymous: bool) -> Result<(File, Option<u32>)> {
+        let perms = self.perms.clone();
         if anonymous {
-            match self.target.dir.create_anonymous(perms) {
+            match self.target.dir.create_anonymous(&perms) {
                 // Locked like a named temp: it gets a name just before the rename.
                 Ok(Some(file)) => {
                     file.try_lock()
                         .map_err(|e| self.error(Op::CreateTemp, io::Error::from(e)))?;
-                    self.settle(&file, perms, false)?;
-                    return Ok(file);
+                    let creator = self.settle(&file, &perms, false)?;
+                    return Ok((file, creator.flatten()));
                 }
                 Ok(None) => {} // no O_TMPFILE here: fall through to a named temp
                 Err(e) => return Err(self.error(Op::CreateTemp, e)),
@@ -335,7 +358,7 @@ impl Staged {
         }
         for _ in 0..MAX_TEMP_ATTEMPTS {
             let name = temp_name(&self.target.name);
-            let file = match self.target.dir.create_new(&name, perms) {
+            let file = match self.target.dir.create_new(&name, &perms) {
                 Ok(file) => file,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(self.error(Op::CreateTemp, e)),
@@ -343,8 +366,8 @@ impl Staged {
             self.temp = Some(name);
             match file.try_lock() {
                 Ok(()) => {
-                    if self.settle(&file, perms, true)? {
-                        return Ok(file);
+                    if let Some(creator) = self.settle(&file, &perms, true)? {
+                        return Ok((file, creator));
                     }
                     // Between our create and our lock, a concurrent sweep locked the name,
                     // took it for debris and removed it. It is no longer ours: forget it.
@@ -361,14 +384,19 @@ impl Staged {
         Err(self.error(Op::CreateTemp, e))
     }
 
-    /// Gives a locked new temp its final owner and mode; `false` when a sweep removed
-    /// its name first.
-    fn settle(&mut self, file: &File, perms: &sys::Perms, named: bool) -> Result<bool> {
+    /// Gives a locked new temp its final owner and mode; `None` when a sweep removed its
+    /// name first, else the creator's uid if the `fstat` was made.
+    fn settle(
+        &mut self,
+        file: &File,
+        perms: &sys::Perms,
+        named: bool,
+    ) -> Result<Option<Option<u32>>> {
         match perms.settle(file, named) {
-            Ok(sys::Settled::Unlinked) => Ok(false),
-            Ok(settled) => {
+            Ok((sys::Settled::Unlinked, _)) => Ok(None),
+            Ok((settled, creator)) => {
                 self.metadata_changed = settled == sys::Settled::Changed;
-                Ok(true)
+                Ok(Some(creator))
             }
             Err(e) => Err(self.error(Op::SetPermissions, e)),
         }
@@ -382,6 +410,11 @@ impl Staged {
         file: File,
         before_rename: impl FnOnce(&File) -> Result<G>,
     ) -> Result<()> {
+        // The bytes are all written: only now may the file carry setuid/setgid/sticky.
+        match self.perms.finish(&file) {
+            Ok(changed) => self.metadata_changed |= changed,
+            Err(e) => return Err(self.error(Op::SetPermissions, e)),
+        }
         if self.durability != Durability::None {
             // The data (and size) of a file created with its final metadata needs only
             // fdatasync; a chown/chmod after creation is persisted only by a full fsync.
@@ -489,44 +522,33 @@ impl Drop for Staged {
     }
 }
 
-/// Step 1: open the directory of `path`, following symlinks to the final target.
-fn resolve(path: &Path) -> Result<(Target, Option<sys::Existing>)> {
-    let mut path = path.to_path_buf();
-    for _ in 0..MAX_SYMLINKS {
-        let Some(name) = path.file_name().map(OsStr::to_os_string) else {
-            let e = io::Error::new(io::ErrorKind::InvalidInput, "not a file name");
-            return Err(Error::io(Op::Inspect, path, e));
-        };
-        let dir_path = path.parent().unwrap_or(Path::new("")).to_path_buf();
-        let dir = sys::Dir::open(&dir_path).map_err(|e| Error::io(Op::OpenDir, &path, e))?;
-        let existing = dir
-            .inspect(&name)
-            .map_err(|e| Error::io(Op::Inspect, &path, e))?;
-        match &existing {
-            Some(e) if e.is_symlink() => {
-                let link = dir
-                    .read_link(&name)
-                    .map_err(|e| Error::io(Op::Inspect, &path, e))?;
-                // A relative link is relative to the directory that holds it.
-                path = dir_path.join(link);
-                continue;
-            }
-            Some(e) if e.is_dir() => {
-                let e = io::Error::from(io::ErrorKind::IsADirectory);
-                return Err(Error::io(Op::Inspect, path, e));
-            }
-            _ => {}
-        }
-        let target = Target {
-            path: dir_path.join(&name),
-            dir,
-            dir_path,
-            name,
-        };
-        return Ok((target, existing));
+/// The permissions of the new file: the replaced file's (with its extended attributes)
+/// when they are to be kept, else fresh ones. What cannot be replaced is refused here.
+fn perms_for(
+    opts: &WriteOptions,
+    target: &Target,
+    existing: Option<&sys::Existing>,
+) -> Result<sys::Perms> {
+    let Some(e) = existing else {
+        return Ok(sys::Perms::new(opts.mode));
+    };
+    // A file cannot be renamed over a directory, so that one is refused whatever
+    // `replace_non_regular` says.
+    if e.is_dir() || (!e.is_file() && !e.is_symlink() && !opts.replace_non_regular) {
+        return Err(Error::refused(
+            &target.path,
+            Refusal::NotRegular { kind: e.kind() },
+        ));
     }
-    let e = io::Error::other("too many levels of symbolic links");
-    Err(Error::io(Op::Inspect, path, e))
+    if !e.is_file() || !opts.preserve_permissions {
+        // A node's or a link's mode is not a file's: start fresh.
+        return Ok(sys::Perms::new(opts.mode));
+    }
+    let xattrs = target
+        .dir
+        .xattrs(&target.name)
+        .map_err(|err| Error::io(Op::Inspect, &target.path, err))?;
+    Ok(e.perms(opts.mode, xattrs))
 }
 
 /// Length of the random part of a temporary file's name.
@@ -589,11 +611,32 @@ fn is_temp_name(name: &OsStr) -> bool {
         && suffix[1..].iter().all(|c| SUFFIX_ALPHABET.contains(c))
 }
 
-/// Removes temporary files left in `dir` by writers that crashed, and returns how many.
+/// What [`sweep`] did: the temporary files it removed, and the temporary-looking
+/// entries it left because it may not remove them or could not look at them safely.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Swept {
+    /// The paths removed.
+    pub removed: Vec<PathBuf>,
+    /// What was left, each an error that names its path: another user's file in a
+    /// sticky directory ([`Op::RemoveTemp`], permission denied), something that is not a
+    /// regular file or a link ([`Error::Refused`]), an entry that could not be opened.
+    pub skipped: Vec<Error>,
+}
+
+impl Swept {
+    /// How many temporary files were removed.
+    pub fn count(&self) -> usize {
+        self.removed.len()
+    }
+}
+
+/// Removes temporary files left in `dir` by writers that crashed, and says what it
+/// removed and what it left.
 ///
 /// A live writer holds a lock on its temporary file, so `sweep` never removes one that
-/// is still being written. Lock files of the `lock` module are not temporary files and
-/// are left alone.
+/// is still being written (nor reports it). Lock files of the `lock` module are not
+/// temporary files and are left alone.
 ///
 /// A temporary *symlink* `.{name}.{random}.tmp` whose target is a version of `name`
 /// (`state.7.json` for `state.json`) is the `latest` pointer of a
@@ -602,13 +645,24 @@ fn is_temp_name(name: &OsStr) -> bool {
 /// when it can take that lock itself (or no lock file exists). Other symlinks are left
 /// alone.
 ///
+/// Nothing is followed and nothing blocks: an entry is opened with `O_NOFOLLOW` and
+/// `O_NONBLOCK` and must be a regular file, so a FIFO planted under a temporary name
+/// (or as a lock file) cannot stall it. An entry it may not remove (another user's, in
+/// a sticky directory) is skipped and the sweep goes on.
+///
+/// # Errors
+///
+/// Only when `dir` itself cannot be opened or listed; everything about one entry goes
+/// into [`Swept::skipped`].
+///
 /// ```
 /// # let dir = tempfile::tempdir()?;
-/// let removed = atomic_persist::sweep(dir.path())?;
-/// assert_eq!(removed, 0);
+/// let swept = atomic_persist::sweep(dir.path())?;
+/// assert_eq!(swept.count(), 0);
+/// assert!(swept.skipped.is_empty());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn sweep(dir: impl AsRef<Path>) -> Result<usize> {
+pub fn sweep(dir: impl AsRef<Path>) -> Result<Swept> {
     let dir_path = dir.as_ref();
     let dir = sys::Dir::open(dir_path).map_err(|e| Error::io(Op::OpenDir, dir_path, e))?;
     // The empty path (the parent of a bare file name) is the current directory, as it is
@@ -621,70 +675,89 @@ pub fn sweep(dir: impl AsRef<Path>) -> Result<usize> {
     // Listed through `sys`, not `std::fs::read_dir`, whose iterator panics when closing
     // the directory fails.
     let names = sys::list_names(list).map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;
-    let mut removed = 0;
+    let mut swept = Swept::default();
     for name in names.iter().filter(|n| is_temp_name(n)) {
-        let swept = match dir.inspect(name) {
-            Ok(Some(e)) if e.is_file() => sweep_one(&dir, name),
-            Ok(Some(e)) if e.is_symlink() => sweep_link(&dir, dir_path, name),
-            Ok(_) => continue,
-            Err(e) => Err(e),
+        let path = dir_path.join(name);
+        let outcome = match dir.inspect(name) {
+            Ok(Some(e)) if e.is_file() => sweep_one(&dir, name, &path),
+            Ok(Some(e)) if e.is_symlink() => sweep_link(&dir, dir_path, name, &path),
+            Ok(Some(e)) => Err(Error::refused(
+                &path,
+                Refusal::NotRegular { kind: e.kind() },
+            )),
+            Ok(None) => Ok(false),
+            Err(e) => Err(Error::io(Op::Inspect, &path, e)),
         };
-        if swept.map_err(|e| Error::io(Op::RemoveTemp, dir_path.join(name), e))? {
-            removed += 1;
+        match outcome {
+            Ok(true) => swept.removed.push(path),
+            Ok(false) => {}
+            Err(e) => swept.skipped.push(e),
         }
     }
-    Ok(removed)
+    Ok(swept)
 }
 
-/// Removes one temporary file unless a live writer holds its lock.
-fn sweep_one(dir: &sys::Dir, name: &OsStr) -> io::Result<bool> {
-    let file = match dir.open_temp(name) {
-        Ok(file) => file,
+/// Removes one temporary file unless a live writer holds its lock; `false` when it is
+/// live or gone.
+fn sweep_one(dir: &sys::Dir, name: &OsStr, path: &Path) -> Result<bool> {
+    let file = match dir.open_entry(name, sys::Access::Read) {
+        Ok((file, entry)) if entry.is_file() => file,
+        Ok((_, entry)) => {
+            let kind = entry.kind();
+            return Err(Error::refused(path, Refusal::NotRegular { kind }));
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e),
+        Err(e) => return Err(trust::read_error(path, e)),
     };
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => return Ok(false),
-        Err(TryLockError::Error(e)) => return Err(e),
+        Err(TryLockError::Error(e)) => return Err(Error::io(Op::Lock, path, e)),
     }
+    remove(dir, name, path)
+}
+
+/// Removes `name`; `false` when it is gone already.
+fn remove(dir: &sys::Dir, name: &OsStr, path: &Path) -> Result<bool> {
     match dir.remove(name) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
+        Err(e) => Err(Error::io(Op::RemoveTemp, path, e)),
     }
 }
 
 /// Removes a temporary symlink (a `history` pointer swap) unless the writer lock of the
 /// file it was named after is held.
-fn sweep_link(dir: &sys::Dir, dir_path: &Path, name: &OsStr) -> io::Result<bool> {
+fn sweep_link(dir: &sys::Dir, dir_path: &Path, name: &OsStr, path: &Path) -> Result<bool> {
     // `.{data}.{suffix}.tmp` -> `{data}` (shortened if the data name was very long, in
     // which case no lock file matches and the link is debris of a name-length error).
     let bytes = sys::name_bytes(name);
     let data = &bytes[1..bytes.len() - ".tmp".len() - SUFFIX_LEN - 1];
-    let target = match std::fs::read_link(dir_path.join(name)) {
+    let target = match dir.read_link(name) {
         Ok(target) => target,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e),
+        Err(e) => return Err(Error::io(Op::Inspect, path, e)),
     };
     if !is_version_name(data, target.as_os_str()) {
         return Ok(false); // not a history's pointer
     }
     let lock_path = crate::lock::Lock::path_for(dir_path.join(sys::name_from_bytes(data.to_vec())));
-    let _held = match File::open(&lock_path) {
-        Ok(file) => match file.try_lock() {
+    let lock_name = lock_path.file_name().unwrap_or_default();
+    // Opened like any sidecar: never through a link, never blocking, regular only.
+    let _held = match dir.open_entry(lock_name, sys::Access::Read) {
+        Ok((file, entry)) if entry.is_file() => match file.try_lock() {
             Ok(()) => Some(file),
             Err(TryLockError::WouldBlock) => return Ok(false),
-            Err(TryLockError::Error(e)) => return Err(e),
+            Err(TryLockError::Error(e)) => return Err(Error::io(Op::Lock, &lock_path, e)),
         },
+        Ok((_, entry)) => {
+            let kind = entry.kind();
+            return Err(Error::refused(lock_path, Refusal::NotRegular { kind }));
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e),
+        Err(e) => return Err(trust::read_error(&lock_path, e)),
     };
-    match dir.remove(name) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
+    remove(dir, name, path)
 }
 
 /// Whether `candidate` is a bare file name `{stem}.{digits}.{ext}` (`{name}.{digits}`

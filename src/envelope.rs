@@ -225,8 +225,18 @@ pub(crate) fn new_run_id() -> Uuid {
 pub fn verify(path: impl AsRef<Path>) -> Result<Option<Meta>> {
     let path = path.as_ref();
     let format = AnyFormat::from_path(path)?;
-    let bytes = crate::persisted::read_file(path)?;
+    let bytes = crate::trust::read(path, crate::trust::Read::DATA)?;
     Ok(split(format, &bytes, true).map_err(|e| e.at(path))?.meta)
+}
+
+/// The generation after `generation`; [`Error::GenerationOverflow`] past `u64::MAX`
+/// (only a damaged or forged file can be there: a wrap to 0 would hide every version).
+pub(crate) fn next_generation(generation: u64, path: &Path) -> Result<u64> {
+    generation
+        .checked_add(1)
+        .ok_or_else(|| Error::GenerationOverflow {
+            path: path.to_path_buf(),
+        })
 }
 
 /// [`verify`] for every file in the directory `dir` (one level deep) that could be an

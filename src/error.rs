@@ -131,6 +131,122 @@ pub enum Error {
         /// The hook's reason.
         reason: String,
     },
+
+    /// The crate would not act on what it found at the path: another user could have
+    /// planted it, or it is not a regular file. Nothing was written or read. See the
+    /// `# Security` section of the [`atomic`](crate::atomic) module docs.
+    #[error("refused {}: {reason}", path.display())]
+    Refused {
+        /// The entry refused (a symlink, a file, a lock sidecar).
+        path: PathBuf,
+        /// Why.
+        reason: Refusal,
+    },
+
+    /// The file's generation is `u64::MAX`: no commit can follow it. Only a damaged or
+    /// forged file gets there; nothing was written.
+    #[error("{} is at the last generation (u64::MAX); no commit can follow it", path.display())]
+    GenerationOverflow {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// The file is larger than the limit set for reading it
+    /// ([`PersistedBuilder::max_size`](crate::PersistedBuilder::max_size)); it was not
+    /// read.
+    #[error("{} is {size} bytes, over the limit of {limit}", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size (at least; it may still be growing).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+/// Why the crate refused an entry ([`Error::Refused`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// A symlink in a shared sticky directory (writable by others, like `/tmp`) owned by
+    /// neither the caller nor the directory's owner: the kernel's `protected_symlinks`
+    /// rule, applied whatever the sysctl says.
+    ForeignSymlink {
+        /// The link's owner (uid).
+        owner: u32,
+    },
+    /// A file in a shared sticky directory owned by neither the caller nor the
+    /// directory's owner: someone else planted it (the `protected_regular` rule).
+    ForeignFile {
+        /// The file's owner (uid).
+        owner: u32,
+    },
+    /// Not a regular file where one is needed (a FIFO would block, a device would be
+    /// read without end, a directory cannot be replaced).
+    NotRegular {
+        /// What is there.
+        kind: FileKind,
+    },
+    /// A symlink where the crate never follows one: a lock sidecar, a history version or
+    /// manifest, a temporary file.
+    Symlink,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::ForeignSymlink { owner } => write!(
+                f,
+                "a symlink owned by uid {owner} in a shared sticky directory is not followed \
+                 (only links of the caller or of the directory's owner are)"
+            ),
+            Refusal::ForeignFile { owner } => write!(
+                f,
+                "a file owned by uid {owner} in a shared sticky directory is not trusted \
+                 (only files of the caller or of the directory's owner are)"
+            ),
+            Refusal::NotRegular { kind } => write!(f, "a {kind}, not a regular file"),
+            Refusal::Symlink => f.write_str("a symlink where none is followed"),
+        }
+    }
+}
+
+/// What a directory entry is, as [`Refusal::NotRegular`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Directory,
+    /// A symbolic link.
+    Symlink,
+    /// A named pipe.
+    Fifo,
+    /// A Unix socket.
+    Socket,
+    /// A character device (`/dev/null`, a terminal).
+    CharDevice,
+    /// A block device.
+    BlockDevice,
+    /// Something else.
+    Other,
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::File => "regular file",
+            FileKind::Directory => "directory",
+            FileKind::Symlink => "symlink",
+            FileKind::Fifo => "FIFO",
+            FileKind::Socket => "socket",
+            FileKind::CharDevice => "character device",
+            FileKind::BlockDevice => "block device",
+            FileKind::Other => "special file",
+        })
+    }
 }
 
 impl Error {
@@ -147,7 +263,10 @@ impl Error {
             | Error::Locked { path }
             | Error::SchemaVersion { path, .. }
             | Error::UnknownFormat { path, .. }
-            | Error::Invalid { path, .. } => path,
+            | Error::Invalid { path, .. }
+            | Error::Refused { path, .. }
+            | Error::GenerationOverflow { path }
+            | Error::TooLarge { path, .. } => path,
         }
     }
 
@@ -165,13 +284,24 @@ impl Error {
             | Error::Locked { path: p }
             | Error::SchemaVersion { path: p, .. }
             | Error::UnknownFormat { path: p, .. }
-            | Error::Invalid { path: p, .. } => {
+            | Error::Invalid { path: p, .. }
+            | Error::Refused { path: p, .. }
+            | Error::GenerationOverflow { path: p }
+            | Error::TooLarge { path: p, .. } => {
                 if p.as_os_str().is_empty() {
                     *p = path.to_path_buf();
                 }
             }
         }
         self
+    }
+
+    /// Builds an [`Error::Refused`].
+    pub(crate) fn refused(path: impl Into<PathBuf>, reason: Refusal) -> Error {
+        Error::Refused {
+            path: path.into(),
+            reason,
+        }
     }
 
     /// Builds an [`Error::Io`].

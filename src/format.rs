@@ -510,7 +510,7 @@ pub fn read_bincode<T: DeserializeOwned>(
     layout: BincodeLayout,
 ) -> Result<T> {
     let path = path.as_ref();
-    let bytes = crate::persisted::read_file(path)?;
+    let bytes = crate::trust::read(path, crate::trust::Read::DATA)?;
     // bincode trusts length prefixes; with the wrong layout (or a damaged file) one can
     // ask for terabytes. A limit of 64 times the file's size (for files up to 16 MiB)
     // bounds that while leaving room for in-memory sizes above on-disk ones.

@@ -145,6 +145,8 @@ use crate::envelope::{self, Fingerprint, Meta};
 use crate::error::{Error, Op, Result};
 use crate::format::AnyFormat;
 use crate::lock::Lock;
+use crate::sys;
+use crate::trust;
 
 /// The version of the manifest's layout.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -152,6 +154,10 @@ pub const MANIFEST_VERSION: u32 = 1;
 /// How often a reader resolves the pointer again when retention removed the version it
 /// named just before it could read it.
 const READ_RETRIES: usize = 1000;
+
+/// Collisions of the pointer's temporary name tolerated before giving up, as the engine's.
+#[cfg(unix)]
+const MAX_TEMP_ATTEMPTS: usize = 64;
 
 /// What is known about one version, from the manifest or from its envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -263,6 +269,7 @@ pub struct RawHistory {
     keep: Option<usize>,
     options: WriteOptions,
     lock_timeout: Option<Duration>,
+    max_size: Option<u64>,
 }
 
 impl RawHistory {
@@ -299,6 +306,7 @@ impl RawHistory {
             keep: None,
             options: WriteOptions::new(),
             lock_timeout: None,
+            max_size: None,
         })
     }
 
@@ -320,6 +328,13 @@ impl RawHistory {
     /// a writer waits as long as another holds it.
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = Some(timeout);
+        self
+    }
+
+    /// Refuse to read a version file larger than `bytes` ([`Error::TooLarge`], before it
+    /// is read); by default there is no limit.
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
         self
     }
 
@@ -350,20 +365,24 @@ impl RawHistory {
         name
     }
 
-    /// The generation of a version file's name, `None` for any other name.
+    /// The generation of a version file's name, `None` for any other name. Compared as
+    /// bytes: a name need not be UTF-8.
     fn parse_version_name(&self, name: &OsStr) -> Option<u64> {
-        let name = name.to_str()?;
-        let rest = name.strip_prefix(self.stem.to_str()?)?.strip_prefix('.')?;
+        let rest = sys::name_bytes(name)
+            .strip_prefix(sys::name_bytes(&self.stem))?
+            .strip_prefix(b".")?;
         let digits = match &self.ext {
-            Some(ext) => rest.strip_suffix(ext.to_str()?)?.strip_suffix('.')?,
+            Some(ext) => rest
+                .strip_suffix(sys::name_bytes(ext))?
+                .strip_suffix(b".")?,
             None => rest,
         };
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        let generation: u64 = digits.parse().ok()?;
+        let generation: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
         // One spelling per generation: no leading zeros.
-        (generation.to_string() == digits).then_some(generation)
+        (generation.to_string().as_bytes() == digits).then_some(generation)
     }
 
     /// The generation the pointer names: `None` when there is no versioned history yet
@@ -391,20 +410,40 @@ impl RawHistory {
         }
     }
 
+    /// What is at the pointer's path. A link is the pointer only if its owner may be
+    /// trusted there (another user's link in a shared directory could name a version
+    /// they forged); anything but a link or a regular file is refused.
     #[cfg(unix)]
     fn pointer(&self) -> Result<Pointer> {
+        let Some(entry) = trust::inspect(&self.path)? else {
+            return Ok(Pointer::Absent);
+        };
+        if !entry.is_file() && !entry.is_symlink() {
+            let kind = entry.kind();
+            return Err(Error::refused(
+                &self.path,
+                crate::Refusal::NotRegular { kind },
+            ));
+        }
+        trust::check_owner_of(&self.path, &entry)?;
+        if entry.is_file() {
+            return Ok(Pointer::Plain);
+        }
         match std::fs::read_link(&self.path) {
             Ok(target) => self.pointer_target(target.as_os_str()),
+            // Replaced meanwhile: read it again.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => self.pointer(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Pointer::Absent),
-            // EINVAL: not a symlink.
-            Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(Pointer::Plain),
             Err(e) => Err(Error::io(Op::Inspect, &self.path, e)),
         }
     }
 
     #[cfg(not(unix))]
     fn pointer(&self) -> Result<Pointer> {
-        match std::fs::read(&self.path) {
+        match trust::read(&self.path, self.read_how()).map_err(|e| match e {
+            Error::NotFound { .. } => io::Error::from(io::ErrorKind::NotFound),
+            e => io::Error::other(e),
+        }) {
             Ok(bytes) => match bytes.strip_prefix(POINTER_PREFIX.as_bytes()) {
                 Some(rest) => {
                     let name = std::str::from_utf8(rest).unwrap_or("").trim_end();
@@ -433,7 +472,7 @@ impl RawHistory {
     /// The whole file of version `generation`, its envelope verified.
     pub fn read(&self, generation: u64) -> Result<Vec<u8>> {
         let path = self.version_path(generation);
-        let bytes = crate::persisted::read_file(&path)?;
+        let bytes = trust::read(&path, self.read_how())?;
         self.check_version_file(&path, &bytes, Some(generation))?;
         Ok(bytes)
     }
@@ -456,7 +495,7 @@ impl RawHistory {
             let g = match pointer {
                 Pointer::Absent => return Ok(None),
                 Pointer::Plain => {
-                    return match crate::persisted::read_file(&self.path) {
+                    return match trust::read(&self.path, self.read_how()) {
                         Ok(bytes) => Ok(Some((None, bytes))),
                         // It became a pointer or went away meanwhile: look again.
                         Err(e @ Error::NotFound { .. }) => {
@@ -538,12 +577,15 @@ impl RawHistory {
                 continue; // debris of a commit killed before its pointer swap
             }
             let path = self.dir.join(&name);
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue; // removed meanwhile
+            // A version is a regular file of a trusted owner; a link (to `/dev/zero`, say),
+            // a FIFO or a file planted by another user is not one, and is never opened.
+            let meta = match trust::inspect(&path) {
+                Ok(Some(m)) if m.is_file() && trust::check_owner_of(&path, &m).is_ok() => m,
+                _ => continue, // removed meanwhile, or not a version
             };
             if let Some(c) = cached
                 .iter()
-                .find(|c| c.generation == g && c.size == meta.len())
+                .find(|c| c.generation == g && c.size == meta.size())
             {
                 found.push(VersionInfo { path, ..c.clone() });
                 continue;
@@ -551,8 +593,8 @@ impl RawHistory {
             if state == ManifestState::Current {
                 state = ManifestState::Stale;
             }
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
+            let Ok(bytes) = trust::read(&path, self.read_how()) else {
+                continue; // replaced meanwhile by something that is not a version
             };
             if let Ok(split) = self.check_version_file(&path, &bytes, Some(g))
                 && let Some(m) = &split.meta
@@ -565,6 +607,25 @@ impl RawHistory {
         }
         found.sort_by_key(|v| v.generation);
         Ok((found, state))
+    }
+
+    /// How version files, the manifest and a plain file at the pointer are read: never
+    /// through a link (the pointer is read as a link, and followed by name).
+    fn read_how(&self) -> trust::Read {
+        trust::Read {
+            limit: self.max_size,
+            follow: false,
+        }
+    }
+
+    /// The options of the files only the history makes (versions, manifest): never
+    /// written through a link, and never given the owner or mode of what was at the
+    /// name (debris, or a file planted by someone else).
+    fn own_file_options(&self) -> WriteOptions {
+        self.options
+            .clone()
+            .follow_symlinks(false)
+            .preserve_permissions(false)
     }
 
     fn lock(&self) -> Result<Lock> {
@@ -584,7 +645,7 @@ impl RawHistory {
         if generation > current {
             return Err(Error::NotFound { path });
         }
-        let bytes = crate::persisted::read_file(&path)?;
+        let bytes = trust::read(&path, self.read_how())?;
         let split = self.check_version_file(&path, &bytes, Some(generation))?;
         let meta = split.meta.as_ref().expect("checked");
         let format = written_format(self.format, &bytes[..split.offset]);
@@ -608,7 +669,7 @@ impl RawHistory {
         stamp: Stamp,
         current: u64,
     ) -> Result<VersionInfo> {
-        let generation = current + 1;
+        let generation = envelope::next_generation(current, &self.path)?;
         let now = SystemTime::now();
         let mut meta = Meta {
             run_id: stamp.run_id,
@@ -627,8 +688,8 @@ impl RawHistory {
         // `Data` the engine would skip the directory sync after its rename, and a power
         // cut could keep the swapped pointer but not the version's name.
         let version_options = match self.options.durability_level() {
-            Durability::Data => self.options.clone().durability(Durability::Full),
-            _ => self.options.clone(),
+            Durability::Data => self.own_file_options().durability(Durability::Full),
+            _ => self.own_file_options(),
         };
         let mut file = version_options.create(&path)?;
         envelope::write_head(format, &mut file).map_err(write_error)?;
@@ -733,7 +794,7 @@ impl RawHistory {
         manifest.checksum = Some(sum.map_err(|e| crate::format::serialize_error(e).at(&path))?);
         let bytes = serde_json::to_vec(&manifest)
             .map_err(|e| crate::format::serialize_error(e).at(&path))?;
-        self.options.write(&path, bytes)
+        self.own_file_options().write(&path, bytes)
     }
 
     /// Step 4: point `latest` at `generation`.
@@ -741,13 +802,22 @@ impl RawHistory {
     fn swap_pointer(&self, generation: u64) -> Result<()> {
         let target = self.version_name(generation);
         let name = self.path.file_name().unwrap_or_default();
-        let temp = loop {
-            let temp = self.dir.join(crate::atomic::temp_name(name));
-            match std::os::unix::fs::symlink(&target, &temp) {
-                Ok(()) => break temp,
+        let mut temp = None;
+        // Bounded like the engine's temp names: a collision is drawn again, a few times.
+        for _ in 0..MAX_TEMP_ATTEMPTS {
+            let candidate = self.dir.join(crate::atomic::temp_name(name));
+            match std::os::unix::fs::symlink(&target, &candidate) {
+                Ok(()) => {
+                    temp = Some(candidate);
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::io(Op::CreateTemp, &self.path, e)),
             }
+        }
+        let Some(temp) = temp else {
+            let e = io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary name");
+            return Err(Error::io(Op::CreateTemp, &self.path, e));
         };
         if let Err(e) = std::fs::rename(&temp, &self.path) {
             let _ = std::fs::remove_file(&temp);
@@ -839,10 +909,17 @@ struct Manifest {
     versions: Vec<VersionInfo>,
 }
 
+/// A manifest larger than this is not read: it is a cache, rebuilt from the files.
+const MANIFEST_LIMIT: u64 = 64 << 20;
+
 fn read_manifest(path: &Path) -> std::result::Result<Option<Manifest>, ()> {
-    let bytes = match std::fs::read(path) {
+    let how = trust::Read {
+        limit: Some(MANIFEST_LIMIT),
+        follow: false,
+    };
+    let bytes = match trust::read(path, how) {
         Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(Error::NotFound { .. }) => return Ok(None),
         Err(_) => return Err(()),
     };
     let mut file: ManifestFile = serde_json::from_slice(&bytes).map_err(|_| ())?;
@@ -950,6 +1027,7 @@ pub struct HistoryBuilder<T> {
     options: WriteOptions,
     run_id: Option<Uuid>,
     lock_timeout: Option<Duration>,
+    max_size: Option<u64>,
     _value: PhantomData<fn() -> T>,
 }
 
@@ -997,6 +1075,13 @@ impl<T> HistoryBuilder<T> {
         self
     }
 
+    /// Refuse to read a version larger than `bytes` ([`Error::TooLarge`], before it is
+    /// read); by default there is no limit.
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+
     fn raw(&self) -> Result<RawHistory> {
         let format = match self.format {
             Some(f) => f,
@@ -1006,6 +1091,7 @@ impl<T> HistoryBuilder<T> {
             RawHistory::with_format(&self.path, format)?.write_options(self.options.clone());
         raw.keep = self.keep;
         raw.lock_timeout = self.lock_timeout;
+        raw.max_size = self.max_size;
         Ok(raw)
     }
 }
@@ -1105,6 +1191,7 @@ impl<T: Serialize + DeserializeOwned> History<T> {
             options: WriteOptions::new(),
             run_id: None,
             lock_timeout: None,
+            max_size: None,
             _value: PhantomData,
         }
     }

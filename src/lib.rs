@@ -147,16 +147,17 @@ pub mod persisted;
 mod sys;
 #[cfg(feature = "toml")]
 mod toml_doc;
+mod trust;
 
 #[cfg(feature = "tokio")]
 pub use asynchronous::write_atomic_async;
-pub use atomic::{AtomicFile, Durability, WriteOptions, sweep, write_atomic};
+pub use atomic::{AtomicFile, Durability, Swept, WriteOptions, sweep, write_atomic};
 /// `#[derive(Persist)]`: implements [`Persist`] from a `#[persist(..)]` attribute (feature
 /// `derive`); see the [`persist`] module for the keys.
 #[cfg(feature = "derive")]
 pub use atomic_persist_derive::Persist;
 pub use envelope::{Meta, run_id};
-pub use error::{BoxError, Error, Op, Result};
+pub use error::{BoxError, Error, FileKind, Op, Refusal, Result};
 #[cfg(feature = "binary")]
 pub use format::Binary;
 #[cfg(feature = "toml")]

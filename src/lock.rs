@@ -25,14 +25,37 @@
 //! - Each [`Lock`] has its own open file handle, so two locks on one path in one
 //!   process exclude each other exactly as two processes do.
 //! - The operating system releases the lock when the holder exits, even by `SIGKILL`.
+//!   Dropping a [`Lock`] releases it explicitly (`flock(LOCK_UN)`) before closing: a
+//!   child forked meanwhile shares the open file, and a close alone would leave the
+//!   lock held by the child.
+//!
+//! # Who can take it
+//!
+//! Anyone who can open a file can `flock` it, even read-only, so the sidecar is made
+//! with a mode that lets in only those who may write the data file: each class (owner,
+//! group, others) gets read and write on the sidecar if it has write on the data file
+//! (on the mode a new data file would get, when there is none yet), nothing otherwise.
+//! An older, wider sidecar the caller owns is narrowed the same way when it is opened.
+//! The sidecar is opened without following a link and without blocking, and must be a
+//! regular file (a FIFO or a link there is [`Error::Refused`]); in a shared sticky
+//! directory it must belong to the caller or the directory's owner, as the
+//! [`atomic`](crate::atomic) module's `# Security` section says.
+//!
+//! # Long names
+//!
+//! A data file whose name leaves no room for `.{name}.lock` within the 255 bytes a name
+//! may have gets `.{prefix}.{hash}.lock` instead: the first bytes of its name and 16 hex
+//! digits of the FNV-1a hash of the whole name, 255 bytes in all.
 
-use std::ffi::OsString;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Op, Result};
+use crate::error::{Error, Op, Refusal, Result};
+use crate::sys::{self, Access};
+use crate::trust;
 
 /// An exclusive writer lock on a data file, held until dropped.
 ///
@@ -56,13 +79,12 @@ pub struct Lock {
 const MAX_BACKOFF: Duration = Duration::from_millis(50);
 
 impl Lock {
-    /// The lock file guarding `data_path`: `.{name}.lock` in the same directory.
+    /// The lock file guarding `data_path`: `.{name}.lock` in the same directory (see
+    /// "Long names" in the [module docs](self) for a name near the length limit).
     pub fn path_for(data_path: impl AsRef<Path>) -> PathBuf {
         let data_path = data_path.as_ref();
-        let mut name = OsString::from(".");
-        name.push(data_path.file_name().unwrap_or(data_path.as_os_str()));
-        name.push(".lock");
-        data_path.with_file_name(name)
+        let name = data_path.file_name().unwrap_or(data_path.as_os_str());
+        data_path.with_file_name(sidecar_name(name))
     }
 
     /// Takes the lock on `data_path`, waiting as long as another writer holds it.
@@ -119,24 +141,104 @@ impl Lock {
     }
 }
 
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // Not only a close: a forked child shares this open file, and the lock belongs
+        // to the open file, not to this descriptor.
+        let _ = self.file.unlock();
+    }
+}
+
+/// The longest file name most filesystems allow (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// `.{name}.lock`, or `.{prefix}.{hash}.lock` when that would be too long.
+fn sidecar_name(name: &OsStr) -> OsString {
+    let bytes = sys::name_bytes(name);
+    let mut out = vec![b'.'];
+    if bytes.len() + ".".len() + ".lock".len() <= NAME_MAX {
+        out.extend_from_slice(bytes);
+    } else {
+        let hash = format!(".{:016x}", fnv1a(bytes));
+        let room = NAME_MAX - ".".len() - hash.len() - ".lock".len();
+        out.extend_from_slice(&bytes[..room]);
+        out.extend_from_slice(hash.as_bytes());
+    }
+    out.extend_from_slice(b".lock");
+    sys::name_from_bytes(out)
+}
+
+/// 64-bit FNV-1a: the same in every process and on every platform, unlike std's
+/// randomly keyed hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Read and write for each class that may write in `mode`; nothing for the others.
+fn writers_only(mode: u32) -> u32 {
+    let write = mode & 0o222;
+    write | (write << 1)
+}
+
 /// Opens (creating if needed) the lock file for `data_path`.
 fn open(data_path: &Path) -> Result<(File, PathBuf)> {
     let path = Lock::path_for(data_path);
-    let created = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path);
-    match created {
-        Ok(file) => Ok((file, path)),
-        // A read-only directory may still hold a lock file made earlier: a read-only
-        // handle can be locked too.
-        Err(e) if is_read_only_error(&e) => match File::open(&path) {
-            Ok(file) => Ok((file, path)),
-            Err(_) => Err(Error::io(Op::Lock, path, e)),
-        },
-        Err(e) => Err(Error::io(Op::Lock, path, e)),
+    // Each round either opens the sidecar or sees it vanish between two opens; it is
+    // never deleted, so a second round is already rare.
+    for _ in 0..OPEN_ATTEMPTS {
+        let opened = match sys::open_path(&path, Access::ReadWrite) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match sys::open_path(&path, Access::Create(create_mode(data_path))) {
+                    // Another writer made it first: open that one.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                    created => created,
+                }
+            }
+            // A read-only directory may still hold a lock file made earlier: a read-only
+            // handle can be locked too.
+            Err(e) if is_read_only_error(&e) => sys::open_path(&path, Access::Read).map_err(|_| e),
+            opened => opened,
+        };
+        let (file, entry) = opened.map_err(|e| lock_error(&path, e))?;
+        trust::check_regular(&entry, &path)?;
+        trust::check_owner_of(&path, &entry)?;
+        narrow(&file, &entry);
+        return Ok((file, path));
+    }
+    let e = io::Error::new(io::ErrorKind::NotFound, "the lock file keeps disappearing");
+    Err(Error::io(Op::Lock, path, e))
+}
+
+/// Rounds of open-or-create before giving up.
+const OPEN_ATTEMPTS: usize = 16;
+
+/// The mode of a new sidecar: only the data file's writers may open it.
+fn create_mode(data_path: &Path) -> u32 {
+    match sys::lstat(data_path) {
+        Ok(Some(data)) if data.is_file() => writers_only(data.mode_bits()),
+        // No data file yet: the mode a new one would get (`0o666` less the umask).
+        _ => writers_only(0o666 & !sys::umask()),
+    }
+}
+
+/// Narrows a sidecar the caller owns that lets in a class that may not write (an older
+/// one, made `0o666` less the umask): readers could hold it with a shared lock.
+fn narrow(file: &File, entry: &sys::Existing) {
+    let mode = entry.mode_bits() & 0o777;
+    if writers_only(mode) != mode && entry.owner().is_none_or(|o| o == sys::caller()) {
+        // Best effort: the lock itself works either way.
+        let _ = sys::set_mode(file, writers_only(mode));
+    }
+}
+
+/// The error of opening the sidecar at `path`.
+fn lock_error(path: &Path, e: io::Error) -> Error {
+    if sys::is_symlink_error(&e) {
+        Error::refused(path, Refusal::Symlink)
+    } else {
+        Error::io(Op::Lock, path, e)
     }
 }
 
@@ -158,6 +260,24 @@ mod tests {
             Path::new("/data/.state.json.lock")
         );
         assert_eq!(Lock::path_for("state.json"), Path::new(".state.json.lock"));
+    }
+
+    #[test]
+    fn a_name_too_long_for_the_sidecar_gets_a_hashed_one_that_fits() {
+        let a = format!("{}a.json", "n".repeat(249));
+        let b = format!("{}b.json", "n".repeat(249));
+        let (la, lb) = (Lock::path_for(&a), Lock::path_for(&b));
+        assert_eq!(la.as_os_str().len(), NAME_MAX);
+        assert_ne!(la, lb, "names that differ only past the prefix");
+        assert_eq!(la, Lock::path_for(&a), "the same in every call");
+    }
+
+    #[test]
+    fn the_sidecar_mode_lets_in_only_writers() {
+        assert_eq!(writers_only(0o644), 0o600);
+        assert_eq!(writers_only(0o664), 0o660);
+        assert_eq!(writers_only(0o666), 0o666);
+        assert_eq!(writers_only(0o444), 0o000);
     }
 
     #[test]

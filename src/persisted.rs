@@ -118,7 +118,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -134,6 +134,7 @@ use crate::format::{AnyFormat, Format};
 use crate::lock::Lock;
 use crate::persist::Payload;
 use crate::sys;
+use crate::trust;
 
 /// The validate hook's type.
 type Validate<T> = Box<dyn Fn(&T) -> std::result::Result<(), String> + Send + Sync + 'static>;
@@ -219,6 +220,8 @@ struct Config<T> {
     lock: bool,
     /// `None`: wait as long as it takes.
     lock_timeout: Option<Duration>,
+    /// `None`: read a file of any size.
+    max_size: Option<u64>,
 }
 
 /// What is on disk, as far as this handle knows.
@@ -256,7 +259,9 @@ impl Seen {
     /// already, nothing is pinned and the identity is forgotten, so the next check
     /// reads the file.
     fn renamed(path: &Path, id: Option<sys::FileId>) -> Seen {
-        let file = id.and_then(|_| File::open(path).ok());
+        // Not blocking, not through a link: and only a file whose identity is the one just
+        // renamed is kept, so nothing else there can be taken for it.
+        let file = id.and_then(|_| sys::open_nonblocking(path).ok());
         match file {
             Some(f) if f.metadata().ok().as_ref().and_then(sys::file_id) == id => {
                 Seen { id, _pin: Some(f) }
@@ -329,6 +334,7 @@ pub struct PersistedBuilder<T> {
     decode: Option<Decode<T>>,
     lock: bool,
     lock_timeout: Option<Duration>,
+    max_size: Option<u64>,
 }
 
 impl<T> PersistedBuilder<T> {
@@ -473,6 +479,26 @@ impl<T> PersistedBuilder<T> {
         self
     }
 
+    /// Refuse to read a file larger than `bytes` ([`Error::TooLarge`], before anything
+    /// is read): a bound on the memory a load takes when the file may come from
+    /// someone else. By default there is no limit.
+    ///
+    /// ```
+    /// # #[cfg(feature = "json")] {
+    /// use atomic_persist::{Error, Persisted};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("big.json");
+    /// std::fs::write(&path, format!("[{}0]", "0,".repeat(1000)))?;
+    /// let opened = Persisted::<Vec<u8>>::builder(&path).max_size(1024).open();
+    /// assert!(matches!(opened, Err(Error::TooLarge { limit: 1024, .. })));
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+
     fn config(self) -> Result<(PathBuf, Config<T>)> {
         let format = match self.format {
             Some(f) => f,
@@ -488,6 +514,7 @@ impl<T> PersistedBuilder<T> {
             decode: self.decode,
             lock: self.lock,
             lock_timeout: self.lock_timeout,
+            max_size: self.max_size,
         };
         Ok((self.path, config))
     }
@@ -581,6 +608,7 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
             decode: None,
             lock: false,
             lock_timeout: None,
+            max_size: None,
         }
     }
 
@@ -785,7 +813,11 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
         if !read {
             return Ok(Standing::Other { found: None });
         }
-        let bytes = match read_file(&self.path) {
+        let how = trust::Read {
+            limit: self.config.max_size,
+            follow: true,
+        };
+        let bytes = match trust::read(&self.path, how) {
             Ok(bytes) => bytes,
             Err(Error::NotFound { .. }) => return Ok(Standing::Other { found: None }),
             Err(e) => return Err(e),
@@ -813,20 +845,23 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
     }
 
     /// The meta of the next commit, checksum still to come.
-    fn next_meta(&self) -> Meta {
+    fn next_meta(&self) -> Result<Meta> {
         let now = SystemTime::now();
         let (generation, written_at) = match &self.meta {
             // Never earlier than the last commit, whatever the clock did since.
-            Some(m) => (m.generation + 1, now.max(m.written_at)),
+            Some(m) => (
+                envelope::next_generation(m.generation, &self.path)?,
+                now.max(m.written_at),
+            ),
             None => (1, now),
         };
-        Meta {
+        Ok(Meta {
             run_id: self.config.run_id.unwrap_or_else(crate::run_id),
             written_at,
             generation,
             schema_version: self.config.schema_version,
             checksum: 0,
-        }
+        })
     }
 
     /// Steps 1-3 of a commit: validate, serialize into a hasher (or, for TOML, a string).
@@ -930,10 +965,11 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
         };
         let meta = match enveloped {
             Some(_) => {
-                let mut meta = self.next_meta();
+                let mut meta = self.next_meta()?;
                 if let Some(found) = &found {
                     // A forced commit: never behind the generation it overwrites.
-                    meta.generation = meta.generation.max(found.generation + 1);
+                    let after = envelope::next_generation(found.generation, &self.path)?;
+                    meta.generation = meta.generation.max(after);
                 }
                 meta.checksum = envelope::checksum(crc, &meta);
                 envelope::write_tail(format, &meta, payload.len(), &mut file)
@@ -1017,35 +1053,18 @@ fn check<T>(config: &Config<T>, value: &T, path: &Path) -> Result<()> {
     }
 }
 
-/// Reads a whole file; a missing file is [`Error::NotFound`].
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound {
-            path: path.to_path_buf(),
-        },
-        _ => Error::io(Op::Read, path, e),
-    })
-}
-
 /// Reads a whole file, keeping it open to tell its version later.
-fn read_seen(path: &Path) -> Result<(Vec<u8>, Seen)> {
-    let mut file = File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound {
-            path: path.to_path_buf(),
-        },
-        _ => Error::io(Op::Read, path, e),
-    })?;
-    let mut bytes = Vec::new();
-    if let Ok(m) = file.metadata() {
-        bytes.reserve_exact(usize::try_from(m.len()).unwrap_or(0));
-    }
-    file.read_to_end(&mut bytes)
-        .map_err(|e| Error::io(Op::Read, path, e))?;
+fn read_seen(path: &Path, limit: Option<u64>) -> Result<(Vec<u8>, Seen)> {
+    let how = trust::Read {
+        limit,
+        follow: true,
+    };
+    let (bytes, file) = trust::read_file(path, how)?;
     Ok((bytes, Seen::of(file)))
 }
 
 fn load<T: DeserializeOwned>(path: &Path, config: &Config<T>) -> Result<Loaded<T>> {
-    let (bytes, seen) = read_seen(path)?;
+    let (bytes, seen) = read_seen(path, config.max_size)?;
     let format = config.format;
     let split = envelope::split(format, &bytes, config.envelope).map_err(|e| e.at(path))?;
     if let Some(meta) = &split.meta

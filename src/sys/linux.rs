@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, XattrFlags};
 use rustix::io::Errno;
 
 /// Set once a filesystem has refused `renameat2` (ZFS says EINVAL, old kernels ENOSYS):
@@ -64,4 +64,78 @@ pub(super) fn is_btrfs(file: &File) -> bool {
     const BTRFS_SUPER_MAGIC: u32 = 0x9123_683E;
     // `f_type` is i64 or i32 by architecture; the magic's low 32 bits identify it.
     rustix::fs::fstatfs(file).is_ok_and(|fs| fs.f_type as u32 == BTRFS_SUPER_MAGIC)
+}
+
+/// The name of the xattr that holds a file's POSIX access ACL.
+const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
+
+/// The extended attributes of a file about to be replaced, to put on the new one: its
+/// POSIX ACL (`system.posix_acl_access`), `user.*`, and `security.*`/`trusted.*` where
+/// the caller may set them. Without this a rename would drop them, and a dropped deny
+/// entry would let in the user it denied.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Xattrs(Vec<(Vec<u8>, Vec<u8>)>);
+
+impl Xattrs {
+    /// The attributes of `name` in `dir`, read through `/proc/self/fd` so that the name
+    /// is looked up in exactly that directory (there is no `llistxattrat` before Linux
+    /// 6.13). Nothing when the filesystem has no xattrs or `/proc` is not mounted.
+    pub(crate) fn of(dir: &OwnedFd, name: &OsStr) -> io::Result<Xattrs> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+        path.extend_from_slice(name.as_bytes());
+        let path = OsStr::from_bytes(&path);
+        let mut list = [0u8; 1024];
+        let list = match rustix::fs::llistxattr(path, &mut list[..]) {
+            Ok(0) => return Ok(Xattrs::default()), // the common case: one syscall
+            Ok(n) => list[..n].to_vec(),
+            Err(Errno::RANGE) => grown(|buf| rustix::fs::llistxattr(path, buf))?,
+            // No xattrs here (or no /proc): nothing to carry over.
+            Err(Errno::NOTSUP | Errno::NOENT | Errno::NOSYS) => return Ok(Xattrs::default()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut attrs = Vec::new();
+        for key in list.split(|&b| b == 0).filter(|k| !k.is_empty()) {
+            let key_os = OsStr::from_bytes(key);
+            let mut value = [0u8; 256];
+            let value = match rustix::fs::lgetxattr(path, key_os, &mut value[..]) {
+                Ok(n) => value[..n].to_vec(),
+                Err(Errno::RANGE) => grown(|buf| rustix::fs::lgetxattr(path, key_os, buf))?,
+                Err(Errno::NODATA) => continue, // removed meanwhile
+                Err(e) => return Err(e.into()),
+            };
+            attrs.push((key.to_vec(), value));
+        }
+        Ok(Xattrs(attrs))
+    }
+
+    /// Whether a POSIX ACL is among them.
+    pub(crate) fn has_acl(&self) -> bool {
+        self.0.iter().any(|(k, _)| k == ACL_ACCESS)
+    }
+
+    /// Puts them on `file`; `true` when there were any. The ACL must take (dropping it
+    /// could widen access); the rest is best effort, since `security.*` and `trusted.*`
+    /// need privileges the caller may lack.
+    pub(crate) fn apply(&self, file: &File) -> io::Result<bool> {
+        use std::os::unix::ffi::OsStrExt;
+        for (key, value) in &self.0 {
+            match rustix::fs::fsetxattr(file, OsStr::from_bytes(key), value, XattrFlags::empty()) {
+                Ok(()) => {}
+                Err(e) if key == ACL_ACCESS => return Err(e.into()),
+                Err(_) => {}
+            }
+        }
+        Ok(!self.0.is_empty())
+    }
+}
+
+/// Calls `f` with a buffer of the size it asks for (`f(&mut [])` returns it).
+fn grown(f: impl Fn(&mut [u8]) -> rustix::io::Result<usize>) -> io::Result<Vec<u8>> {
+    let len = f(&mut [])?;
+    let mut buf = vec![0u8; len];
+    let n = f(&mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
 }

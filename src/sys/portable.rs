@@ -9,6 +9,8 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::error::FileKind;
+
 /// A directory, by path.
 #[derive(Debug)]
 pub(crate) struct Dir(PathBuf);
@@ -16,6 +18,91 @@ pub(crate) struct Dir(PathBuf);
 /// What is at a name, as `symlink_metadata` sees it.
 #[derive(Debug, Clone)]
 pub(crate) struct Existing(std::fs::Metadata);
+
+/// Who may change a directory's entries. Without Unix owners and sticky bits no
+/// directory counts as shared here: access control is the ACLs', which a rename keeps
+/// on the directory.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DirTrust {
+    pub(crate) owner: u32,
+    pub(crate) shared: bool,
+}
+
+/// How an existing file is opened.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Access {
+    /// Read-only.
+    Read,
+    /// Read and write.
+    ReadWrite,
+    /// Create it (fails if it exists), read and write; the mode has no meaning here.
+    Create(#[allow(dead_code, reason = "a Unix mode, unused here")] u32),
+}
+
+/// The marker of a refused link (there is no `O_NOFOLLOW` here).
+#[derive(Debug)]
+struct IsSymlink;
+
+impl std::fmt::Display for IsSymlink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a symlink where none is followed")
+    }
+}
+
+impl std::error::Error for IsSymlink {}
+
+/// No uids here: never compared, since [`Existing::owner`] is `None`.
+pub(crate) fn caller() -> u32 {
+    0
+}
+
+/// Whether an open was refused because the path is a link.
+pub(crate) fn is_symlink_error(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<IsSymlink>())
+}
+
+/// Opens the existing file at `path`, refusing a link (looked at first: without
+/// `O_NOFOLLOW` that check and the open are two steps).
+pub(crate) fn open_path(path: &Path, access: Access) -> io::Result<(File, Existing)> {
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && meta.file_type().is_symlink()
+    {
+        return Err(io::Error::other(IsSymlink));
+    }
+    let mut opts = OpenOptions::new();
+    match access {
+        Access::Read => opts.read(true),
+        Access::ReadWrite => opts.read(true).write(true),
+        Access::Create(_) => opts.read(true).write(true).create_new(true),
+    };
+    let file = opts.open(path)?;
+    let meta = file.metadata()?;
+    Ok((file, Existing(meta)))
+}
+
+/// Opens `path` read-only.
+pub(crate) fn open_nonblocking(path: &Path) -> io::Result<File> {
+    File::open(path)
+}
+
+/// `symlink_metadata` of `path`; `None` when nothing is there.
+pub(crate) fn lstat(path: &Path) -> io::Result<Option<Existing>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => Ok(Some(Existing(meta))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// No Unix modes here.
+pub(crate) fn set_mode(_file: &File, _mode: u32) -> io::Result<()> {
+    Ok(())
+}
+
+/// No umask here; the value only shapes Unix modes, which have no meaning.
+pub(crate) fn umask() -> u32 {
+    0o022
+}
 
 /// The permissions to give a new file: only read-only-ness exists here.
 #[derive(Debug, Clone)]
@@ -44,13 +131,24 @@ impl Perms {
     /// Gives a just-created file the permissions. Whether a sweep removed its name
     /// cannot be asked portably: a save that loses that race fails at its rename, with a
     /// typed error.
-    pub(crate) fn settle(&self, file: &File, _named: bool) -> io::Result<Settled> {
+    pub(crate) fn settle(&self, file: &File, _named: bool) -> io::Result<(Settled, Option<u32>)> {
         match &self.0 {
-            Some(p) => file.set_permissions(p.clone()).map(|()| Settled::Changed),
-            None => Ok(Settled::AsCreated),
+            Some(p) => file
+                .set_permissions(p.clone())
+                .map(|()| (Settled::Changed, None)),
+            None => Ok((Settled::AsCreated, None)),
         }
     }
+
+    /// No special bits here.
+    pub(crate) fn finish(&self, _file: &File) -> io::Result<bool> {
+        Ok(false)
+    }
 }
+
+/// Extended attributes are not carried over here (documented in `atomic`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NoXattrs;
 
 impl Existing {
     pub(crate) fn is_symlink(&self) -> bool {
@@ -65,7 +163,38 @@ impl Existing {
         self.0.is_file()
     }
 
-    pub(crate) fn perms(&self, _explicit: Option<u32>) -> Perms {
+    pub(crate) fn kind(&self) -> FileKind {
+        let t = self.0.file_type();
+        if t.is_file() {
+            FileKind::File
+        } else if t.is_dir() {
+            FileKind::Directory
+        } else if t.is_symlink() {
+            FileKind::Symlink
+        } else {
+            FileKind::Other
+        }
+    }
+
+    /// No uids here.
+    pub(crate) fn owner(&self) -> Option<u32> {
+        None
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// A Unix-like picture of the permissions: read-only or not.
+    pub(crate) fn mode_bits(&self) -> u32 {
+        if self.0.permissions().readonly() {
+            0o444
+        } else {
+            0o666
+        }
+    }
+
+    pub(crate) fn perms(&self, _explicit: Option<u32>, _xattrs: NoXattrs) -> Perms {
         Perms(Some(self.0.permissions()))
     }
 }
@@ -89,6 +218,21 @@ impl Dir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    pub(crate) fn trust(&self) -> io::Result<DirTrust> {
+        Ok(DirTrust {
+            owner: 0,
+            shared: false,
+        })
+    }
+
+    pub(crate) fn open_entry(&self, name: &OsStr, access: Access) -> io::Result<(File, Existing)> {
+        open_path(&self.0.join(name), access)
+    }
+
+    pub(crate) fn xattrs(&self, _name: &OsStr) -> io::Result<NoXattrs> {
+        Ok(NoXattrs)
     }
 
     pub(crate) fn read_link(&self, name: &OsStr) -> io::Result<PathBuf> {
@@ -127,10 +271,6 @@ impl Dir {
 
     pub(crate) fn sync(&self) -> io::Result<()> {
         Ok(())
-    }
-
-    pub(crate) fn open_temp(&self, name: &OsStr) -> io::Result<File> {
-        OpenOptions::new().write(true).open(self.0.join(name))
     }
 }
 

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Uid};
 
+use crate::error::FileKind;
+
 /// The mode a new file gets before the umask, as `File::create` does.
 const DEFAULT_MODE: u32 = 0o666;
 
@@ -26,6 +28,114 @@ pub(crate) struct Existing {
     mode: u32,
     uid: u32,
     gid: u32,
+    size: u64,
+}
+
+impl From<rustix::fs::Stat> for Existing {
+    fn from(st: rustix::fs::Stat) -> Existing {
+        Existing {
+            kind: FileType::from_raw_mode(st.st_mode as _),
+            #[allow(clippy::unnecessary_cast, reason = "st_mode is u16 on some targets")]
+            mode: st.st_mode as u32,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: st.st_size as u64,
+        }
+    }
+}
+
+/// Who may change a directory's entries: what the shared-directory rules ask of it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DirTrust {
+    /// The directory's owner.
+    pub(crate) owner: u32,
+    /// Sticky and writable by others than its owner (group or world), like `/tmp`:
+    /// another user can plant names here, and only the sticky bit keeps them from
+    /// removing ours.
+    pub(crate) shared: bool,
+}
+
+/// How [`Dir::open_entry`] and [`open_path`] open an existing file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Access {
+    /// Read-only.
+    Read,
+    /// Read and write.
+    ReadWrite,
+    /// Create it (`O_EXCL`) with this mode before the umask, read and write.
+    Create(u32),
+}
+
+impl Access {
+    fn flags(self) -> OFlags {
+        // Never follow a link, never block: a FIFO or a device opened to be read must not
+        // stall the caller. The fstat after the open says what it really is.
+        let base = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        match self {
+            Access::Read => base | OFlags::RDONLY,
+            Access::ReadWrite => base | OFlags::RDWR,
+            Access::Create(_) => base | OFlags::RDWR | OFlags::CREATE | OFlags::EXCL,
+        }
+    }
+
+    fn mode(self) -> Mode {
+        match self {
+            Access::Create(mode) => Mode::from_raw_mode(mode as _),
+            _ => Mode::empty(),
+        }
+    }
+}
+
+/// The effective user id: whose links and files count as the caller's own.
+pub(crate) fn caller() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// Whether an open failed because the last component is a symlink (`O_NOFOLLOW`).
+pub(crate) fn is_symlink_error(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
+}
+
+/// Opens the existing file at `path` as `access` says, never following a link at the
+/// last component and never blocking, with its `fstat`.
+pub(crate) fn open_path(path: &Path, access: Access) -> io::Result<(File, Existing)> {
+    let fd = rustix::fs::open(path, access.flags(), access.mode())?;
+    let st = rustix::fs::fstat(&fd)?;
+    Ok((File::from(fd), st.into()))
+}
+
+/// Opens `path` read-only without blocking (and without an `fstat`: the caller compares
+/// the file's identity itself).
+pub(crate) fn open_nonblocking(path: &Path) -> io::Result<File> {
+    let fd = rustix::fs::open(path, Access::Read.flags(), Mode::empty())?;
+    Ok(File::from(fd))
+}
+
+/// `lstat` of `path`; `None` when nothing is there.
+pub(crate) fn lstat(path: &Path) -> io::Result<Option<Existing>> {
+    match rustix::fs::lstat(path) {
+        Ok(st) => Ok(Some(st.into())),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The process's umask, read without changing it (`/proc/self/status` on Linux;
+/// elsewhere the common `0o022`, since setting it to read it would race other threads).
+pub(crate) fn umask() -> u32 {
+    #[cfg(target_os = "linux")]
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+        && let Some(mask) = status.lines().find_map(|l| l.strip_prefix("Umask:"))
+        && let Ok(mask) = u32::from_str_radix(mask.trim(), 8)
+    {
+        return mask;
+    }
+    0o022
+}
+
+/// Sets the mode bits of an open file exactly.
+pub(crate) fn set_mode(file: &File, mode: u32) -> io::Result<()> {
+    Ok(rustix::fs::fchmod(file, Mode::from_raw_mode(mode as _))?)
 }
 
 /// What [`Perms::settle`] found and did.
@@ -40,7 +150,7 @@ pub(crate) enum Settled {
 }
 
 /// The permissions to give a new file.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Perms {
     /// The mode passed to `open`, before the umask.
     mode: u32,
@@ -48,6 +158,30 @@ pub(crate) struct Perms {
     exact: bool,
     /// Change the owner to this (uid, gid).
     owner: Option<(u32, u32)>,
+    /// Extended attributes (a POSIX ACL among them) to carry over from the replaced file.
+    xattrs: Xattrs,
+}
+
+/// The extended attributes of a replaced file (Linux), or nothing.
+#[cfg(target_os = "linux")]
+type Xattrs = super::linux::Xattrs;
+#[cfg(not(target_os = "linux"))]
+type Xattrs = NoXattrs;
+
+/// Extended attributes are not carried over on this platform (documented in `atomic`).
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NoXattrs;
+
+#[cfg(not(target_os = "linux"))]
+impl NoXattrs {
+    fn has_acl(&self) -> bool {
+        false
+    }
+
+    fn apply(&self, _file: &File) -> io::Result<bool> {
+        Ok(false)
+    }
 }
 
 impl Perms {
@@ -57,6 +191,7 @@ impl Perms {
             mode: explicit.unwrap_or(DEFAULT_MODE),
             exact: explicit.is_some(),
             owner: None,
+            xattrs: Xattrs::default(),
         }
     }
 }
@@ -67,20 +202,45 @@ impl Perms {
     /// directory's): so the group gets no bit that others lack, and no member of a wrong
     /// group can open it in that moment and keep reading. Special bits wait too.
     fn create_mode(&self) -> u32 {
+        if self.xattrs.has_acl() {
+            // The ACL may deny a user the mode's bits would let in: nobody but the owner
+            // until the ACL is on the file.
+            return self.mode & 0o700;
+        }
         let other = self.mode & 0o007;
         (self.mode & 0o707) | (self.mode & 0o070 & (other << 3))
     }
 
+    /// The setuid, setgid and sticky bits the file gets once its data is complete
+    /// ([`finish`](Self::finish)); `None` when it gets none.
+    fn special(&self) -> Option<u32> {
+        (self.exact && self.mode & 0o7000 != 0).then_some(self.mode)
+    }
+
+    /// Applies the special bits to a file whose bytes are all written, just before it is
+    /// flushed and renamed: a setuid file must never exist half-written (and a write by
+    /// its owner would clear the bit anyway). `true` when the mode changed.
+    pub(crate) fn finish(&self, file: &File) -> io::Result<bool> {
+        match self.special() {
+            Some(mode) => set_mode(file, mode).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// Finishes a just-created (and locked) file: one `fstat` tells whether a `sweep`
-    /// removed its name before we locked it (`Settled::Unlinked`), and which owner and
-    /// mode it got, so that `fchown`/`fchmod` run only when they change something.
-    pub(crate) fn settle(&self, file: &File, named: bool) -> io::Result<Settled> {
+    /// removed its name before we locked it (`Settled::Unlinked`), which owner and mode
+    /// it got, so that `fchown`/`fchmod` run only when they change something, and who
+    /// created it (the caller's filesystem uid, returned). Extended attributes of the
+    /// replaced file come after the owner and before the mode: `fchown` may drop some,
+    /// and `fchmod` keeps an ACL's mask in step with the mode.
+    pub(crate) fn settle(&self, file: &File, named: bool) -> io::Result<(Settled, Option<u32>)> {
         if !named && self.owner.is_none() && !self.exact {
-            return Ok(Settled::AsCreated); // nothing to ask: no sweep sees it, no perms to fix
+            // Nothing to ask: no sweep sees it, no perms to fix.
+            return Ok((Settled::AsCreated, None));
         }
         let st = rustix::fs::fstat(file)?;
         if named && st.st_nlink == 0 {
-            return Ok(Settled::Unlinked);
+            return Ok((Settled::Unlinked, Some(st.st_uid)));
         }
         let mut changed = false;
         if let Some((uid, gid)) = self.owner
@@ -89,18 +249,22 @@ impl Perms {
             set_owner(file, uid, gid)?;
             changed = true;
         }
+        changed |= self.xattrs.apply(file)?;
         #[allow(clippy::unnecessary_cast, reason = "st_mode is u16 on some targets")]
         let mode = st.st_mode as u32 & 0o7777;
-        // After a chown the kernel may have cleared setuid/setgid: always restore then.
-        if self.exact && (changed || mode != self.mode) {
-            rustix::fs::fchmod(file, Mode::from_raw_mode(self.mode as _))?;
+        // Special bits wait for `finish`. After a chown the kernel may have cleared
+        // setgid: always set the mode then.
+        let writing = self.mode & 0o777;
+        if self.exact && (changed || mode != writing) {
+            set_mode(file, writing)?;
             changed = true;
         }
-        Ok(if changed {
+        let settled = if changed {
             Settled::Changed
         } else {
             Settled::AsCreated
-        })
+        };
+        Ok((settled, Some(st.st_uid)))
     }
 }
 
@@ -117,14 +281,46 @@ impl Existing {
         self.kind == FileType::RegularFile
     }
 
-    /// The permissions that keep this file's mode and owner, unless `explicit` is given.
-    pub(crate) fn perms(&self, explicit: Option<u32>) -> Perms {
+    /// What kind of entry it is.
+    pub(crate) fn kind(&self) -> FileKind {
+        match self.kind {
+            FileType::RegularFile => FileKind::File,
+            FileType::Directory => FileKind::Directory,
+            FileType::Symlink => FileKind::Symlink,
+            FileType::Fifo => FileKind::Fifo,
+            FileType::Socket => FileKind::Socket,
+            FileType::CharacterDevice => FileKind::CharDevice,
+            FileType::BlockDevice => FileKind::BlockDevice,
+            _ => FileKind::Other,
+        }
+    }
+
+    /// Its owner; `None` where the platform has no uids.
+    pub(crate) fn owner(&self) -> Option<u32> {
+        Some(self.uid)
+    }
+
+    /// Its size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Its mode bits (`0o7777`).
+    pub(crate) fn mode_bits(&self) -> u32 {
+        self.mode & 0o7777
+    }
+
+    /// The permissions that keep this file's mode and owner, unless `explicit` is given:
+    /// an explicit mode means "these bits, owned by me", so the owner is not copied then.
+    /// `xattrs` are the replaced file's extended attributes, carried over.
+    pub(crate) fn perms(&self, explicit: Option<u32>, xattrs: Xattrs) -> Perms {
         Perms {
             mode: explicit.unwrap_or(self.mode & 0o7777),
             exact: true,
             // Compared with what the new file got, not with our own ids: in a setgid
             // directory a new file takes the directory's group.
-            owner: Some((self.uid, self.gid)),
+            owner: explicit.is_none().then_some((self.uid, self.gid)),
+            xattrs,
         }
     }
 }
@@ -149,15 +345,42 @@ impl Dir {
     /// `lstat` of `name`; `None` when nothing is there.
     pub(crate) fn inspect(&self, name: &OsStr) -> io::Result<Option<Existing>> {
         match rustix::fs::statat(&self.0, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => Ok(Some(Existing {
-                kind: FileType::from_raw_mode(st.st_mode as _),
-                #[allow(clippy::unnecessary_cast, reason = "st_mode is u16 on some targets")]
-                mode: st.st_mode as u32,
-                uid: st.st_uid,
-                gid: st.st_gid,
-            })),
+            Ok(st) => Ok(Some(st.into())),
             Err(rustix::io::Errno::NOENT) => Ok(None),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Who owns this directory and whether others may plant names in it (one `fstat`).
+    pub(crate) fn trust(&self) -> io::Result<DirTrust> {
+        let st = rustix::fs::fstat(&self.0)?;
+        #[allow(clippy::unnecessary_cast, reason = "st_mode is u16 on some targets")]
+        let mode = st.st_mode as u32;
+        Ok(DirTrust {
+            owner: st.st_uid,
+            shared: mode & 0o1000 != 0 && mode & 0o022 != 0,
+        })
+    }
+
+    /// Opens the existing entry `name` as `access` says, never following a link and
+    /// never blocking, with its `fstat`.
+    pub(crate) fn open_entry(&self, name: &OsStr, access: Access) -> io::Result<(File, Existing)> {
+        let fd = rustix::fs::openat(&self.0, name, access.flags(), access.mode())?;
+        let st = rustix::fs::fstat(&fd)?;
+        Ok((File::from(fd), st.into()))
+    }
+
+    /// The extended attributes of the entry `name` (a file about to be replaced), to
+    /// give the new file; nothing where the platform or filesystem has none.
+    pub(crate) fn xattrs(&self, name: &OsStr) -> io::Result<Xattrs> {
+        #[cfg(target_os = "linux")]
+        {
+            super::linux::Xattrs::of(&self.0, name)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = name;
+            Ok(NoXattrs)
         }
     }
 
@@ -231,13 +454,6 @@ impl Dir {
     /// Flushes the directory's entries to stable storage.
     pub(crate) fn sync(&self) -> io::Result<()> {
         Ok(rustix::fs::fsync(&self.0)?)
-    }
-
-    /// Opens an existing temporary file for `sweep` to lock; never follows a link.
-    pub(crate) fn open_temp(&self, name: &OsStr) -> io::Result<File> {
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        let fd = rustix::fs::openat(&self.0, name, flags, Mode::empty())?;
-        Ok(File::from(fd))
     }
 }
 

@@ -101,6 +101,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    survive_file_size_limit();
     let result = match cli.command {
         Command::Write(args) => write::run(args),
         Command::Sweep(args) => sweep::run(args),
@@ -116,6 +117,20 @@ fn main() -> ExitCode {
             let _ = writeln!(io::stderr(), "atomic-persist: {failure}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Under `ulimit -f`, a write past the limit raises SIGXFSZ, whose default action kills
+/// the process without a word. With a handler installed the write fails with `EFBIG`
+/// instead, and the save reports it as an error naming the file.
+fn survive_file_size_limit() {
+    #[cfg(unix)]
+    {
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        // The flag is never read: only the handler's presence matters.
+        let flag = Arc::new(AtomicBool::new(false));
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, flag);
     }
 }
 

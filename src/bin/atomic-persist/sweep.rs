@@ -7,14 +7,19 @@ use crate::Failure;
 
 /// Remove stale temporary files left in DIR by killed writers.
 ///
-/// Prints one line, `removed N temporary files` (`removed 1 temporary file` for one).
+/// Prints one line, `removed N temporary files` (`removed 1 temporary file` for one),
+/// and on standard error a line `skipped PATH: WHY` for each temporary-looking entry it
+/// left (another user's file in a sticky directory, a FIFO named like a temporary file).
 #[derive(Debug, clap::Args)]
 #[command(
     long_about = "Remove stale temporary files left in DIR by killed writers.\n\n\
         Only files named like this crate's temporary files (.NAME.XXXXXXXXXXXX.tmp) are \
-        considered, and one that a live writer still holds is never removed. Prints one \
-        line on standard output: `removed N temporary files` (`removed 1 temporary file` \
-        for one)."
+        considered, and one that a live writer still holds is never removed. Nothing is \
+        followed and nothing blocks: links other than a history's pointer swap, FIFOs and \
+        devices are left alone. Prints one line on standard output: `removed N temporary \
+        files` (`removed 1 temporary file` for one); each entry it left because it may \
+        not remove it or could not look at it safely is a line `skipped: WHY` on standard \
+        error, and the sweep goes on."
 )]
 pub struct Args {
     /// The directory to clean (not recursive).
@@ -23,8 +28,11 @@ pub struct Args {
 
 /// Runs `atomic-persist sweep`.
 pub fn run(args: Args) -> Result<(), Failure> {
-    let removed = atomic_persist::sweep(&args.dir)?;
-    writeln!(io::stdout(), "{}", summary(removed)).map_err(Failure::stdout)
+    let swept = atomic_persist::sweep(&args.dir)?;
+    for skipped in &swept.skipped {
+        let _ = writeln!(io::stderr(), "skipped: {skipped}");
+    }
+    writeln!(io::stdout(), "{}", summary(swept.count())).map_err(Failure::stdout)
 }
 
 /// The line `sweep` prints.
