@@ -186,7 +186,7 @@ fn one_kill(round: &Round, rng: &mut Rng, tally: &mut Tally, failures: &mut Vec<
     }
     let temps = common::temps(dir);
     tally.temps_left += temps.len();
-    let removed = sweep(dir).unwrap();
+    let removed = sweep(dir).unwrap().count();
     if removed != temps.len() {
         failures.push(format!("sweep removed {removed} of {temps:?}"));
     }

@@ -619,6 +619,10 @@ fn errnos_for(c: &Call) -> Option<Vec<&'static str>> {
         "getdents64" => vec!["EIO"],
         // The history's temporary symlink (EEXIST: the name is taken; another name).
         "symlink" | "symlinkat" => vec!["EIO", "ENOSPC", "EDQUOT", "EACCES", "EPERM", "EEXIST"],
+        // The replaced file's extended attributes (its ACL among them), read to carry
+        // them over; EOPNOTSUPP: the filesystem has none.
+        "llistxattr" | "lgetxattr" => vec!["EIO", "EACCES", "ENOMEM", "EOPNOTSUPP"],
+        "fsetxattr" => vec!["EIO", "EPERM", "ENOSPC", "EOPNOTSUPP"],
         _ => return None,
     })
 }
@@ -640,6 +644,11 @@ fn may_succeed(c: &Call, errno: &str) -> bool {
         ("fstatfs" | "statfs", _) => true,
         // std's random keys fall back to /dev/urandom.
         ("getrandom", "EPERM") => true,
+        // No xattrs on this filesystem: nothing to carry over.
+        ("llistxattr", "EOPNOTSUPP") => true,
+        // A lock's explicit release when it is dropped, after the work it guarded: the
+        // close that follows releases it too.
+        ("flock", _) if c.args.contains("LOCK_UN") => true,
         // The temporary symlink's name is taken: the history tries another.
         ("symlink" | "symlinkat", "EEXIST") => true,
         // The writer lock's file may not be opened for writing: it is opened read-only
@@ -652,7 +661,7 @@ fn may_succeed(c: &Call, errno: &str) -> bool {
         // engine's own fstat of a new temp must fail the save, and is not listed here.)
         ("statx", _) if c.args.contains("AT_EMPTY_PATH") => true,
         // The read-only reopen of the renamed file that pins its identity.
-        ("openat", _) if c.args.contains("O_RDONLY") && !c.args.contains(".lock") => {
+        ("open" | "openat", _) if c.args.contains("O_RDONLY") && !c.args.contains(".lock") => {
             c.args.contains(DEST) && !c.args.contains("O_DIRECTORY")
         }
         _ => false,
@@ -794,7 +803,9 @@ fn run(kind: Kind, root: &Path, id: usize, inject: &[String]) -> Result<Run, Str
         files = history_files(&dir, &before);
         history = Some(history_view(&dir));
     }
-    let swept = atomic_persist::sweep(&dir).map_err(|e| e.to_string());
+    let swept = atomic_persist::sweep(&dir)
+        .map(|s| s.count())
+        .map_err(|e| e.to_string());
     let after_sweep = common::names(&dir)
         .into_iter()
         .filter(|n| !is_lock_sidecar(n))

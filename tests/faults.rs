@@ -6,7 +6,7 @@ mod common;
 use std::io::{self, Write};
 use std::path::Path;
 
-use atomic_persist::{Error, Op, WriteOptions, write_atomic};
+use atomic_persist::{Error, FileKind, Op, Refusal, WriteOptions, write_atomic};
 
 const OLD: &[u8] = b"the old, complete contents\n";
 
@@ -210,27 +210,31 @@ fn an_unwritable_directory_is_a_create_temp_error_for_an_unprivileged_writer() {
 }
 
 #[test]
-fn a_directory_destination_is_an_inspect_error() {
+fn a_directory_destination_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let sub = dir.path().join("sub");
     std::fs::create_dir(&sub).unwrap();
     std::fs::write(sub.join("inside"), OLD).unwrap();
     for how in HOW {
         match save(&sub, b"new", how) {
-            Err(Error::Io {
-                op: Op::Inspect,
-                source,
+            Err(Error::Refused {
+                reason:
+                    Refusal::NotRegular {
+                        kind: FileKind::Directory,
+                    },
                 path,
-            }) if source.kind() == io::ErrorKind::IsADirectory => assert_eq!(path, sub),
-            other => panic!("{how}: expected Io {{ Inspect, IsADirectory }}, got {other:?}"),
+            }) => assert_eq!(path, sub),
+            other => panic!("{how}: expected Refused {{ NotRegular(Directory) }}, got {other:?}"),
         }
     }
     // A symlink to a directory is the same error.
     std::os::unix::fs::symlink(&sub, dir.path().join("link")).unwrap();
     assert!(matches!(
         write_atomic(dir.path().join("link"), b"new"),
-        Err(Error::Io {
-            op: Op::Inspect,
+        Err(Error::Refused {
+            reason: Refusal::NotRegular {
+                kind: FileKind::Directory
+            },
             ..
         })
     ));

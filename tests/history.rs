@@ -422,13 +422,13 @@ fn sweep_removes_a_stale_pointer_temp_symlink_but_not_a_live_one() {
     {
         let _writer = atomic_persist::lock::Lock::exclusive(&path).unwrap();
         assert_eq!(
-            atomic_persist::sweep(dir.path()).unwrap(),
+            atomic_persist::sweep(dir.path()).unwrap().count(),
             0,
             "writer lock held"
         );
         assert!(temp.symlink_metadata().is_ok());
     }
-    assert_eq!(atomic_persist::sweep(dir.path()).unwrap(), 1);
+    assert_eq!(atomic_persist::sweep(dir.path()).unwrap().count(), 1);
     assert!(temp.symlink_metadata().is_err());
     assert_eq!(
         link_target(&path),

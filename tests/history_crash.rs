@@ -178,7 +178,7 @@ fn one_kill(
 
     let temps = common::temps(dir);
     tally.temps_left += temps.len();
-    let removed = atomic_persist::sweep(dir).unwrap();
+    let removed = atomic_persist::sweep(dir).unwrap().count();
     if removed != temps.len() || !common::temps(dir).is_empty() {
         failures.push(format!("{what}: sweep removed {removed} of {temps:?}"));
     }

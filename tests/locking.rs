@@ -316,7 +316,7 @@ fn a_writer_killed_while_holding_the_lock_releases_it() {
     assert_eq!(reread.meta().unwrap().generation, 2);
     assert!(atomic_persist::envelope::verify(&path).unwrap().is_some());
     // The dead writer's temporary file is debris that sweep removes; the lock file stays.
-    assert_eq!(atomic_persist::sweep(dir.path()).unwrap(), 1);
+    assert_eq!(atomic_persist::sweep(dir.path()).unwrap().count(), 1);
     common::assert_only(dir.path(), &[".big.json.lock", "big.json", "writing"]);
 }
 

@@ -63,11 +63,15 @@ fn sweep_removes_the_temp_of_a_sigkilled_writer() {
     child.wait().unwrap();
     assert!(temp.exists(), "the killed writer's temp is debris");
     assert_eq!(common::temps(dir.path()), vec![temp.clone()]);
-    assert_eq!(sweep(dir.path()).unwrap(), 1);
+    assert_eq!(sweep(dir.path()).unwrap().count(), 1);
     assert!(!temp.exists());
     assert_eq!(std::fs::read(&path).unwrap(), b"old");
     common::assert_only(dir.path(), &["state.json"]);
-    assert_eq!(sweep(dir.path()).unwrap(), 0, "nothing left to sweep");
+    assert_eq!(
+        sweep(dir.path()).unwrap().count(),
+        0,
+        "nothing left to sweep"
+    );
 }
 
 #[test]
@@ -82,7 +86,7 @@ fn sweep_spares_the_temp_of_a_live_writer_in_this_process() {
             .unwrap();
         f.write_all(b"first half, ").unwrap();
         let temp = f.temp_path();
-        assert_eq!(sweep(dir.path()).unwrap(), 0);
+        assert_eq!(sweep(dir.path()).unwrap().count(), 0);
         if let Some(temp) = &temp {
             assert!(temp.exists(), "sweep removed a live temp");
         }
@@ -103,7 +107,7 @@ fn sweep_spares_the_temp_of_a_live_writer_in_another_process() {
     let path = dir.path().join("state.json");
     write_atomic(&path, b"old").unwrap();
     let (mut child, mut stdout, temp) = writer_child(test, &path);
-    assert_eq!(sweep(dir.path()).unwrap(), 0);
+    assert_eq!(sweep(dir.path()).unwrap().count(), 0);
     assert!(temp.exists(), "sweep removed a live writer's temp");
     drop(child.stdin.take()); // let the writer commit
     let mut out = String::new();
@@ -147,7 +151,7 @@ fn sweep_counts_what_it_removes_and_ignores_everything_else() {
     }
     std::fs::create_dir(d.join(".dir.abcdefghijkl.tmp")).unwrap();
     std::os::unix::fs::symlink("state.json", d.join(".link.abcdefghijkl.tmp")).unwrap();
-    assert_eq!(sweep(d).unwrap(), debris.len());
+    assert_eq!(sweep(d).unwrap().count(), debris.len());
     for n in debris {
         assert!(!d.join(n).exists(), "{n} was not swept");
     }
@@ -165,7 +169,7 @@ fn sweep_counts_what_it_removes_and_ignores_everything_else() {
             .unwrap()
             .is_symlink()
     );
-    assert_eq!(sweep(d).unwrap(), 0);
+    assert_eq!(sweep(d).unwrap().count(), 0);
 }
 
 #[test]
@@ -187,7 +191,7 @@ fn sweep_removes_debris_with_a_non_utf8_name() {
     let dir = tempfile::tempdir().unwrap();
     let name = OsStr::from_bytes(b".caf\xe9.json.abcdefghijkl.tmp");
     std::fs::write(dir.path().join(name), b"debris").unwrap();
-    assert_eq!(sweep(dir.path()).unwrap(), 1);
+    assert_eq!(sweep(dir.path()).unwrap().count(), 1);
     common::assert_only(dir.path(), &[]);
 }
 

@@ -31,13 +31,77 @@ pub fn child(test: &str, role: &str) -> Command {
 /// `dir` first (which must be open to all, see [`open_dir_to_all`]): the build
 /// directory may be out of nobody's reach.
 pub fn child_as_nobody(dir: &Path, test: &str, role: &str) -> Command {
+    child_as(dir, test, role, 65534)
+}
+
+/// [`child`], running as user and group `uid` (no account is needed for that id). The
+/// test binary is copied into `dir` once (which must be open to all).
+pub fn child_as(dir: &Path, test: &str, role: &str, uid: u32) -> Command {
     use std::os::unix::process::CommandExt;
     let exe = dir.join("test-binary");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    if !exe.exists() {
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
     let mut cmd = child_of(&exe, test, role);
-    cmd.uid(65534).gid(65534);
+    cmd.uid(uid).gid(uid);
     cmd
+}
+
+/// Spawns `cmd`, again while the binary is "busy": a copy of the test binary made by
+/// [`child_as`] can still be open for writing in a child another test thread forked
+/// meanwhile (until that child's exec closes it, or its exit, for a child that forks
+/// without exec), and exec then fails with `ETXTBSY`.
+pub fn spawn(cmd: &mut Command) -> std::process::Child {
+    for _ in 0..500 {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            spawned => return spawned.expect("spawn child"),
+        }
+    }
+    panic!("the test binary stayed busy for 10 s");
+}
+
+/// Runs `cmd` to its end, or kills it once `limit` has passed: `None` then, so that a
+/// hang is a failure the caller reports rather than a stuck test run.
+pub fn output_within(mut cmd: Command, limit: std::time::Duration) -> Option<Output> {
+    use std::io::Read;
+    use std::process::Stdio;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = spawn(&mut cmd);
+    // Drained on threads: a child that fills a pipe must not look hung.
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
+    status.map(|status| Output {
+        status,
+        stdout,
+        stderr,
+    })
 }
 
 fn child_of(exe: &Path, test: &str, role: &str) -> Command {
@@ -51,7 +115,11 @@ fn child_of(exe: &Path, test: &str, role: &str) -> Command {
 /// Runs a child to completion; panics with its output unless it exited 0 and printed
 /// `marker` on a line of its own.
 pub fn run_child(mut cmd: Command, marker: &str) -> Output {
-    let out = cmd.output().expect("spawn child");
+    use std::process::Stdio;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = spawn(&mut cmd).wait_with_output().expect("wait for child");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.lines().any(|l| l == marker),
