@@ -6,10 +6,12 @@
 //! [`AtomicFile`], runs the same steps, all relative to one open handle on the
 //! destination's directory:
 //!
-//! 1. Resolve the destination. A symlink is followed to its final target, and the
-//!    temporary file is created beside the *target*: the link's own directory may be
-//!    read-only or on another filesystem, and a rename only swaps entries of one
-//!    directory. The link itself stays a link.
+//! 1. Resolve the destination. A symlink is followed to its final target (under the
+//!    rules of [Security](#security)), and the temporary file is created beside the
+//!    *target*: the link's own directory may be read-only or on another filesystem, and
+//!    a rename only swaps entries of one directory. The link itself stays a link.
+//!    Anything but a regular file at the destination (a FIFO, a device, a directory) is
+//!    [`Error::Refused`].
 //! 2. Create `.{name}.{random}.tmp` in that directory with
 //!    `O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC` and already the final mode, so it is never
 //!    more readable than the file it becomes (or an anonymous `O_TMPFILE` on Linux, with
@@ -24,7 +26,82 @@
 //!
 //! If any step fails, the temporary file is removed and the destination is untouched; a
 //! writer that is killed outright leaves at most a named temporary file, which [`sweep`]
-//! removes.
+//! removes. A new file's setuid, setgid and sticky bits are set only once all its bytes
+//! are written, before step 4.
+//!
+//! # Security
+//!
+//! **Threat model.** Another local user who can create names in the destination's
+//! directory: `/tmp`, `/var/tmp`, a shared volume or a CI runner's scratch space. They
+//! may plant symlinks, files, FIFOs or devices under any free name (the file itself, its
+//! temporary files, the `.{name}.lock` sidecar, a history's version names) and hold
+//! locks on anything they can open. The crate keeps them from *redirecting* a save
+//! (through a link), *reading* it (through a file they own), *forging* what a load
+//! returns, and *stalling* a save, a load or a sweep (a FIFO, a held lock). Not
+//! defended: a user who may write the directory without a sticky bit can rename or
+//! delete anything in it, so nothing stored there can be trusted against them (use a
+//! directory only you can write); root, and anyone who can write the files themselves.
+//!
+//! **Shared directories.** A directory is *shared* when it is sticky and writable by
+//! group or others, as `/tmp` is. There, an entry counts as trusted only when it
+//! belongs to the caller or to the directory's owner, the rule of the kernel's
+//! `protected_symlinks` and `protected_regular` sysctls, applied whatever the sysctls
+//! say (the crate resolves links itself, so the kernel's rule would never apply, and
+//! containers often turn both off):
+//!
+//! - A foreign **symlink** is not followed: [`Error::Refused`] with
+//!   [`Refusal::ForeignSymlink`]. A link of the caller or of the directory's owner is
+//!   followed; with [`WriteOptions::follow_symlinks`]`(false)` no link is followed and
+//!   the link itself is replaced.
+//! - A foreign **file** is neither replaced nor read ([`Refusal::ForeignFile`]): the
+//!   user who planted it would own the result, or could rewrite it later.
+//!
+//! **Ownership of the result**, when an existing regular file is replaced:
+//!
+//! | caller | file owned by | in a shared directory | elsewhere |
+//! |---|---|---|---|
+//! | root | root | replaced, mode kept | replaced, mode kept |
+//! | root | the directory's owner | replaced, owner and mode kept | replaced, owner and mode kept |
+//! | root | another user | refused ([`Refusal::ForeignFile`]) | replaced, owner and mode kept; with [`WriteOptions::mode`], owned by root |
+//! | a user | themselves | replaced, mode kept | replaced, mode kept |
+//! | a user | the directory's owner | the kernel refuses the rename (sticky bit): [`Error::Io`] | replaced; owned by the caller (a user cannot give files away), group kept where the caller is in it |
+//! | a user | another user | refused ([`Refusal::ForeignFile`]) | as the row above |
+//!
+//! An explicit [`mode`](WriteOptions::mode) means "these bits, owned by me": the old
+//! owner is not copied then. Without it (and with
+//! [`preserve_permissions`](WriteOptions::preserve_permissions), the default) the old
+//! mode, owner and group are kept, and on Linux the file's POSIX ACL
+//! (`system.posix_acl_access`) and `user.*` attributes are carried over (`security.*`
+//! and `trusted.*` where the caller may set them). A new file with an ACL is readable by
+//! its owner alone until the ACL is on it. Other platforms drop extended attributes.
+//!
+//! **Special files.** Every file the crate did not just create (a destination, a lock
+//! sidecar, a version, a manifest, a file to load, a sweep candidate) is opened
+//! without following a link at its last component and without blocking, then checked
+//! with `fstat`: anything but a regular file is [`Refusal::NotRegular`] (for saves and
+//! loads) or skipped and reported (history scans, [`sweep`]). A FIFO cannot stall a
+//! load, a device cannot be read without end. [`WriteOptions::replace_non_regular`]
+//! lets a save replace a FIFO, socket or device with a regular file of a fresh mode.
+//!
+//! **Locks.** A lock sidecar is opened only by those who may write the data file (its
+//! mode gives read and write to each class that may write the data file, and nothing
+//! to the others), so a reader cannot hold it with a shared lock; see the
+//! [`lock`](crate::lock) module. A sidecar planted by another user in a shared
+//! directory is refused at once rather than waited on.
+//!
+//! **What to do in a world-writable directory.** Prefer a directory of your own (a
+//! subdirectory of `/tmp` made with mode 0700 by the program, or `$XDG_RUNTIME_DIR`).
+//! Where the directory must be shared, the rules above make each save and load either
+//! do what it would do in a private directory or fail with [`Error::Refused`] naming
+//! the entry; treat that error as "someone is interfering", not as a reason to retry
+//! elsewhere with fewer checks. [`PersistedBuilder::max_size`](crate::PersistedBuilder::max_size)
+//! bounds the memory a load of a file from such a place may take.
+//!
+//! A save's checks cost no syscall on the common path: the caller's uid comes from the
+//! `fstat` the engine makes of its new temporary file anyway, and only an entry owned by
+//! someone else (or a symlink) costs an `fstat` of the directory. The one addition to a
+//! save is an `llistxattr` of the file it replaces, to carry its ACL over
+//! (`BENCHMARKS.md` measures it). A load adds a `geteuid` to its `open` and `fstat`.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, TryLockError};
@@ -544,10 +621,8 @@ fn perms_for(
         // A node's or a link's mode is not a file's: start fresh.
         return Ok(sys::Perms::new(opts.mode));
     }
-    let xattrs = target
-        .dir
-        .xattrs(&target.name)
-        .map_err(|err| Error::io(Op::Inspect, &target.path, err))?;
+    let xattrs =
+        sys::xattrs(&target.path).map_err(|err| Error::io(Op::Inspect, &target.path, err))?;
     Ok(e.perms(opts.mode, xattrs))
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::Path;
 
 use atomic_persist::{Error, FileKind, Op, Refusal, WriteOptions, write_atomic};

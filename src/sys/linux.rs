@@ -77,21 +77,20 @@ const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
 pub(crate) struct Xattrs(Vec<(Vec<u8>, Vec<u8>)>);
 
 impl Xattrs {
-    /// The attributes of `name` in `dir`, read through `/proc/self/fd` so that the name
-    /// is looked up in exactly that directory (there is no `llistxattrat` before Linux
-    /// 6.13). Nothing when the filesystem has no xattrs or `/proc` is not mounted.
-    pub(crate) fn of(dir: &OwnedFd, name: &OsStr) -> io::Result<Xattrs> {
-        use std::os::fd::AsRawFd;
+    /// The attributes of the file at `path` (not following a link). By path, not
+    /// through `/proc/self/fd/N/name` (walking procfs cost more than the rest of a
+    /// tmpfs save's extras together) nor `llistxattrat` (Linux 6.13, not in rustix):
+    /// whoever could swap a component of `path` meanwhile could have redirected the
+    /// whole save before the directory was opened. Nothing when the filesystem has no
+    /// xattrs.
+    pub(crate) fn of(path: &std::path::Path) -> io::Result<Xattrs> {
         use std::os::unix::ffi::OsStrExt;
-        let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
-        path.extend_from_slice(name.as_bytes());
-        let path = OsStr::from_bytes(&path);
         let mut list = [0u8; 1024];
         let list = match rustix::fs::llistxattr(path, &mut list[..]) {
             Ok(0) => return Ok(Xattrs::default()), // the common case: one syscall
             Ok(n) => list[..n].to_vec(),
             Err(Errno::RANGE) => grown(|buf| rustix::fs::llistxattr(path, buf))?,
-            // No xattrs here (or no /proc): nothing to carry over.
+            // No xattrs here, or the file went away: nothing to carry over.
             Err(Errno::NOTSUP | Errno::NOENT | Errno::NOSYS) => return Ok(Xattrs::default()),
             Err(e) => return Err(e.into()),
         };

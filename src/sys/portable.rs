@@ -94,6 +94,11 @@ pub(crate) fn lstat(path: &Path) -> io::Result<Option<Existing>> {
     }
 }
 
+/// Extended attributes are not carried over here.
+pub(crate) fn xattrs(_path: &Path) -> io::Result<NoXattrs> {
+    Ok(NoXattrs)
+}
+
 /// No Unix modes here.
 pub(crate) fn set_mode(_file: &File, _mode: u32) -> io::Result<()> {
     Ok(())
@@ -229,10 +234,6 @@ impl Dir {
 
     pub(crate) fn open_entry(&self, name: &OsStr, access: Access) -> io::Result<(File, Existing)> {
         open_path(&self.0.join(name), access)
-    }
-
-    pub(crate) fn xattrs(&self, _name: &OsStr) -> io::Result<NoXattrs> {
-        Ok(NoXattrs)
     }
 
     pub(crate) fn read_link(&self, name: &OsStr) -> io::Result<PathBuf> {

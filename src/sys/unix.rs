@@ -111,6 +111,20 @@ pub(crate) fn open_nonblocking(path: &Path) -> io::Result<File> {
     Ok(File::from(fd))
 }
 
+/// The extended attributes of the file at `path` (one about to be replaced), to give
+/// the new file; nothing where the platform or filesystem has none.
+pub(crate) fn xattrs(path: &Path) -> io::Result<Xattrs> {
+    #[cfg(target_os = "linux")]
+    {
+        super::linux::Xattrs::of(path)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        Ok(NoXattrs)
+    }
+}
+
 /// `lstat` of `path`; `None` when nothing is there.
 pub(crate) fn lstat(path: &Path) -> io::Result<Option<Existing>> {
     match rustix::fs::lstat(path) {
@@ -368,20 +382,6 @@ impl Dir {
         let fd = rustix::fs::openat(&self.0, name, access.flags(), access.mode())?;
         let st = rustix::fs::fstat(&fd)?;
         Ok((File::from(fd), st.into()))
-    }
-
-    /// The extended attributes of the entry `name` (a file about to be replaced), to
-    /// give the new file; nothing where the platform or filesystem has none.
-    pub(crate) fn xattrs(&self, name: &OsStr) -> io::Result<Xattrs> {
-        #[cfg(target_os = "linux")]
-        {
-            super::linux::Xattrs::of(&self.0, name)
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = name;
-            Ok(NoXattrs)
-        }
     }
 
     /// The target of the symlink `name`, as written in the link.
