@@ -121,6 +121,7 @@ pub(crate) fn check_regular(entry: &sys::Existing, path: &Path) -> Result<()> {
 }
 
 /// What is at `path`, not following a link (`lstat`); `None` when nothing is.
+#[cfg_attr(not(feature = "json"), allow(dead_code))] // used by `history` only
 pub(crate) fn inspect(path: &Path) -> Result<Option<sys::Existing>> {
     sys::lstat(path).map_err(|e| Error::io(Op::Inspect, path, e))
 }

@@ -116,6 +116,8 @@ use uuid::Uuid;
 use crate::error::{Error, Op, Result};
 use crate::format::{AnyFormat, Format};
 
+mod stream;
+
 /// The version of the on-disk envelope this build writes and reads.
 pub const ENVELOPE_VERSION: u32 = 1;
 
@@ -211,6 +213,12 @@ pub(crate) fn new_run_id() -> Uuid {
 /// `Ok(None)` when it is a plain file (nothing to verify), [`Error::Corrupt`] when it is
 /// damaged.
 ///
+/// The file is read in one pass with bounded memory (a few 64 KiB chunks, whatever its
+/// size) when it is in a layout the crate writes, or a plain JSON or binary file: the
+/// meta is read from the file's end and the checksum computed as the payload streams
+/// past. Any other file (a hand-reformatted JSON envelope, a plain TOML file) is read
+/// whole. The answer is the same either way.
+///
 /// ```
 /// # #[cfg(feature = "json")] {
 /// # let dir = tempfile::tempdir()?;
@@ -223,10 +231,21 @@ pub(crate) fn new_run_id() -> Uuid {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn verify(path: impl AsRef<Path>) -> Result<Option<Meta>> {
+    use std::io::{Read, Seek};
     let path = path.as_ref();
     let format = AnyFormat::from_path(path)?;
-    let bytes = crate::trust::read(path, crate::trust::Read::DATA)?;
-    Ok(split(format, &bytes, true).map_err(|e| e.at(path))?.meta)
+    let (file, entry) = crate::trust::open_regular(path, crate::trust::Read::DATA)?;
+    match stream::verify(format, &file, entry.size()).map_err(|e| e.at(path))? {
+        stream::Streamed::Checked(meta) => Ok(meta),
+        stream::Streamed::Whole => {
+            let mut bytes = Vec::new();
+            let mut f = &file;
+            f.rewind()
+                .and_then(|()| f.read_to_end(&mut bytes))
+                .map_err(|e| Error::io(Op::Read, path, e))?;
+            Ok(split(format, &bytes, true).map_err(|e| e.at(path))?.meta)
+        }
+    }
 }
 
 /// The generation after `generation`; [`Error::GenerationOverflow`] past `u64::MAX`
@@ -433,12 +452,7 @@ fn looks_enveloped(format: AnyFormat, bytes: &[u8]) -> bool {
         #[cfg(feature = "binary")]
         AnyFormat::Binary => return bytes.ends_with(&MAGIC),
     };
-    // A repeated key is still the same key: `{"data":..,"meta":..,"data":..}` has the top
-    // level of an envelope, however many times its keys appear.
-    keys.is_some_and(|k| {
-        (k.total <= 3 && k.envelope_keys >= 2)
-            || (k.total == k.envelope_keys && k.distinct.count_ones() >= 2)
-    })
+    keys.is_some_and(|k| k.has_envelope_shape())
 }
 
 /// The count of a document's top-level keys, and of those named like envelope keys;
@@ -450,6 +464,17 @@ struct TopKeys {
     envelope_keys: usize,
     /// Which envelope keys appeared (one bit each), for documents that repeat keys.
     distinct: u8,
+}
+
+impl TopKeys {
+    /// Two of the three envelope keys and at most one other, or only envelope keys (at
+    /// least two of them): the top level of a damaged envelope, not a plain value.
+    fn has_envelope_shape(&self) -> bool {
+        // A repeated key is still the same key: `{"data":..,"meta":..,"data":..}` has the
+        // top level of an envelope, however many times its keys appear.
+        (self.total <= 3 && self.envelope_keys >= 2)
+            || (self.total == self.envelope_keys && self.distinct.count_ones() >= 2)
+    }
 }
 
 impl<'de> serde::Deserialize<'de> for TopKeys {
@@ -569,6 +594,11 @@ fn check_version(found: u64) -> Result<()> {
 fn verified(payload: &[u8], meta: Meta) -> Result<Meta> {
     let mut crc = crc32fast::Hasher::new();
     crc.update(payload);
+    check_checksum(crc, meta)
+}
+
+/// Checks the checksum of a payload hashed into `crc` against its meta.
+fn check_checksum(crc: crc32fast::Hasher, meta: Meta) -> Result<Meta> {
     let actual = checksum(crc, &meta);
     if actual != meta.checksum {
         return Err(corrupt(format!(
@@ -617,6 +647,24 @@ fn split_json(bytes: &[u8]) -> Result<Split<'_>> {
     })
 }
 
+/// The meta object of a JSON envelope, parsed (its checksum not yet checked).
+#[cfg(feature = "json")]
+fn json_meta(object: &[u8]) -> Result<Meta> {
+    let meta: TextMeta = serde_json::from_slice(object).map_err(|e| {
+        corrupt(format!(
+            "not a complete envelope ({e}): truncated, damaged or edited"
+        ))
+    })?;
+    meta.parse()
+}
+
+/// The head of a compact JSON envelope, as the writer writes it.
+#[cfg(feature = "json")]
+const JSON_HEAD: &[u8] = b"{\"atomic_persist\":1,\"data\":";
+/// The head of an indented JSON envelope.
+#[cfg(feature = "json")]
+const JSON_PRETTY_HEAD: &[u8] = b"{\n  \"atomic_persist\": 1,\n  \"data\": ";
+
 #[cfg(feature = "toml")]
 const TOML_KEY: &[u8] = b"atomic_persist =";
 #[cfg(feature = "toml")]
@@ -645,7 +693,18 @@ fn split_toml(bytes: &[u8]) -> Result<Split<'_>> {
         .rposition(|w| w == TOML_META)
         .ok_or_else(|| corrupt("no `[meta]` table: the file is truncated or damaged"))?;
     let payload = &rest[..=at];
-    let meta_text = &rest[at + 1..];
+    let meta = verified(payload, toml_meta(&rest[at + 1..])?)?;
+    Ok(Split {
+        payload,
+        offset: line_end,
+        meta: Some(meta),
+    })
+}
+
+/// The `[meta]` table of a TOML envelope (from its `[meta]` line to the end), parsed
+/// (its checksum not yet checked).
+#[cfg(feature = "toml")]
+fn toml_meta(meta_text: &[u8]) -> Result<Meta> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct MetaTable {
@@ -657,12 +716,7 @@ fn split_toml(bytes: &[u8]) -> Result<Split<'_>> {
             e.message().trim()
         ))
     })?;
-    let meta = verified(payload, table.meta.parse()?)?;
-    Ok(Split {
-        payload,
-        offset: line_end,
-        meta: Some(meta),
-    })
+    table.meta.parse()
 }
 
 #[cfg(feature = "binary")]
@@ -674,53 +728,65 @@ const BINARY_TRAILER: usize = 8 + 16 + 8 + 4 + 8 + 4 + 4 + 8;
 
 #[cfg(feature = "binary")]
 fn split_binary(bytes: &[u8]) -> Result<Split<'_>> {
-    if bytes.len() < BINARY_HEADER + BINARY_TRAILER {
-        return Err(corrupt(format!(
-            "{} bytes is shorter than an envelope's header and trailer: truncated",
-            bytes.len()
-        )));
-    }
-    let le = |at: usize, n: usize| -> u64 {
-        let mut b = [0u8; 8];
-        b[..n].copy_from_slice(&bytes[at..at + n]);
-        u64::from_le_bytes(b)
-    };
-    check_version(le(8, 4))?;
-    let t = bytes.len() - BINARY_TRAILER;
-    if bytes[bytes.len() - 8..] != MAGIC {
-        return Err(corrupt(
-            "the trailer's magic is missing: truncated or damaged",
-        ));
-    }
-    let len = le(t, 8);
-    if len != (t - BINARY_HEADER) as u64 {
-        return Err(corrupt(format!(
-            "the trailer says the payload has {len} bytes, the file holds {}: \
-             truncated or damaged",
-            t - BINARY_HEADER
-        )));
-    }
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&bytes[t + 8..t + 24]);
-    let seconds = le(t + 24, 8) as i64;
-    let nanos = le(t + 32, 4) as u32 as i32;
-    let written_at = jiff::Timestamp::new(seconds, nanos)
-        .ok()
-        .and_then(|t| SystemTime::try_from(t).ok())
-        .ok_or_else(|| corrupt("meta.written_at is out of range"))?;
-    let meta = Meta {
-        run_id: Uuid::from_bytes(id),
-        written_at,
-        generation: le(t + 36, 8),
-        schema_version: le(t + 44, 4) as u32,
-        checksum: le(t + 48, 4) as u32,
-    };
-    let payload = &bytes[BINARY_HEADER..t];
+    let len = bytes.len() as u64;
+    let trailer = bytes.len().saturating_sub(BINARY_TRAILER);
+    let meta = binary_meta(
+        &bytes[..bytes.len().min(BINARY_HEADER)],
+        &bytes[trailer..],
+        len,
+    )?;
+    let payload = &bytes[BINARY_HEADER..trailer];
     let meta = verified(payload, meta)?;
     Ok(Split {
         payload,
         offset: BINARY_HEADER,
         meta: Some(meta),
+    })
+}
+
+/// The meta of a binary envelope of `len` bytes from its header (the first
+/// [`BINARY_HEADER`] bytes) and trailer (the last [`BINARY_TRAILER`]), its checksum not
+/// yet checked.
+#[cfg(feature = "binary")]
+fn binary_meta(header: &[u8], trailer: &[u8], len: u64) -> Result<Meta> {
+    if len < (BINARY_HEADER + BINARY_TRAILER) as u64 {
+        return Err(corrupt(format!(
+            "{len} bytes is shorter than an envelope's header and trailer: truncated"
+        )));
+    }
+    let le = |bytes: &[u8], at: usize, n: usize| -> u64 {
+        let mut b = [0u8; 8];
+        b[..n].copy_from_slice(&bytes[at..at + n]);
+        u64::from_le_bytes(b)
+    };
+    check_version(le(header, 8, 4))?;
+    if trailer[BINARY_TRAILER - 8..] != MAGIC {
+        return Err(corrupt(
+            "the trailer's magic is missing: truncated or damaged",
+        ));
+    }
+    let held = len - (BINARY_HEADER + BINARY_TRAILER) as u64;
+    let said = le(trailer, 0, 8);
+    if said != held {
+        return Err(corrupt(format!(
+            "the trailer says the payload has {said} bytes, the file holds {held}: \
+             truncated or damaged"
+        )));
+    }
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&trailer[8..24]);
+    let seconds = le(trailer, 24, 8) as i64;
+    let nanos = le(trailer, 32, 4) as u32 as i32;
+    let written_at = jiff::Timestamp::new(seconds, nanos)
+        .ok()
+        .and_then(|t| SystemTime::try_from(t).ok())
+        .ok_or_else(|| corrupt("meta.written_at is out of range"))?;
+    Ok(Meta {
+        run_id: Uuid::from_bytes(id),
+        written_at,
+        generation: le(trailer, 36, 8),
+        schema_version: le(trailer, 44, 4) as u32,
+        checksum: le(trailer, 48, 4) as u32,
     })
 }
 
@@ -884,9 +950,9 @@ pub(crate) fn write_payload<T: Serialize + ?Sized, W: Write>(
 pub(crate) fn write_head<W: Write>(format: AnyFormat, mut out: W) -> io::Result<()> {
     match format {
         #[cfg(feature = "json")]
-        AnyFormat::Json => out.write_all(b"{\"atomic_persist\":1,\"data\":"),
+        AnyFormat::Json => out.write_all(JSON_HEAD),
         #[cfg(feature = "json")]
-        AnyFormat::JsonPretty => out.write_all(b"{\n  \"atomic_persist\": 1,\n  \"data\": "),
+        AnyFormat::JsonPretty => out.write_all(JSON_PRETTY_HEAD),
         #[cfg(feature = "toml")]
         AnyFormat::Toml => out.write_all(TOML_PREFIX),
         #[cfg(feature = "binary")]
