@@ -45,6 +45,7 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -98,7 +99,7 @@ where
 {
     /// [`open`](Self::open) on tokio's blocking pool.
     pub async fn open_async(self) -> Result<Persisted<T>> {
-        let path = self.path_buf();
+        let path = self.path().to_path_buf();
         blocking(&path, Op::Read, move || self.open()).await?
     }
 
@@ -107,7 +108,7 @@ where
     where
         T: Default,
     {
-        let path = self.path_buf();
+        let path = self.path().to_path_buf();
         blocking(&path, Op::Read, move || self.open_or_default()).await?
     }
 }
@@ -189,27 +190,31 @@ pub(crate) async fn run<R: Send + 'static>(
 }
 
 /// `f(&mut value)` on tokio's blocking pool, giving `value` back with the result.
+///
+/// The value waits in a slot this future shares with the task, not inside the task: a
+/// runtime that shuts down drops a task that has not run yet, and the caller still gets
+/// its value back, with an [`Error::Io`] (`Interrupted`) instead of a result.
 pub(crate) async fn run_with<V: Send + 'static, R: Send + 'static>(
-    mut value: V,
+    value: V,
     path: PathBuf,
     op: Op,
     f: impl FnOnce(&mut V) -> Result<R> + Send + 'static,
 ) -> (V, Result<R>) {
-    // A JoinError other than a panic means the runtime dropped the task before it
-    // ran; the value went with it, so there is nothing to give back.
-    match blocking(&path, op, move || {
-        let r = f(&mut value);
-        (value, r)
+    let slot = Arc::new(Mutex::new(Some(value)));
+    let shared = Arc::clone(&slot);
+    let result = blocking(&path, op, move || {
+        let mut guard = shared.lock().unwrap_or_else(PoisonError::into_inner);
+        match guard.as_mut() {
+            Some(value) => f(value),
+            None => unreachable!("the value leaves the slot only after the task"),
+        }
     })
-    .await
-    {
-        Ok(pair) => pair,
-        Err(e) => panic!("the runtime is shutting down: {e}"),
-    }
-}
-
-impl<T> PersistedBuilder<T> {
-    fn path_buf(&self) -> PathBuf {
-        self.path().to_path_buf()
-    }
+    .await;
+    // The task has finished or was dropped: either way the slot is ours alone now.
+    let value = slot
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+        .expect("the value is taken once, here");
+    (value, result.and_then(|r| r))
 }

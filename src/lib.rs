@@ -142,6 +142,7 @@ pub mod history;
 pub mod lock;
 #[cfg(feature = "object-store")]
 pub mod object;
+mod payload;
 pub mod persist;
 pub mod persisted;
 mod sys;

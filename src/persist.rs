@@ -121,16 +121,16 @@
 //! [`default_path`](Persist::default_path) (so `load`, `save`, ...) fail with an
 //! [`Error::Io`] of kind `Unsupported` that names the feature.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::atomic::Durability;
-use crate::envelope::{self, Meta, Split};
+
 use crate::error::{Error, Op, Result};
 use crate::format::AnyFormat;
+pub use crate::payload::Payload;
 use crate::persisted::{Persisted, PersistedBuilder};
 
 /// A type stored in a file of its own. See the [module docs](self).
@@ -433,103 +433,12 @@ pub trait Persist: Serialize + DeserializeOwned {
 pub fn decode_current<T: Persist>(found: u32, payload: Payload<'_>) -> Result<T> {
     if found > T::VERSION {
         return Err(Error::SchemaVersion {
-            path: payload.path.to_path_buf(),
+            path: payload.path().to_path_buf(),
             found,
             supported: T::VERSION,
         });
     }
     payload.deserialize()
-}
-
-/// A file's payload, checksum verified, not yet deserialized: what a
-/// [`decode`](Persist::decode) hook (or
-/// [`PersistedBuilder::decode`](crate::PersistedBuilder::decode)) gets.
-///
-/// It is `Copy`: a hook may try one type, then another.
-///
-/// ```
-/// # #[cfg(feature = "json")] {
-/// use atomic_persist::Persisted;
-/// # let dir = tempfile::tempdir()?;
-/// # let path = dir.path().join("n.json");
-/// # std::fs::write(&path, "\"12\"")?;
-/// // Accepts a number, or a number written as a string by an older program.
-/// let n = Persisted::<u64>::builder(&path)
-///     .decode(|_, payload| match payload.deserialize::<u64>() {
-///         Ok(n) => Ok(n),
-///         Err(e) => payload.deserialize::<String>()?.parse().map_err(|_| e),
-///     })
-///     .open()?;
-/// assert_eq!(*n, 12);
-/// # }
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Clone, Copy)]
-pub struct Payload<'a> {
-    path: &'a Path,
-    format: AnyFormat,
-    file: &'a [u8],
-    split: &'a Split<'a>,
-}
-
-impl<'a> Payload<'a> {
-    pub(crate) fn new(
-        path: &'a Path,
-        format: AnyFormat,
-        file: &'a [u8],
-        split: &'a Split<'a>,
-    ) -> Self {
-        Payload {
-            path,
-            format,
-            file,
-            split,
-        }
-    }
-
-    /// Deserializes the payload as `T`: [`Error::Deserialize`] (with line and column in
-    /// the file for JSON and TOML) when it does not fit, [`Error::Corrupt`] for an empty
-    /// file that is not a valid `T`.
-    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T> {
-        envelope::decode(self.format, self.file, self.split).map_err(|e| {
-            if self.file.is_empty() {
-                envelope::empty_file().at(self.path)
-            } else {
-                e.at(self.path)
-            }
-        })
-    }
-
-    /// The file's path.
-    pub fn path(&self) -> &'a Path {
-        self.path
-    }
-
-    /// The file's format.
-    pub fn format(&self) -> AnyFormat {
-        self.format
-    }
-
-    /// The verified meta of an enveloped file; `None` for a plain file.
-    pub fn meta(&self) -> Option<&'a Meta> {
-        self.split.meta.as_ref()
-    }
-
-    /// The payload's bytes as they are in the file (the whole file when plain).
-    pub fn bytes(&self) -> &'a [u8] {
-        self.split.payload
-    }
-}
-
-impl fmt::Debug for Payload<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Payload")
-            .field("path", &self.path)
-            .field("format", &self.format)
-            .field("meta", &self.meta())
-            .field("len", &self.bytes().len())
-            .finish()
-    }
 }
 
 /// A builder for `path` with `T`'s constants, for a `Persisted<U>`.

@@ -132,7 +132,7 @@ use crate::envelope::{self, Fingerprint, Hashing, Meta};
 use crate::error::{Error, Op, Result};
 use crate::format::{AnyFormat, Format};
 use crate::lock::Lock;
-use crate::persist::Payload;
+use crate::payload::Payload;
 use crate::sys;
 use crate::trust;
 
@@ -1105,8 +1105,14 @@ fn load<T: DeserializeOwned>(path: &Path, config: &Config<T>) -> Result<Loaded<T
 
 impl<T> PersistedBuilder<T> {
     /// The path the builder was made for.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn path(&self) -> &Path {
+    ///
+    /// ```
+    /// # #[cfg(feature = "json")] {
+    /// let b = atomic_persist::Persisted::<u32>::builder("state.json");
+    /// assert_eq!(b.path(), std::path::Path::new("state.json"));
+    /// # }
+    /// ```
+    pub fn path(&self) -> &Path {
         &self.path
     }
 }

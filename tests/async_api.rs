@@ -186,3 +186,49 @@ async fn persist_types_save_and_load_async() {
     );
     std::fs::remove_file(Jobs::PATH).unwrap();
 }
+
+/// Polls `future` to its end on this thread (no runtime: the one whose blocking pool
+/// runs the work is entered by the caller).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_commit_the_shut_down_runtime_drops_gives_the_handle_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("n.json");
+    let mut p = Persisted::<u64>::open_or_default(&path).unwrap();
+    p.set(1).unwrap();
+    *p.get_mut() = 2;
+    // A runtime that has shut down drops every blocking task it is given, unrun.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let handle = rt.handle().clone();
+    rt.shutdown_background();
+    let _entered = handle.enter();
+    let (p, committed) = block_on(p.commit_async());
+    match committed {
+        Err(Error::Io { source, .. }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::Interrupted);
+        }
+        other => panic!("expected the runtime's refusal, got {other:?}"),
+    }
+    assert_eq!(*p.get(), 2, "the handle keeps its unsaved value");
+    assert_eq!(Persisted::<u64>::open(&path).unwrap().into_inner(), 1);
+}

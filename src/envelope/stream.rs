@@ -11,13 +11,13 @@
 //! and splits it, so both ways give the same answer for every file.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
 #[cfg(feature = "json")]
 use std::io::BufReader;
+use std::io::{self, Read, Seek, SeekFrom};
 
-use super::{Meta, corrupt};
 #[cfg(any(feature = "json", feature = "toml", feature = "binary"))]
 use super::{Marker, check_checksum, marker};
+use super::{Meta, corrupt};
 use crate::error::Result;
 use crate::format::AnyFormat;
 

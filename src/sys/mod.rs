@@ -19,5 +19,29 @@ mod unix;
 
 #[cfg(not(unix))]
 pub(crate) use portable::*;
+
+/// Who may change a directory's entries: what the shared-directory rules ask of it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DirTrust {
+    /// The directory's owner.
+    pub(crate) owner: u32,
+    /// Sticky and writable by others than its owner (group or world), like `/tmp`:
+    /// another user can plant names here, and only the sticky bit keeps them from
+    /// removing ours. Never on platforms without Unix modes, where access control is
+    /// the ACLs', which a rename leaves to the directory.
+    pub(crate) shared: bool,
+}
+
+/// How an existing file is opened by [`open_path`] and `Dir::open_entry`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Access {
+    /// Read-only.
+    Read,
+    /// Read and write.
+    ReadWrite,
+    /// Create it (fails if it exists), read and write, with this mode before the umask
+    /// (no meaning where there are no Unix modes).
+    Create(#[cfg_attr(not(unix), allow(dead_code, reason = "a Unix mode"))] u32),
+}
 #[cfg(unix)]
 pub(crate) use unix::*;

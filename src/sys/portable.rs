@@ -9,6 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::{Access, DirTrust};
 use crate::error::FileKind;
 
 /// A directory, by path.
@@ -18,26 +19,6 @@ pub(crate) struct Dir(PathBuf);
 /// What is at a name, as `symlink_metadata` sees it.
 #[derive(Debug, Clone)]
 pub(crate) struct Existing(std::fs::Metadata);
-
-/// Who may change a directory's entries. Without Unix owners and sticky bits no
-/// directory counts as shared here: access control is the ACLs', which a rename keeps
-/// on the directory.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct DirTrust {
-    pub(crate) owner: u32,
-    pub(crate) shared: bool,
-}
-
-/// How an existing file is opened.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Access {
-    /// Read-only.
-    Read,
-    /// Read and write.
-    ReadWrite,
-    /// Create it (fails if it exists), read and write; the mode has no meaning here.
-    Create(#[allow(dead_code, reason = "a Unix mode, unused here")] u32),
-}
 
 /// The marker of a refused link (there is no `O_NOFOLLOW` here).
 #[derive(Debug)]

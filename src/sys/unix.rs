@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Uid};
 
+use super::{Access, DirTrust};
 use crate::error::FileKind;
 
 /// The mode a new file gets before the umask, as `File::create` does.
@@ -42,28 +43,6 @@ impl From<rustix::fs::Stat> for Existing {
             size: st.st_size as u64,
         }
     }
-}
-
-/// Who may change a directory's entries: what the shared-directory rules ask of it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct DirTrust {
-    /// The directory's owner.
-    pub(crate) owner: u32,
-    /// Sticky and writable by others than its owner (group or world), like `/tmp`:
-    /// another user can plant names here, and only the sticky bit keeps them from
-    /// removing ours.
-    pub(crate) shared: bool,
-}
-
-/// How [`Dir::open_entry`] and [`open_path`] open an existing file.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Access {
-    /// Read-only.
-    Read,
-    /// Read and write.
-    ReadWrite,
-    /// Create it (`O_EXCL`) with this mode before the umask, read and write.
-    Create(u32),
 }
 
 impl Access {
