@@ -131,7 +131,6 @@
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io::{self, Write as _};
-use std::marker::PhantomData;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -145,6 +144,7 @@ use crate::envelope::{self, Fingerprint, Meta};
 use crate::error::{Error, Op, Result};
 use crate::format::AnyFormat;
 use crate::lock::Lock;
+use crate::payload::{self, Decode, Decoding, Payload, Validate};
 use crate::sys;
 use crate::trust;
 
@@ -996,6 +996,8 @@ pub struct History<T> {
     generation: u64,
     /// The payload this handle last read or wrote.
     payload: Option<Fingerprint>,
+    validate: Option<Validate<T>>,
+    decode: Option<Decode<T>>,
 }
 
 /// Builds a [`History<T>`]: `History::<T>::builder(path)`.
@@ -1028,7 +1030,8 @@ pub struct HistoryBuilder<T> {
     run_id: Option<Uuid>,
     lock_timeout: Option<Duration>,
     max_size: Option<u64>,
-    _value: PhantomData<fn() -> T>,
+    validate: Option<Validate<T>>,
+    decode: Option<Decode<T>>,
 }
 
 impl<T> HistoryBuilder<T> {
@@ -1082,6 +1085,53 @@ impl<T> HistoryBuilder<T> {
         self
     }
 
+    /// A check every value must pass, on every load (the current version and
+    /// [`version`](History::version)) and before every commit: `Err(reason)` is
+    /// [`Error::Invalid`], and nothing is written.
+    ///
+    /// ```
+    /// # #[cfg(feature = "json")] {
+    /// use atomic_persist::Error;
+    /// use atomic_persist::history::History;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("port.json");
+    /// let mut port = History::<u16>::builder(&path)
+    ///     .validate(|p| if *p >= 1024 { Ok(()) } else { Err(format!("{p} is privileged")) })
+    ///     .open_or_else(|| 8080)?;
+    /// port.set(8081)?;
+    /// assert!(matches!(port.set(80), Err(Error::Invalid { .. })));
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn validate(
+        mut self,
+        f: impl Fn(&T) -> std::result::Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.validate = Some(Box::new(f));
+        self
+    }
+
+    /// How a version's payload becomes a value, instead of deserializing it as `T`: the
+    /// hook schema migrations use, as on
+    /// [`PersistedBuilder::decode`](crate::PersistedBuilder::decode). `f` gets the
+    /// version's schema version and its verified [`Payload`](crate::persist::Payload);
+    /// a version newer than [`schema_version`](Self::schema_version) is refused before.
+    /// A [`Persist`](crate::Persist) type's [`history_at`](crate::Persist::history_at)
+    /// sets it to the type's migration chain.
+    pub fn decode(mut self, f: fn(u32, Payload<'_>) -> Result<T>) -> Self {
+        self.decode = Some(f);
+        self
+    }
+
+    /// How a version becomes a value for the handle this builder opens.
+    fn decoding(&self) -> Decoding<'_, T> {
+        Decoding {
+            schema_version: self.schema_version,
+            decode: self.decode,
+            validate: self.validate.as_ref(),
+        }
+    }
+
     fn raw(&self) -> Result<RawHistory> {
         let format = match self.format {
             Some(f) => f,
@@ -1100,8 +1150,8 @@ impl<T: Serialize + DeserializeOwned> HistoryBuilder<T> {
     /// Opens the current version: [`Error::NotFound`] when there is none.
     pub fn open(self) -> Result<History<T>> {
         let raw = self.raw()?;
-        match load::<T>(&raw, self.schema_version)? {
-            Some(loaded) => Ok(History::from_loaded(raw, &self, loaded)),
+        match load::<T>(&raw, &self.decoding())? {
+            Some(loaded) => Ok(History::from_loaded(raw, self, loaded)),
             None => Err(Error::NotFound { path: raw.path }),
         }
     }
@@ -1118,13 +1168,13 @@ impl<T: Serialize + DeserializeOwned> HistoryBuilder<T> {
     /// Opens the current version, or starts from `f()` when there is none.
     pub fn open_or_else(self, f: impl FnOnce() -> T) -> Result<History<T>> {
         let raw = self.raw()?;
-        let loaded = load::<T>(&raw, self.schema_version)?.unwrap_or_else(|| Loaded {
+        let loaded = load::<T>(&raw, &self.decoding())?.unwrap_or_else(|| Loaded {
             value: f(),
             generation: 0,
             payload: None,
             meta: None,
         });
-        Ok(History::from_loaded(raw, &self, loaded))
+        Ok(History::from_loaded(raw, self, loaded))
     }
 }
 
@@ -1137,7 +1187,10 @@ struct Loaded<T> {
 }
 
 /// Reads the current version; `None` when there is none.
-fn load<T: DeserializeOwned>(raw: &RawHistory, schema_version: u32) -> Result<Option<Loaded<T>>> {
+fn load<T: DeserializeOwned>(
+    raw: &RawHistory,
+    decoding: &Decoding<'_, T>,
+) -> Result<Option<Loaded<T>>> {
     let Some((generation, bytes)) = raw.load_latest()? else {
         return Ok(None);
     };
@@ -1146,16 +1199,7 @@ fn load<T: DeserializeOwned>(raw: &RawHistory, schema_version: u32) -> Result<Op
         None => raw.path.clone(),
     };
     let split = envelope::split(raw.format, &bytes, true).map_err(|e| e.at(&path))?;
-    if let Some(meta) = &split.meta
-        && meta.schema_version > schema_version
-    {
-        return Err(Error::SchemaVersion {
-            path,
-            found: meta.schema_version,
-            supported: schema_version,
-        });
-    }
-    let value = envelope::decode(raw.format, &bytes, &split).map_err(|e| e.at(&path))?;
+    let value = decoding.value(&path, raw.format, &bytes, &split)?;
     Ok(Some(Loaded {
         value,
         generation: generation
@@ -1176,6 +1220,8 @@ impl<T> fmt::Debug for HistoryBuilder<T> {
             .field("options", &self.options)
             .field("run_id", &self.run_id)
             .field("lock_timeout", &self.lock_timeout)
+            .field("validate", &self.validate.is_some())
+            .field("decode", &self.decode.is_some())
             .finish()
     }
 }
@@ -1192,7 +1238,8 @@ impl<T: Serialize + DeserializeOwned> History<T> {
             run_id: None,
             lock_timeout: None,
             max_size: None,
-            _value: PhantomData,
+            validate: None,
+            decode: None,
         }
     }
 
@@ -1210,7 +1257,7 @@ impl<T: Serialize + DeserializeOwned> History<T> {
         Self::builder(path).open_or_default()
     }
 
-    fn from_loaded(raw: RawHistory, b: &HistoryBuilder<T>, loaded: Loaded<T>) -> History<T> {
+    fn from_loaded(raw: RawHistory, b: HistoryBuilder<T>, loaded: Loaded<T>) -> History<T> {
         History {
             value: loaded.value,
             raw,
@@ -1219,12 +1266,23 @@ impl<T: Serialize + DeserializeOwned> History<T> {
             meta: loaded.meta,
             generation: loaded.generation,
             payload: loaded.payload,
+            validate: b.validate,
+            decode: b.decode,
+        }
+    }
+
+    /// How a version becomes a value for this handle.
+    fn decoding(&self) -> Decoding<'_, T> {
+        Decoding {
+            schema_version: self.schema_version,
+            decode: self.decode,
+            validate: self.validate.as_ref(),
         }
     }
 
     /// Reads the current version into the handle; `false` when there is none.
     fn load(&mut self) -> Result<bool> {
-        let Some(loaded) = load::<T>(&self.raw, self.schema_version)? else {
+        let Some(loaded) = load::<T>(&self.raw, &self.decoding())? else {
             return Ok(false);
         };
         self.value = loaded.value;
@@ -1258,6 +1316,7 @@ impl<T: Serialize + DeserializeOwned> History<T> {
     /// last read or wrote: [`reload`](Self::reload) and apply the change again.
     pub fn commit(&mut self) -> Result<()> {
         let path = self.raw.path.clone();
+        payload::validate(self.validate.as_ref(), &self.value, &path)?;
         let mut payload = Vec::new();
         envelope::write_payload(self.raw.format, true, &self.value, &mut payload)
             .map_err(|e| e.at(&path))?;
@@ -1310,7 +1369,8 @@ impl<T: Serialize + DeserializeOwned> History<T> {
         let path = self.raw.version_path(generation);
         let bytes = self.raw.read(generation)?;
         let split = envelope::split(self.raw.format, &bytes, true).map_err(|e| e.at(&path))?;
-        envelope::decode(self.raw.format, &bytes, &split).map_err(|e| e.at(&path))
+        self.decoding()
+            .value(&path, self.raw.format, &bytes, &split)
     }
 
     /// Every version on disk, oldest first (see [`RawHistory::versions`]).

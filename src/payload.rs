@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 
 use crate::envelope::{self, Meta, Split};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::AnyFormat;
 
 /// A file's payload, checksum verified, not yet deserialized: what a
@@ -101,5 +101,65 @@ impl fmt::Debug for Payload<'_> {
             .field("meta", &self.meta())
             .field("len", &self.bytes().len())
             .finish()
+    }
+}
+
+/// The validate hook's type: `Err(reason)` refuses a value ([`Error::Invalid`]).
+pub(crate) type Validate<T> =
+    Box<dyn Fn(&T) -> std::result::Result<(), String> + Send + Sync + 'static>;
+
+/// The decode hook's type: the file's schema version and its verified payload, to a
+/// value.
+pub(crate) type Decode<T> = fn(u32, Payload<'_>) -> Result<T>;
+
+/// What a handle asks of a loaded file besides its bytes: the newest schema version it
+/// reads, how a payload becomes a value, and what a value must pass. Every handle
+/// (local or object, single value or history) decodes through [`Decoding::value`].
+pub(crate) struct Decoding<'a, T> {
+    pub(crate) schema_version: u32,
+    pub(crate) decode: Option<Decode<T>>,
+    pub(crate) validate: Option<&'a Validate<T>>,
+}
+
+impl<T: DeserializeOwned> Decoding<'_, T> {
+    /// The value of the file at `path` (its bytes `file`, split and verified): a newer
+    /// schema is [`Error::SchemaVersion`] before anything is decoded; then the decode
+    /// hook (given the file's schema version, or for a plain file, which does not say,
+    /// the handle's own) or plain deserialization; then the validate hook.
+    pub(crate) fn value(
+        &self,
+        path: &Path,
+        format: AnyFormat,
+        file: &[u8],
+        split: &Split<'_>,
+    ) -> Result<T> {
+        let found = split.meta.as_ref().map(|m| m.schema_version);
+        if let Some(found) = found
+            && found > self.schema_version
+        {
+            return Err(Error::SchemaVersion {
+                path: path.to_path_buf(),
+                found,
+                supported: self.schema_version,
+            });
+        }
+        let payload = Payload::new(path, format, file, split);
+        let value = match self.decode {
+            Some(decode) => decode(found.unwrap_or(self.schema_version), payload)?,
+            None => payload.deserialize()?,
+        };
+        validate(self.validate, &value, path)?;
+        Ok(value)
+    }
+}
+
+/// Runs the validate hook, if any, on a value just loaded or about to be committed.
+pub(crate) fn validate<T>(hook: Option<&Validate<T>>, value: &T, path: &Path) -> Result<()> {
+    match hook {
+        Some(validate) => validate(value).map_err(|reason| Error::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        }),
+        None => Ok(()),
     }
 }

@@ -266,6 +266,39 @@ pub trait Persist: Serialize + DeserializeOwned {
         configured::<Self, Self>(path.as_ref()).decode(Self::decode)
     }
 
+    /// A [`HistoryBuilder`](crate::history::HistoryBuilder) for `path` with this type's
+    /// format, durability, schema version and migration chain: every version of the
+    /// history, current or old, is read as [`load_from`](Self::load_from) would read it
+    /// (older schema versions migrated, newer ones refused), and new versions are
+    /// written at [`VERSION`](Self::VERSION). A history is always enveloped.
+    ///
+    /// ```
+    /// # #[cfg(all(feature = "derive", feature = "json"))] {
+    /// use atomic_persist::Persist;
+    /// #[derive(serde::Serialize, serde::Deserialize, Default, Persist)]
+    /// #[persist(path = "model.json", envelope = true, version = 1)]
+    /// struct Model { epoch: u32 }
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("model.json");
+    ///
+    /// let mut h = Model::history_at(&path).keep(3).open_or_default()?;
+    /// h.update(|m| m.epoch += 1)?;
+    /// assert_eq!(h.versions()?[0].schema_version, 1);
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "json")]
+    fn history_at(path: impl AsRef<Path>) -> crate::history::HistoryBuilder<Self> {
+        let mut b = crate::history::History::<Self>::builder(path)
+            .schema_version(Self::VERSION)
+            .durability(Self::DURABILITY)
+            .decode(Self::decode);
+        if let Some(format) = Self::FORMAT {
+            b = b.format(format);
+        }
+        b
+    }
+
     /// [`builder_at`](Self::builder_at) the [`default_path`](Self::default_path).
     fn builder() -> Result<PersistedBuilder<Self>> {
         Ok(Self::builder_at(Self::default_path()?))

@@ -132,15 +132,9 @@ use crate::envelope::{self, Fingerprint, Hashing, Meta};
 use crate::error::{Error, Op, Result};
 use crate::format::{AnyFormat, Format};
 use crate::lock::Lock;
-use crate::payload::Payload;
+use crate::payload::{self, Decode, Decoding, Payload, Validate};
 use crate::sys;
 use crate::trust;
-
-/// The validate hook's type.
-type Validate<T> = Box<dyn Fn(&T) -> std::result::Result<(), String> + Send + Sync + 'static>;
-
-/// The decode hook's type: the schema version and the verified payload, to a value.
-type Decode<T> = fn(u32, Payload<'_>) -> Result<T>;
 
 /// The buffer between the serializer and the hasher: serializers make many tiny writes.
 const STREAM_BUFFER: usize = 64 * 1024;
@@ -222,6 +216,17 @@ struct Config<T> {
     lock_timeout: Option<Duration>,
     /// `None`: read a file of any size.
     max_size: Option<u64>,
+}
+
+impl<T> Config<T> {
+    /// How a loaded file becomes a value for this handle.
+    fn decoding(&self) -> Decoding<'_, T> {
+        Decoding {
+            schema_version: self.schema_version,
+            decode: self.decode,
+            validate: self.validate.as_ref(),
+        }
+    }
 }
 
 /// What is on disk, as far as this handle knows.
@@ -1044,13 +1049,7 @@ impl<T: fmt::Debug> fmt::Debug for Persisted<T> {
 
 /// Runs the validate hook.
 fn check<T>(config: &Config<T>, value: &T, path: &Path) -> Result<()> {
-    match &config.validate {
-        Some(validate) => validate(value).map_err(|reason| Error::Invalid {
-            path: path.to_path_buf(),
-            reason,
-        }),
-        None => Ok(()),
-    }
+    payload::validate(config.validate.as_ref(), value, path)
 }
 
 /// Reads a whole file, keeping it open to tell its version later.
@@ -1067,24 +1066,7 @@ fn load<T: DeserializeOwned>(path: &Path, config: &Config<T>) -> Result<Loaded<T
     let (bytes, seen) = read_seen(path, config.max_size)?;
     let format = config.format;
     let split = envelope::split(format, &bytes, config.envelope).map_err(|e| e.at(path))?;
-    if let Some(meta) = &split.meta
-        && meta.schema_version > config.schema_version
-    {
-        return Err(Error::SchemaVersion {
-            path: path.to_path_buf(),
-            found: meta.schema_version,
-            supported: config.schema_version,
-        });
-    }
-    let payload = Payload::new(path, format, &bytes, &split);
-    let value: T = match config.decode {
-        Some(decode) => {
-            let found = split.meta.as_ref().map(|m| m.schema_version);
-            decode(found.unwrap_or(config.schema_version), payload)?
-        }
-        None => payload.deserialize()?,
-    };
-    check(config, &value, path)?;
+    let value: T = config.decoding().value(path, format, &bytes, &split)?;
     let disk = OnDisk {
         payload: Fingerprint::of(split.payload),
         enveloped: split.meta.as_ref().map(|m| m.schema_version),

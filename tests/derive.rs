@@ -305,6 +305,51 @@ fn v3_from_v1() -> Server {
 }
 
 #[test]
+fn a_history_written_by_an_older_schema_opens_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.json");
+    let mut old = ServerV1::history_at(&path).open_or_else(v1).unwrap();
+    old.commit().unwrap();
+    old.update(|s| s.port = 8443).unwrap();
+
+    let mut h = Server::history_at(&path).open().unwrap();
+    let mut current = v3_from_v1();
+    current.ports = vec![8443];
+    current.tls = false;
+    assert_eq!(*h.get(), current);
+    // An old version is read through the same chain.
+    assert_eq!(h.version(1).unwrap(), v3_from_v1());
+    // The next commit is written at the current schema version.
+    h.update(|s| s.tls = true).unwrap();
+    let schemas: Vec<u32> = h
+        .versions()
+        .unwrap()
+        .iter()
+        .map(|v| v.schema_version)
+        .collect();
+    assert_eq!(schemas, [1, 1, 3]);
+}
+
+#[test]
+fn a_history_newer_than_the_program_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.json");
+    Server::history_at(&path)
+        .open_or_else(v3_from_v1)
+        .unwrap()
+        .commit()
+        .unwrap();
+    match ServerV2::history_at(&path).open() {
+        Err(Error::SchemaVersion {
+            found: 3,
+            supported: 2,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn migration_chain_v1_to_v3_on_real_files() {
     let dir = tempfile::tempdir().unwrap();
     for ext in ["json", "toml"] {

@@ -453,3 +453,37 @@ fn version_files_of_other_names_are_ignored() {
     }
     assert_eq!(generations(h.raw()), [1]);
 }
+
+#[test]
+fn validate_refuses_a_commit_and_a_loaded_version_that_fail_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("limit.json");
+    let small = |n: &u32| {
+        if *n < 10 {
+            Ok(())
+        } else {
+            Err(format!("{n} is too large"))
+        }
+    };
+    let mut h = History::<u32>::builder(&path)
+        .validate(small)
+        .open_or_default()
+        .unwrap();
+    h.set(5).unwrap();
+    match h.set(50) {
+        Err(Error::Invalid { reason, .. }) => assert_eq!(reason, "50 is too large"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        h.versions().unwrap().len(),
+        1,
+        "the refused value was not written"
+    );
+    // A version written without the rule is refused when read with it.
+    History::<u32>::open(&path).unwrap().set(70).unwrap();
+    let reopened = History::<u32>::builder(&path).validate(small).open();
+    assert!(
+        matches!(reopened, Err(Error::Invalid { .. })),
+        "{reopened:?}"
+    );
+}

@@ -650,12 +650,6 @@ async fn load<T: DeserializeOwned>(
         return Ok(None);
     };
     let (value, meta, payload) = decode(&read, layout, config)?;
-    if let Some(validate) = &config.validate {
-        validate(&value).map_err(|reason| Error::Invalid {
-            path: key_path(&layout.key),
-            reason,
-        })?;
-    }
     Ok(Some(Loaded {
         value,
         meta,
@@ -674,14 +668,12 @@ fn decode<'a, T: DeserializeOwned>(
     let path = key_path(&layout.version_key(&read.entry.name));
     let split = read.verify(layout, config.format)?;
     let meta = split.meta.clone().expect("verified: enveloped");
-    if meta.schema_version > config.schema_version {
-        return Err(Error::SchemaVersion {
-            path,
-            found: meta.schema_version,
-            supported: config.schema_version,
-        });
-    }
-    let value = envelope::decode(config.format, &read.bytes, &split).map_err(|e| e.at(&path))?;
+    let decoding = crate::payload::Decoding {
+        schema_version: config.schema_version,
+        decode: None,
+        validate: config.validate.as_ref(),
+    };
+    let value = decoding.value(&path, config.format, &read.bytes, &split)?;
     Ok((value, meta, split.payload))
 }
 

@@ -741,28 +741,12 @@ async fn load<T: DeserializeOwned>(
     let path = key_path(key);
     let format = config.format;
     let split = envelope::split(format, &bytes, config.envelope).map_err(|e| e.at(&path))?;
-    if let Some(meta) = &split.meta
-        && meta.schema_version > config.schema_version
-    {
-        return Err(Error::SchemaVersion {
-            path,
-            found: meta.schema_version,
-            supported: config.schema_version,
-        });
-    }
-    let value: T = envelope::decode(format, &bytes, &split).map_err(|e| {
-        if bytes.is_empty() {
-            envelope::empty_file().at(&path)
-        } else {
-            e.at(&path)
-        }
-    })?;
-    if let Some(validate) = &config.validate {
-        validate(&value).map_err(|reason| Error::Invalid {
-            path: path.clone(),
-            reason,
-        })?;
-    }
+    let decoding = crate::payload::Decoding {
+        schema_version: config.schema_version,
+        decode: None,
+        validate: config.validate.as_ref(),
+    };
+    let value: T = decoding.value(&path, format, &bytes, &split)?;
     let disk = (
         Fingerprint::of(split.payload),
         split.meta.as_ref().map(|m| m.schema_version),

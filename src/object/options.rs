@@ -10,9 +10,7 @@ use super::store::Multipart;
 use crate::error::Result;
 use crate::format::AnyFormat;
 
-/// The validate hook's type.
-pub(crate) type Validate<T> =
-    Box<dyn Fn(&T) -> std::result::Result<(), String> + Send + Sync + 'static>;
+pub(crate) use crate::payload::Validate;
 
 /// The default bound of `update_retry` ([`ObjectPersisted::update_retry`](super::ObjectPersisted::update_retry),
 /// [`ObjectHistory::update_retry`](super::ObjectHistory::update_retry)).
