@@ -72,10 +72,26 @@ pub enum Error {
     /// The file fails an integrity check (checksum or envelope).
     #[error("{} is corrupt: {reason}", path.display())]
     Corrupt {
-        /// The corrupt file.
+        /// The corrupt file (or object).
         path: PathBuf,
-        /// What is wrong with it.
+        /// What kind of damage, to match on.
+        kind: CorruptKind,
+        /// What is wrong with it, in words.
         reason: String,
+    },
+
+    /// The file has an atomic-persist envelope, but the handle was opened without one:
+    /// open it with the envelope on (`PersistedBuilder::envelope(true)`, or
+    /// `envelope = true` in `#[persist(..)]`) rather than read the value from the wrong
+    /// place.
+    #[error(
+        "{} has an atomic-persist envelope (meta + data); open it with the envelope on \
+         (the builder's `.envelope(true)`)",
+        path.display()
+    )]
+    UnexpectedEnvelope {
+        /// The file.
+        path: PathBuf,
     },
 
     /// Another writer committed since this one last loaded the file.
@@ -165,6 +181,79 @@ pub enum Error {
     },
 }
 
+/// What kind of damage an [`Error::Corrupt`] found.
+///
+/// ```
+/// # #[cfg(feature = "json")] {
+/// use atomic_persist::{CorruptKind, Error, Persisted};
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("job.json");
+/// # Persisted::<u32>::builder(&path).envelope(true).open_or_default()?.set(7)?;
+/// let bytes = std::fs::read(&path)?;
+/// std::fs::write(&path, &bytes[..bytes.len() / 2])?; // cut in half
+/// match Persisted::<u32>::builder(&path).envelope(true).open() {
+///     Err(Error::Corrupt { kind: CorruptKind::Truncated, .. }) => {} // restore a backup
+///     other => panic!("{other:?}"),
+/// }
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CorruptKind {
+    /// The checksum does not match the contents: damaged on disk, or edited by hand.
+    Checksum,
+    /// The file ends early: a header without its meta, a trailer that says more bytes
+    /// than there are.
+    Truncated,
+    /// A 0-byte file where a value must be: typically what a program that does not save
+    /// atomically leaves after a crash.
+    Empty,
+    /// The envelope is of a newer format version than this build reads: upgrade the
+    /// program, the file is likely fine.
+    NewerEnvelope {
+        /// The envelope version in the file.
+        version: u64,
+    },
+    /// The envelope's structure or meta is damaged: keys, types or fields not as the
+    /// on-disk format gives them.
+    Damaged,
+    /// The file changed while it was being read.
+    Changed,
+    /// A history's `latest` pointer (or an object's pointer or manifest) is damaged or
+    /// names no version of it.
+    BadPointer,
+    /// A version does not match what names it: a version file without an envelope or of
+    /// another generation than its name, a version object unlike its pointer entry.
+    BadVersion,
+    /// What a pointer names is missing, or is not the body it was written for.
+    MissingBody,
+}
+
+/// What kind of failure an [`Error`] is, for a caller that decides by kind: restore a
+/// backup, retry later, or fix the call ([`Error::category`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Category {
+    /// What is stored is damaged, or not what this program can read:
+    /// [`Corrupt`](Error::Corrupt), [`Deserialize`](Error::Deserialize),
+    /// [`SchemaVersion`](Error::SchemaVersion),
+    /// [`UnexpectedEnvelope`](Error::UnexpectedEnvelope),
+    /// [`GenerationOverflow`](Error::GenerationOverflow).
+    Integrity,
+    /// The system or the filesystem stopped the operation, or what is there may not be
+    /// used: [`Io`](Error::Io), [`NotFound`](Error::NotFound),
+    /// [`Refused`](Error::Refused), [`TooLarge`](Error::TooLarge).
+    Environment,
+    /// Another writer was first: [`Conflict`](Error::Conflict),
+    /// [`Locked`](Error::Locked), [`AlreadyExists`](Error::AlreadyExists). Reload and
+    /// retry, or give up.
+    Concurrency,
+    /// The call asked for what cannot be done: [`Serialize`](Error::Serialize),
+    /// [`Invalid`](Error::Invalid), [`UnknownFormat`](Error::UnknownFormat).
+    Caller,
+}
+
 /// Why the crate refused an entry ([`Error::Refused`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -250,6 +339,33 @@ impl fmt::Display for FileKind {
 }
 
 impl Error {
+    /// What kind of failure this is.
+    ///
+    /// ```
+    /// use atomic_persist::{Category, Error};
+    /// let e = Error::Locked { path: "state.json".into() };
+    /// assert_eq!(e.category(), Category::Concurrency);
+    /// ```
+    pub fn category(&self) -> Category {
+        match self {
+            Error::Corrupt { .. }
+            | Error::Deserialize { .. }
+            | Error::SchemaVersion { .. }
+            | Error::UnexpectedEnvelope { .. }
+            | Error::GenerationOverflow { .. } => Category::Integrity,
+            Error::Io { .. }
+            | Error::NotFound { .. }
+            | Error::Refused { .. }
+            | Error::TooLarge { .. } => Category::Environment,
+            Error::Conflict { .. } | Error::Locked { .. } | Error::AlreadyExists { .. } => {
+                Category::Concurrency
+            }
+            Error::Serialize { .. } | Error::Invalid { .. } | Error::UnknownFormat { .. } => {
+                Category::Caller
+            }
+        }
+    }
+
     /// The path the error is about.
     pub fn path(&self) -> &std::path::Path {
         match self {
@@ -265,6 +381,7 @@ impl Error {
             | Error::UnknownFormat { path, .. }
             | Error::Invalid { path, .. }
             | Error::Refused { path, .. }
+            | Error::UnexpectedEnvelope { path }
             | Error::GenerationOverflow { path }
             | Error::TooLarge { path, .. } => path,
         }
@@ -286,6 +403,7 @@ impl Error {
             | Error::UnknownFormat { path: p, .. }
             | Error::Invalid { path: p, .. }
             | Error::Refused { path: p, .. }
+            | Error::UnexpectedEnvelope { path: p }
             | Error::GenerationOverflow { path: p }
             | Error::TooLarge { path: p, .. } => {
                 if p.as_os_str().is_empty() {
@@ -294,6 +412,19 @@ impl Error {
             }
         }
         self
+    }
+
+    /// Builds an [`Error::Corrupt`].
+    pub(crate) fn corrupt(
+        path: impl Into<PathBuf>,
+        kind: CorruptKind,
+        reason: impl Into<String>,
+    ) -> Error {
+        Error::Corrupt {
+            path: path.into(),
+            kind,
+            reason: reason.into(),
+        }
     }
 
     /// Builds an [`Error::Refused`].

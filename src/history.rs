@@ -462,6 +462,7 @@ impl RawHistory {
             .map(Pointer::Version)
             .ok_or_else(|| Error::Corrupt {
                 path: self.path.clone(),
+                kind: crate::CorruptKind::BadPointer,
                 reason: format!(
                     "the latest pointer names {}, which is not a version of this history",
                     Path::new(target).display()
@@ -529,6 +530,7 @@ impl RawHistory {
         let split = envelope::split(self.format, bytes, true).map_err(|e| e.at(path))?;
         let corrupt = |reason: String| Error::Corrupt {
             path: path.to_path_buf(),
+            kind: crate::CorruptKind::BadVersion,
             reason,
         };
         match (&split.meta, generation) {

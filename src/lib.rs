@@ -158,7 +158,7 @@ pub use atomic::{AtomicFile, Durability, Swept, WriteOptions, sweep, write_atomi
 #[cfg(feature = "derive")]
 pub use atomic_persist_derive::Persist;
 pub use envelope::{Meta, run_id};
-pub use error::{BoxError, Error, FileKind, Op, Refusal, Result};
+pub use error::{BoxError, Category, CorruptKind, Error, FileKind, Op, Refusal, Result};
 #[cfg(feature = "binary")]
 pub use format::Binary;
 #[cfg(feature = "toml")]

@@ -396,7 +396,9 @@ fn a_damaged_version_is_corrupt_and_names_its_file() {
     )
     .unwrap();
     match History::<String>::open(&path).unwrap_err() {
-        Error::Corrupt { path: p, reason } => {
+        Error::Corrupt {
+            path: p, reason, ..
+        } => {
             assert_eq!(p, v1);
             assert!(reason.contains("checksum"), "{reason}");
         }

@@ -80,7 +80,7 @@ async fn get(make: &MakeStore, key: &str) -> Vec<u8> {
 
 fn assert_corrupt<T: std::fmt::Debug>(r: Result<T, Error>, key: &str) -> String {
     match r {
-        Err(Error::Corrupt { path, reason }) => {
+        Err(Error::Corrupt { path, reason, .. }) => {
             assert_eq!(path.to_str(), Some(key), "{reason}");
             reason
         }

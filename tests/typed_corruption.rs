@@ -210,3 +210,95 @@ fn binary_limits_give_a_clear_error() {
     assert_eq!(e.path(), path);
     assert!(!path.exists());
 }
+
+/// What `Persisted::<u32>` with the envelope on says of `bytes` in a `.json` file.
+fn kind_of(bytes: &[u8]) -> Option<atomic_persist::CorruptKind> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.json");
+    std::fs::write(&path, bytes).unwrap();
+    match Persisted::<u32>::builder(&path).envelope(true).open() {
+        Err(Error::Corrupt { kind, .. }) => Some(kind),
+        other => panic!("{}: {other:?}", String::from_utf8_lossy(bytes)),
+    }
+}
+
+/// An intact enveloped JSON file holding 7.
+fn intact() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.json");
+    let mut p = Persisted::<u32>::builder(&path)
+        .envelope(true)
+        .open_or_default()
+        .unwrap();
+    p.set(7).unwrap();
+    std::fs::read(&path).unwrap()
+}
+
+#[test]
+fn each_kind_of_damage_is_its_own_corrupt_kind() {
+    use atomic_persist::CorruptKind;
+    let good = intact();
+    let text = String::from_utf8(good.clone()).unwrap();
+    assert_eq!(kind_of(b""), Some(CorruptKind::Empty));
+    assert_eq!(
+        kind_of(&good[..good.len() - 20]),
+        Some(CorruptKind::Truncated)
+    );
+    let flipped = text.replacen("\"data\":7", "\"data\":8", 1);
+    assert_eq!(kind_of(flipped.as_bytes()), Some(CorruptKind::Checksum));
+    let newer = text.replacen("\"atomic_persist\":1", "\"atomic_persist\":2", 1);
+    assert_eq!(
+        kind_of(newer.as_bytes()),
+        Some(CorruptKind::NewerEnvelope { version: 2 })
+    );
+    let bad_meta = text.replacen("\"run_id\":\"", "\"run_id\":\"zz", 1);
+    assert_eq!(kind_of(bad_meta.as_bytes()), Some(CorruptKind::Damaged));
+}
+
+#[test]
+fn a_history_pointer_or_version_out_of_place_has_its_kind() {
+    use atomic_persist::{CorruptKind, history::History};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.json");
+    let mut h = History::<u32>::open_or_default(&path).unwrap();
+    h.set(1).unwrap();
+    // A version file that is not enveloped.
+    std::fs::write(dir.path().join("h.1.json"), b"1").unwrap();
+    match History::<u32>::open(&path) {
+        Err(Error::Corrupt {
+            kind: CorruptKind::BadVersion,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    // A pointer that names no version of this history.
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink("other.json", &path).unwrap();
+    match History::<u32>::open(&path) {
+        Err(Error::Corrupt {
+            kind: CorruptKind::BadPointer,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn errors_fall_into_categories() {
+    use atomic_persist::Category;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.json");
+    std::fs::write(&path, b"").unwrap();
+    let damaged = Persisted::<u32>::builder(&path).envelope(true).open();
+    assert_eq!(damaged.unwrap_err().category(), Category::Integrity);
+    let missing = Persisted::<u32>::open(dir.path().join("missing.json"));
+    assert_eq!(missing.unwrap_err().category(), Category::Environment);
+    let unknown = Persisted::<u32>::open(dir.path().join("x.unknown"));
+    assert_eq!(unknown.unwrap_err().category(), Category::Caller);
+    let conflict = Error::Conflict {
+        path: path.clone(),
+        expected: 1,
+        found: 2,
+    };
+    assert_eq!(conflict.category(), Category::Concurrency);
+}

@@ -113,7 +113,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::error::{Error, Op, Result};
+use crate::error::{CorruptKind, Error, Op, Result};
 use crate::format::{AnyFormat, Format};
 
 mod stream;
@@ -323,11 +323,9 @@ enum Marker {
     No,
 }
 
-fn corrupt(reason: impl Into<String>) -> Error {
-    Error::Corrupt {
-        path: Default::default(),
-        reason: reason.into(),
-    }
+/// An [`Error::Corrupt`] whose path the caller fills in (`Error::at`).
+fn corrupt(kind: CorruptKind, reason: impl Into<String>) -> Error {
+    Error::corrupt(PathBuf::new(), kind, reason)
 }
 
 /// Splits a file's bytes. `envelope` says whether the caller expects one.
@@ -340,20 +338,21 @@ pub(crate) fn split(format: AnyFormat, bytes: &[u8], envelope: bool) -> Result<S
     let marker = marker(format, bytes);
     if marker != Marker::No {
         if !envelope {
-            return Err(crate::format::deserialize_error(
-                format.name(),
-                None,
-                "the file has an atomic-persist envelope (meta + data); open it with \
-                 the envelope on: Persisted::builder(path).envelope(true)",
-            ));
+            return Err(Error::UnexpectedEnvelope {
+                path: PathBuf::new(),
+            });
         }
         if marker == Marker::Truncated {
-            return Err(corrupt("the file is a truncated envelope header"));
+            return Err(corrupt(
+                CorruptKind::Truncated,
+                "the file is a truncated envelope header",
+            ));
         }
         return split_envelope(format, bytes);
     }
     if envelope && looks_enveloped(format, bytes) {
         return Err(corrupt(
+            CorruptKind::Damaged,
             "the file has the shape of an envelope but not its first key or magic: \
              a damaged envelope",
         ));
@@ -368,6 +367,7 @@ pub(crate) fn split(format: AnyFormat, bytes: &[u8], envelope: bool) -> Result<S
 /// The error for a 0-byte file that is not a valid value.
 pub(crate) fn empty_file() -> Error {
     corrupt(
+        CorruptKind::Empty,
         "the file is empty (0 bytes): typically a write interrupted by a crash in a \
          program that does not save atomically",
     )
@@ -546,18 +546,25 @@ use serde::Deserialize as _;
 #[cfg(any(feature = "json", feature = "toml"))]
 impl TextMeta {
     fn parse(self) -> Result<Meta> {
-        let run_id = Uuid::try_parse(&self.run_id)
-            .map_err(|e| corrupt(format!("meta.run_id `{}`: {e}", self.run_id)))?;
+        let run_id = Uuid::try_parse(&self.run_id).map_err(|e| {
+            corrupt(
+                CorruptKind::Damaged,
+                format!("meta.run_id `{}`: {e}", self.run_id),
+            )
+        })?;
         let written_at = self
             .written_at
             .parse::<jiff::Timestamp>()
             .ok()
             .and_then(|t| SystemTime::try_from(t).ok())
             .ok_or_else(|| {
-                corrupt(format!(
-                    "meta.written_at `{}` is not an RFC 3339 time",
-                    self.written_at
-                ))
+                corrupt(
+                    CorruptKind::Damaged,
+                    format!(
+                        "meta.written_at `{}` is not an RFC 3339 time",
+                        self.written_at
+                    ),
+                )
             })?;
         let checksum = self
             .checksum
@@ -565,10 +572,13 @@ impl TextMeta {
             .filter(|h| h.len() == 8)
             .and_then(|h| u32::from_str_radix(h, 16).ok())
             .ok_or_else(|| {
-                corrupt(format!(
-                    "meta.checksum `{}` is not `crc32:` and 8 hex digits",
-                    self.checksum
-                ))
+                corrupt(
+                    CorruptKind::Damaged,
+                    format!(
+                        "meta.checksum `{}` is not `crc32:` and 8 hex digits",
+                        self.checksum
+                    ),
+                )
             })?;
         Ok(Meta {
             run_id,
@@ -584,9 +594,15 @@ fn check_version(found: u64) -> Result<()> {
     if found == u64::from(ENVELOPE_VERSION) {
         Ok(())
     } else {
-        Err(corrupt(format!(
-            "envelope version {found}, this build reads version {ENVELOPE_VERSION}"
-        )))
+        // A newer version is a newer program's file, not damage; 0 is no version at all.
+        let kind = match found > u64::from(ENVELOPE_VERSION) {
+            true => CorruptKind::NewerEnvelope { version: found },
+            false => CorruptKind::Damaged,
+        };
+        Err(corrupt(
+            kind,
+            format!("envelope version {found}, this build reads version {ENVELOPE_VERSION}"),
+        ))
     }
 }
 
@@ -601,11 +617,14 @@ fn verified(payload: &[u8], meta: Meta) -> Result<Meta> {
 fn check_checksum(crc: crc32fast::Hasher, meta: Meta) -> Result<Meta> {
     let actual = checksum(crc, &meta);
     if actual != meta.checksum {
-        return Err(corrupt(format!(
-            "checksum mismatch: the file says crc32:{:08x}, its contents hash to \
+        return Err(corrupt(
+            CorruptKind::Checksum,
+            format!(
+                "checksum mismatch: the file says crc32:{:08x}, its contents hash to \
              crc32:{actual:08x} (damaged or edited by hand)",
-            meta.checksum
-        )));
+                meta.checksum
+            ),
+        ));
     }
     Ok(meta)
 }
@@ -631,11 +650,7 @@ fn split_json(bytes: &[u8]) -> Result<Split<'_>> {
         data: &'a serde_json::value::RawValue,
         meta: TextMeta,
     }
-    let envelope: Envelope<'_> = serde_json::from_slice(bytes).map_err(|e| {
-        corrupt(format!(
-            "not a complete envelope ({e}): truncated, damaged or edited"
-        ))
-    })?;
+    let envelope: Envelope<'_> = serde_json::from_slice(bytes).map_err(incomplete_json)?;
     check_version(envelope.atomic_persist)?;
     let payload = envelope.data.get().as_bytes();
     let offset = payload.as_ptr() as usize - bytes.as_ptr() as usize;
@@ -650,12 +665,22 @@ fn split_json(bytes: &[u8]) -> Result<Split<'_>> {
 /// The meta object of a JSON envelope, parsed (its checksum not yet checked).
 #[cfg(feature = "json")]
 fn json_meta(object: &[u8]) -> Result<Meta> {
-    let meta: TextMeta = serde_json::from_slice(object).map_err(|e| {
-        corrupt(format!(
-            "not a complete envelope ({e}): truncated, damaged or edited"
-        ))
-    })?;
+    let meta: TextMeta = serde_json::from_slice(object).map_err(incomplete_json)?;
     meta.parse()
+}
+
+/// A JSON envelope that does not parse: cut short when the text ends early, damaged
+/// otherwise.
+#[cfg(feature = "json")]
+fn incomplete_json(e: serde_json::Error) -> Error {
+    let kind = match e.is_eof() {
+        true => CorruptKind::Truncated,
+        false => CorruptKind::Damaged,
+    };
+    corrupt(
+        kind,
+        format!("not a complete envelope ({e}): truncated, damaged or edited"),
+    )
 }
 
 /// The head of a compact JSON envelope, as the writer writes it.
@@ -682,16 +707,29 @@ fn split_toml(bytes: &[u8]) -> Result<Split<'_>> {
         .ok()
         .and_then(|l| l.strip_prefix("atomic_persist ="))
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .ok_or_else(|| corrupt("the first line is not `atomic_persist = VERSION`"))?;
+        .ok_or_else(|| {
+            corrupt(
+                CorruptKind::Damaged,
+                "the first line is not `atomic_persist = VERSION`",
+            )
+        })?;
     check_version(first)?;
     if &bytes[..line_end] != TOML_PREFIX {
-        return Err(corrupt("the first line is not `atomic_persist = 1`"));
+        return Err(corrupt(
+            CorruptKind::Damaged,
+            "the first line is not `atomic_persist = 1`",
+        ));
     }
     let rest = &bytes[line_end..];
     let at = rest
         .windows(TOML_META.len())
         .rposition(|w| w == TOML_META)
-        .ok_or_else(|| corrupt("no `[meta]` table: the file is truncated or damaged"))?;
+        .ok_or_else(|| {
+            corrupt(
+                CorruptKind::Truncated,
+                "no `[meta]` table: the file is truncated or damaged",
+            )
+        })?;
     let payload = &rest[..=at];
     let meta = verified(payload, toml_meta(&rest[at + 1..])?)?;
     Ok(Split {
@@ -711,10 +749,10 @@ fn toml_meta(meta_text: &[u8]) -> Result<Meta> {
         meta: TextMeta,
     }
     let table: MetaTable = toml::from_slice(meta_text).map_err(|e| {
-        corrupt(format!(
-            "the [meta] table is damaged: {}",
-            e.message().trim()
-        ))
+        corrupt(
+            CorruptKind::Damaged,
+            format!("the [meta] table is damaged: {}", e.message().trim()),
+        )
     })?;
     table.meta.parse()
 }
@@ -750,9 +788,10 @@ fn split_binary(bytes: &[u8]) -> Result<Split<'_>> {
 #[cfg(feature = "binary")]
 fn binary_meta(header: &[u8], trailer: &[u8], len: u64) -> Result<Meta> {
     if len < (BINARY_HEADER + BINARY_TRAILER) as u64 {
-        return Err(corrupt(format!(
-            "{len} bytes is shorter than an envelope's header and trailer: truncated"
-        )));
+        return Err(corrupt(
+            CorruptKind::Truncated,
+            format!("{len} bytes is shorter than an envelope's header and trailer: truncated"),
+        ));
     }
     let le = |bytes: &[u8], at: usize, n: usize| -> u64 {
         let mut b = [0u8; 8];
@@ -762,16 +801,20 @@ fn binary_meta(header: &[u8], trailer: &[u8], len: u64) -> Result<Meta> {
     check_version(le(header, 8, 4))?;
     if trailer[BINARY_TRAILER - 8..] != MAGIC {
         return Err(corrupt(
+            CorruptKind::Truncated,
             "the trailer's magic is missing: truncated or damaged",
         ));
     }
     let held = len - (BINARY_HEADER + BINARY_TRAILER) as u64;
     let said = le(trailer, 0, 8);
     if said != held {
-        return Err(corrupt(format!(
-            "the trailer says the payload has {said} bytes, the file holds {held}: \
+        return Err(corrupt(
+            CorruptKind::Truncated,
+            format!(
+                "the trailer says the payload has {said} bytes, the file holds {held}: \
              truncated or damaged"
-        )));
+            ),
+        ));
     }
     let mut id = [0u8; 16];
     id.copy_from_slice(&trailer[8..24]);
@@ -780,7 +823,7 @@ fn binary_meta(header: &[u8], trailer: &[u8], len: u64) -> Result<Meta> {
     let written_at = jiff::Timestamp::new(seconds, nanos)
         .ok()
         .and_then(|t| SystemTime::try_from(t).ok())
-        .ok_or_else(|| corrupt("meta.written_at is out of range"))?;
+        .ok_or_else(|| corrupt(CorruptKind::Damaged, "meta.written_at is out of range"))?;
     Ok(Meta {
         run_id: Uuid::from_bytes(id),
         written_at,

@@ -18,7 +18,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 #[cfg(any(feature = "json", feature = "toml", feature = "binary"))]
 use super::{Marker, check_checksum, marker};
 use super::{Meta, corrupt};
-use crate::error::Result;
+use crate::error::{CorruptKind, Result};
 use crate::format::AnyFormat;
 
 /// How much of the file's end is read to find the meta: a written meta is a few hundred
@@ -205,9 +205,10 @@ fn hash_range<E: std::fmt::Display>(
         return Err(read_failed(e));
     }
     checked.map_err(|e| {
-        corrupt(format!(
-            "not a complete envelope ({e}): truncated, damaged or edited"
-        ))
+        corrupt(
+            CorruptKind::Damaged,
+            format!("not a complete envelope ({e}): truncated, damaged or edited"),
+        )
     })?;
     // Whatever `check` did not need is hashed too.
     io::copy(&mut hashed, &mut io::sink()).map_err(read_failed)?;
@@ -282,7 +283,10 @@ fn read_range(file: &File, start: u64, len: u64) -> Result<Vec<u8>> {
     f.take(len).read_to_end(&mut out).map_err(read_failed)?;
     if (out.len() as u64) < len {
         // The file shrank while it was read: what it held is no longer there to check.
-        return Err(corrupt("the file changed size while it was verified"));
+        return Err(corrupt(
+            CorruptKind::Changed,
+            "the file changed size while it was verified",
+        ));
     }
     Ok(out)
 }

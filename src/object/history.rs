@@ -26,7 +26,7 @@ use super::store::{
     store_error,
 };
 use crate::envelope::{self, Fingerprint, Meta};
-use crate::error::{Error, Op, Result};
+use crate::error::{CorruptKind, Error, Op, Result};
 use crate::format::AnyFormat;
 
 /// The first line of a pointer object, with the version of its layout.
@@ -245,11 +245,8 @@ impl Layout {
         }
     }
 
-    fn corrupt(&self, reason: impl Into<String>) -> Error {
-        Error::Corrupt {
-            path: key_path(&self.key),
-            reason: reason.into(),
-        }
+    fn corrupt(&self, kind: CorruptKind, reason: impl Into<String>) -> Error {
+        Error::corrupt(key_path(&self.key), kind, reason)
     }
 
     /// The error for a generation the pointer does not list.
@@ -266,7 +263,8 @@ impl Layout {
     ) -> Result<Option<(UpdateVersion, Manifest)>> {
         match get_bytes(store, &self.key).await {
             Ok((bytes, version)) => {
-                let manifest = Manifest::parse(&bytes, self).map_err(|r| self.corrupt(r))?;
+                let manifest = Manifest::parse(&bytes, self)
+                    .map_err(|r| self.corrupt(CorruptKind::BadPointer, r))?;
                 Ok(Some((version, manifest)))
             }
             Err(Error::NotFound { .. }) => Ok(None),
@@ -310,18 +308,22 @@ impl Layout {
                         Some(g) => m.get(g),
                     });
                     if named.is_some_and(|e| e.name == entry.name) {
-                        return Err(self.corrupt(format!(
-                            "the pointer names version {} ({key}), which does not exist",
-                            entry.generation
-                        )));
+                        return Err(self.corrupt(
+                            CorruptKind::MissingBody,
+                            format!(
+                                "the pointer names version {} ({key}), which does not exist",
+                                entry.generation
+                            ),
+                        ));
                     }
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(self.corrupt(format!(
-            "the version the pointer named went missing {READ_RETRIES} times in a row"
-        )))
+        Err(self.corrupt(
+            CorruptKind::MissingBody,
+            format!("the version the pointer named went missing {READ_RETRIES} times in a row"),
+        ))
     }
 }
 
@@ -338,10 +340,7 @@ impl Read {
     fn verify(&self, layout: &Layout, format: AnyFormat) -> Result<envelope::Split<'_>> {
         let key = layout.version_key(&self.entry.name);
         let path = key_path(&key);
-        let corrupt = |reason: String| Error::Corrupt {
-            path: path.clone(),
-            reason,
-        };
+        let corrupt = |reason: String| Error::corrupt(&path, CorruptKind::BadVersion, reason);
         let e = &self.entry;
         if self.bytes.len() as u64 != e.size {
             return Err(corrupt(format!(
@@ -962,7 +961,9 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
         let generation = previous
             .map_or(0, |e| e.generation)
             .checked_add(1)
-            .ok_or_else(|| self.layout.corrupt("the generation cannot grow any more"))?;
+            .ok_or_else(|| Error::GenerationOverflow {
+                path: key_path(&self.layout.key),
+            })?;
 
         // Step 2: the version object.
         let (bytes, meta, entry) = self.encode_version(&payload, generation, previous)?;

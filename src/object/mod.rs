@@ -150,7 +150,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::envelope::{self, Fingerprint, Hashing, Meta};
-use crate::error::{Error, Op, Result};
+use crate::error::{CorruptKind, Error, Op, Result};
 use crate::format::AnyFormat;
 use options::{Options, Validate};
 use pointer::Pointer;
@@ -706,6 +706,7 @@ async fn fetch(store: &dyn ObjectStore, key: &ObjectPath) -> Result<Fetched> {
     // Not `NotFound`: `open_or_default` would start afresh over a live value.
     Err(Error::Corrupt {
         path: key_path(key),
+        kind: CorruptKind::MissingBody,
         reason: format!(
             "its pointer names {}, which does not exist",
             missing.map_or_else(String::new, |b| b.to_string())
@@ -721,6 +722,7 @@ fn check_body(key: &ObjectPath, pointer: &Pointer, bytes: &[u8]) -> Result<()> {
     }
     Err(Error::Corrupt {
         path: key_path(key),
+        kind: CorruptKind::MissingBody,
         reason: format!(
             "its body {} has {size} bytes with CRC-32 {crc32}, the pointer says {} bytes with {}",
             pointer.body, pointer.size, pointer.crc32

@@ -65,10 +65,8 @@ impl Pointer {
     /// [`Error::Corrupt`] naming `key`.
     pub fn parse(key: &ObjectPath, bytes: &[u8]) -> Option<Result<Pointer>> {
         let rest = bytes.strip_prefix(MAGIC.as_bytes())?;
-        let corrupt = |reason: String| Error::Corrupt {
-            path: key_path(key),
-            reason,
-        };
+        let corrupt =
+            |reason: String| Error::corrupt(key_path(key), crate::CorruptKind::BadPointer, reason);
         Some(Self::parse_fields(key, rest).map_err(|e| corrupt(format!("bad pointer: {e}"))))
     }
 

@@ -5,7 +5,8 @@
 //! (`Persisted::<T>::builder(path).format(f).envelope(on).schema_version(v).open()` and
 //! `envelope::verify(path)`) and panics when an invariant breaks:
 //!
-//! 1. Nothing panics; every error is `Corrupt`, `Deserialize` or `SchemaVersion` and
+//! 1. Nothing panics; every error is `Corrupt`, `Deserialize`, `SchemaVersion` or (the
+//!    envelope off, a file that starts like one) `UnexpectedEnvelope`, and
 //!    names the file's path.
 //! 2. An enveloped load (`meta()` is `Some(m)`) means the checksum held: a reference
 //!    reader written from the on-disk spec (`src/envelope.rs`), independent of the
@@ -655,6 +656,12 @@ where
             assert_eq!(e.path(), path, "the error names the file: {e:?}");
             match &e {
                 Error::Corrupt { .. } | Error::Deserialize { .. } => {}
+                // Only with the envelope off, and only for a file that starts like one.
+                Error::UnexpectedEnvelope { .. } => assert!(
+                    !envelope && starts_like_envelope(format, bytes),
+                    "{e:?} for {}",
+                    what()
+                ),
                 Error::SchemaVersion {
                     found, supported, ..
                 } => assert!(
