@@ -1116,7 +1116,7 @@ impl<T> HistoryBuilder<T> {
     /// How a version's payload becomes a value, instead of deserializing it as `T`: the
     /// hook schema migrations use, as on
     /// [`PersistedBuilder::decode`](crate::PersistedBuilder::decode). `f` gets the
-    /// version's schema version and its verified [`Payload`](crate::persist::Payload);
+    /// version's schema version and its verified [`Payload`];
     /// a version newer than [`schema_version`](Self::schema_version) is refused before.
     /// A [`Persist`](crate::Persist) type's [`history_at`](crate::Persist::history_at)
     /// sets it to the type's migration chain.
