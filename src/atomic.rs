@@ -813,7 +813,8 @@ fn sweep_link(dir: &sys::Dir, dir_path: &Path, name: &OsStr, path: &Path) -> Res
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io(Op::Inspect, path, e)),
     };
-    if !is_version_name(data, target.as_os_str()) {
+    let data_name = sys::name_from_bytes(data.to_vec());
+    if crate::names::version_of(&data_name, target.as_os_str()).is_none() {
         return Ok(false); // not a history's pointer
     }
     let lock_path = crate::lock::Lock::path_for(dir_path.join(sys::name_from_bytes(data.to_vec())));
@@ -835,50 +836,9 @@ fn sweep_link(dir: &sys::Dir, dir_path: &Path, name: &OsStr, path: &Path) -> Res
     remove(dir, name, path)
 }
 
-/// Whether `candidate` is a bare file name `{stem}.{digits}.{ext}` (`{name}.{digits}`
-/// without an extension) of the data file `data`: the name of a history version.
-fn is_version_name(data: &[u8], candidate: &OsStr) -> bool {
-    let data = sys::name_from_bytes(data.to_vec());
-    let data = Path::new(&data);
-    let (Some(stem), ext) = (data.file_stem(), data.extension()) else {
-        return false;
-    };
-    let c = sys::name_bytes(candidate);
-    let Some(rest) = c
-        .strip_prefix(sys::name_bytes(stem))
-        .and_then(|r| r.strip_prefix(b"."))
-    else {
-        return false;
-    };
-    let digits = match ext {
-        Some(ext) => match rest
-            .strip_suffix(sys::name_bytes(ext))
-            .and_then(|r| r.strip_suffix(b"."))
-        {
-            Some(d) => d,
-            None => return false,
-        },
-        None => rest,
-    };
-    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn version_names_of_a_history() {
-        assert!(is_version_name(b"state.json", OsStr::new("state.7.json")));
-        assert!(is_version_name(b"state", OsStr::new("state.12")));
-        assert!(!is_version_name(b"state.json", OsStr::new("state.json")));
-        assert!(!is_version_name(b"state.json", OsStr::new("state..json")));
-        assert!(!is_version_name(
-            b"state.json",
-            OsStr::new("dir/state.7.json")
-        ));
-        assert!(!is_version_name(b"link", OsStr::new("state.json")));
-    }
 
     #[test]
     fn temp_names_have_the_documented_shape() {

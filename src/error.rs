@@ -228,6 +228,11 @@ pub enum CorruptKind {
     BadVersion,
     /// What a pointer names is missing, or is not the body it was written for.
     MissingBody,
+    /// A plain file (no envelope) that is not a document of its format: cut short, or
+    /// damaged by a program that does not save atomically. Reported by
+    /// [`envelope::verify`](crate::envelope::verify); a load says
+    /// [`Error::Deserialize`], with the position.
+    Unparsable,
 }
 
 /// What kind of failure an [`Error`] is, for a caller that decides by kind: restore a

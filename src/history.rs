@@ -145,7 +145,6 @@ use crate::error::{Error, Op, Result};
 use crate::format::AnyFormat;
 use crate::lock::Lock;
 use crate::payload::{self, Decode, Decoding, Payload, Validate};
-use crate::sys;
 use crate::trust;
 
 /// The version of the manifest's layout.
@@ -263,8 +262,6 @@ enum Pointer {
 pub struct RawHistory {
     path: PathBuf,
     dir: PathBuf,
-    stem: OsString,
-    ext: Option<OsString>,
     format: AnyFormat,
     keep: Option<usize>,
     options: WriteOptions,
@@ -282,17 +279,12 @@ impl RawHistory {
     }
 
     fn with_format(path: &Path, format: AnyFormat) -> Result<RawHistory> {
-        let invalid = |reason: &str| Error::Invalid {
-            path: path.to_path_buf(),
-            reason: reason.into(),
-        };
-        let name = path
-            .file_name()
-            .ok_or_else(|| invalid("a history needs a file name"))?;
-        let (stem, ext) = match (Path::new(name).file_stem(), Path::new(name).extension()) {
-            (Some(stem), ext) => (stem.to_os_string(), ext.map(OsStr::to_os_string)),
-            (None, _) => (name.to_os_string(), None),
-        };
+        // Versions and the manifest are named after the pointer's file name: it must
+        // have one (the same error the engine gives a path without one).
+        if path.file_name().is_none() {
+            let e = io::Error::new(io::ErrorKind::InvalidInput, "not a file name");
+            return Err(Error::io(Op::Inspect, path, e));
+        }
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -300,8 +292,6 @@ impl RawHistory {
         Ok(RawHistory {
             path: path.to_path_buf(),
             dir,
-            stem,
-            ext,
             format,
             keep: None,
             options: WriteOptions::new(),
@@ -350,39 +340,21 @@ impl RawHistory {
 
     /// The manifest's path: `{stem}.manifest.json`.
     pub fn manifest_path(&self) -> PathBuf {
-        let mut name = self.stem.clone();
-        name.push(".manifest.json");
-        self.dir.join(name)
+        self.dir.join(crate::names::manifest_name(self.name()))
     }
 
     fn version_name(&self, generation: u64) -> OsString {
-        let mut name = self.stem.clone();
-        name.push(format!(".{generation}"));
-        if let Some(ext) = &self.ext {
-            name.push(".");
-            name.push(ext);
-        }
-        name
+        crate::names::version_name(self.name(), generation)
     }
 
-    /// The generation of a version file's name, `None` for any other name. Compared as
-    /// bytes: a name need not be UTF-8.
+    /// The pointer's file name.
+    fn name(&self) -> &OsStr {
+        self.path.file_name().unwrap_or_default()
+    }
+
+    /// The generation of a version file's name, `None` for any other name.
     fn parse_version_name(&self, name: &OsStr) -> Option<u64> {
-        let rest = sys::name_bytes(name)
-            .strip_prefix(sys::name_bytes(&self.stem))?
-            .strip_prefix(b".")?;
-        let digits = match &self.ext {
-            Some(ext) => rest
-                .strip_suffix(sys::name_bytes(ext))?
-                .strip_suffix(b".")?,
-            None => rest,
-        };
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        let generation: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
-        // One spelling per generation: no leading zeros.
-        (generation.to_string().as_bytes() == digits).then_some(generation)
+        crate::names::version_of(self.name(), name)
     }
 
     /// The generation the pointer names: `None` when there is no versioned history yet
@@ -545,18 +517,42 @@ impl RawHistory {
 
     /// Every version on disk up to the pointer's, oldest first, from the manifest where
     /// it is current and from the files' envelopes elsewhere. Version files that fail
-    /// their check are left out (`atomic-persist verify DIR` reports them).
+    /// their check are left out: [`damaged`](Self::damaged) lists them.
     pub fn versions(&self) -> Result<Vec<VersionInfo>> {
-        Ok(self.scan()?.0)
+        Ok(self.scan()?.versions)
     }
 
     /// Whether the manifest is current, missing or stale.
     pub fn manifest_state(&self) -> Result<ManifestState> {
-        Ok(self.scan()?.1)
+        Ok(self.scan()?.manifest)
+    }
+
+    /// The version-named files up to the pointer's generation that are not intact
+    /// versions, oldest first, each with why: damaged, not enveloped, of another
+    /// generation than their name, not a regular file, or another user's in a shared
+    /// directory. [`versions`](Self::versions) leaves them out.
+    ///
+    /// ```
+    /// # #[cfg(feature = "json")] {
+    /// use atomic_persist::history::{History, RawHistory};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("doc.json");
+    /// let mut h = History::<u32>::open_or_default(&path)?;
+    /// h.set(1)?;
+    /// h.set(2)?;
+    /// std::fs::write(dir.path().join("doc.1.json"), b"{\"atomic_persist\":1")?;
+    /// let raw = RawHistory::new(&path)?;
+    /// assert_eq!(raw.versions()?.len(), 1);
+    /// assert_eq!(raw.damaged()?[0].0, 1);
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn damaged(&self) -> Result<Vec<(u64, Error)>> {
+        Ok(self.scan()?.damaged)
     }
 
     /// Lists the version files, reusing manifest entries that still match.
-    fn scan(&self) -> Result<(Vec<VersionInfo>, ManifestState)> {
+    fn scan(&self) -> Result<Scan> {
         let latest = self.latest_generation()?;
         let manifest = read_manifest(&self.manifest_path());
         let mut state = match &manifest {
@@ -569,6 +565,7 @@ impl RawHistory {
             _ => Vec::new(),
         };
         let mut found = Vec::new();
+        let mut damaged = Vec::new();
         let names =
             crate::sys::list_names(&self.dir).map_err(|e| Error::io(Op::ReadDir, &self.dir, e))?;
         for name in names {
@@ -582,8 +579,22 @@ impl RawHistory {
             // A version is a regular file of a trusted owner; a link (to `/dev/zero`, say),
             // a FIFO or a file planted by another user is not one, and is never opened.
             let meta = match trust::inspect(&path) {
-                Ok(Some(m)) if m.is_file() && trust::check_owner_of(&path, &m).is_ok() => m,
-                _ => continue, // removed meanwhile, or not a version
+                Ok(Some(m)) if m.is_file() => match trust::check_owner_of(&path, &m) {
+                    Ok(()) => m,
+                    Err(e) => {
+                        damaged.push((g, e));
+                        continue;
+                    }
+                },
+                Ok(Some(m)) => {
+                    let kind = m.kind();
+                    damaged.push((
+                        g,
+                        Error::refused(&path, crate::Refusal::NotRegular { kind }),
+                    ));
+                    continue;
+                }
+                _ => continue, // removed meanwhile
             };
             if let Some(c) = cached
                 .iter()
@@ -595,20 +606,30 @@ impl RawHistory {
             if state == ManifestState::Current {
                 state = ManifestState::Stale;
             }
-            let Ok(bytes) = trust::read(&path, self.read_how()) else {
-                continue; // replaced meanwhile by something that is not a version
-            };
-            if let Ok(split) = self.check_version_file(&path, &bytes, Some(g))
-                && let Some(m) = &split.meta
-            {
-                found.push(VersionInfo::from_meta(path, m, bytes.len() as u64));
+            let checked = trust::read(&path, self.read_how()).and_then(|bytes| {
+                let size = bytes.len() as u64;
+                let split = self.check_version_file(&path, &bytes, Some(g))?;
+                Ok(split
+                    .meta
+                    .map(|m| VersionInfo::from_meta(path.clone(), &m, size)))
+            });
+            match checked {
+                Ok(Some(info)) => found.push(info),
+                Ok(None) => {}
+                Err(Error::NotFound { .. }) => {} // removed meanwhile
+                Err(e) => damaged.push((g, e)),
             }
         }
         if state == ManifestState::Current && found.len() != cached.len() {
             state = ManifestState::Stale;
         }
         found.sort_by_key(|v| v.generation);
-        Ok((found, state))
+        damaged.sort_by_key(|(g, _)| *g);
+        Ok(Scan {
+            versions: found,
+            manifest: state,
+            damaged,
+        })
     }
 
     /// How version files, the manifest and a plain file at the pointer are read: never
@@ -739,7 +760,7 @@ impl RawHistory {
     /// Retention and the manifest: the commit has happened, so their errors are not the
     /// commit's (a missing manifest is rebuilt; an extra version is removed next time).
     fn after_swap(&self, new: &VersionInfo) {
-        let Ok((mut versions, _)) = self.scan() else {
+        let Ok(Scan { mut versions, .. }) = self.scan() else {
             return;
         };
         if !versions.iter().any(|v| v.generation == new.generation) {
@@ -848,6 +869,13 @@ impl RawHistory {
 /// The pointer file's line on platforms without symlinks.
 #[cfg(not(unix))]
 const POINTER_PREFIX: &str = "atomic-persist-latest ";
+
+/// What a scan of the version files found.
+struct Scan {
+    versions: Vec<VersionInfo>,
+    manifest: ManifestState,
+    damaged: Vec<(u64, Error)>,
+}
 
 /// Who and what a new version records.
 struct Stamp {

@@ -140,6 +140,7 @@ pub mod format;
 #[cfg(feature = "json")]
 pub mod history;
 pub mod lock;
+mod names;
 #[cfg(feature = "object-store")]
 pub mod object;
 mod payload;

@@ -126,6 +126,14 @@ impl<T: DeserializeOwned> Decoding<'_, T> {
     /// schema is [`Error::SchemaVersion`] before anything is decoded; then the decode
     /// hook (given the file's schema version, or for a plain file, which does not say,
     /// the handle's own) or plain deserialization; then the validate hook.
+    #[cfg_attr(
+        not(any(feature = "json", feature = "toml", feature = "binary")),
+        allow(
+            unreachable_code,
+            unused_variables,
+            reason = "no format: no file decodes"
+        )
+    )]
     pub(crate) fn value(
         &self,
         path: &Path,

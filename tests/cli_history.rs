@@ -328,7 +328,7 @@ fn verify_without_a_path_is_a_usage_error() {
 }
 
 #[test]
-fn verify_a_directory_of_mixed_files_checks_every_enveloped_one() {
+fn verify_a_directory_checks_every_file_of_a_known_format_and_says_what_it_checked() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let good = enveloped(d, "good.json");
@@ -353,12 +353,17 @@ fn verify_a_directory_of_mixed_files_checks_every_enveloped_one() {
     assert_eq!(
         stdout_of(&a),
         format!(
-            "{}: corrupt: checksum mismatch: {}\n{}: corrupt: {}\n{}: ok (generation 2)\n",
+            "{}: corrupt: checksum mismatch: {}\n{}: plain (no envelope)\n{}: corrupt: {}\n\
+             {}: ok (generation 2)\n{}: plain (no envelope)\n\
+             {}: checked 5 files: 1 ok, 2 plain, 2 corrupt\n",
             bad.display(),
             reason_of(&bad),
+            d.join("config.toml").display(),
             cut.display(),
             reason_of(&cut),
             good.display(),
+            d.join("plain.json").display(),
+            d.display(),
         )
     );
     // A directory where all is intact, history versions included.
@@ -366,11 +371,14 @@ fn verify_a_directory_of_mixed_files_checks_every_enveloped_one() {
     let out = stdout_of(&a);
     assert_eq!(
         out.lines().count(),
-        4,
-        "deep.json and three versions:\n{out}"
+        5,
+        "deep.json, three versions and the summary:\n{out}"
     );
     assert!(out.contains("state.3.json: ok (generation 3)"), "{out}");
-    assert!(!out.contains("manifest"), "the manifest is plain: {out}");
+    assert!(
+        !out.contains("manifest"),
+        "the manifest is the history's own: {out}"
+    );
     drop(hist);
 }
 
@@ -577,4 +585,97 @@ fn help_documents_the_new_subcommands() {
         .stdout(predicate::str::contains(
             "Exit status: 0 when nothing is corrupt",
         ));
+}
+
+// ---------------------------------------------------------------------------------------
+// Damage a plain file's check must catch
+
+/// `verify PATH` of one file: its exit status and line.
+fn verify_one(path: &Path) -> (Option<i32>, String) {
+    let out = cmd().arg("verify").arg(path).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim_end()
+            .to_string(),
+    )
+}
+
+#[test]
+fn verify_calls_a_cut_off_copy_of_an_envelope_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = enveloped(dir.path(), "env.json");
+    let cut = dir.path().join("t.json");
+    fs::write(&cut, &fs::read(&full).unwrap()[..10]).unwrap(); // `head -c 10`
+    let (code, line) = verify_one(&cut);
+    assert_eq!(code, Some(1), "{line}");
+    assert!(line.contains(": corrupt: not a json document"), "{line}");
+}
+
+#[test]
+fn verify_calls_random_bytes_and_broken_toml_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("random.json");
+    fs::write(&json, [0x8f, 0x00, 0x13, 0xfe, 0x41, 0x7b]).unwrap();
+    let toml = dir.path().join("config.toml");
+    fs::write(&toml, "x = [\n").unwrap();
+    for path in [&json, &toml] {
+        let (code, line) = verify_one(path);
+        assert_eq!(code, Some(1), "{line}");
+        assert!(line.contains(": corrupt: not a "), "{line}");
+    }
+    // A plain file that parses stays plain.
+    fs::write(&toml, "x = [1]\n").unwrap();
+    assert_eq!(
+        verify_one(&toml),
+        (Some(0), format!("{}: plain (no envelope)", toml.display()))
+    );
+}
+
+#[test]
+fn a_history_version_without_an_envelope_is_corrupt_and_listed_as_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = history(dir.path());
+    // Version 2 replaced by a plain value that parses.
+    fs::write(dir.path().join("state.2.json"), "20").unwrap();
+    let a = cmd().arg("verify").arg(dir.path()).assert().code(1);
+    let out = stdout_of(&a);
+    assert!(
+        out.contains("state.2.json: corrupt: a history's version must have an envelope"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with(": checked 3 files: 2 ok, 0 plain, 1 corrupt\n"),
+        "{out}"
+    );
+    let a = cmd().arg("history").arg(&path).assert().success();
+    let out = stdout_of(&a);
+    let damaged: Vec<&str> = out.lines().filter(|l| l.contains("damaged")).collect();
+    assert_eq!(damaged.len(), 1, "{out}");
+    assert!(damaged[0].trim_start().starts_with("2  damaged: "), "{out}");
+    let a = cmd()
+        .arg("history")
+        .arg(&path)
+        .arg("--json")
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_str(&stdout_of(&a)).unwrap();
+    assert_eq!(v["damaged"][0]["generation"], 2);
+    assert_eq!(v["damaged"][0]["file"], "state.2.json");
+    assert_eq!(v["versions"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn verify_of_a_directory_of_plain_files_says_what_it_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("a.json"), "{}").unwrap();
+    fs::write(dir.path().join("b.toml"), "k = 1\n").unwrap();
+    let a = cmd().arg("verify").arg(dir.path()).assert().success();
+    let out = stdout_of(&a);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(
+        out.ends_with(": checked 2 files: 0 ok, 2 plain, 0 corrupt\n"),
+        "{out}"
+    );
 }

@@ -210,8 +210,10 @@ pub(crate) fn new_run_id() -> Uuid {
 
 /// Checks the envelope of the file at `path` (format from its extension) without
 /// knowing the value's type: `Ok(Some(meta))` when it is enveloped and intact,
-/// `Ok(None)` when it is a plain file (nothing to verify), [`Error::Corrupt`] when it is
-/// damaged.
+/// `Ok(None)` when it is a plain file that is a document of its format (a plain binary
+/// file cannot be checked without its type), [`Error::Corrupt`] when it is damaged: a
+/// broken envelope, or a plain JSON or TOML file that does not parse
+/// ([`CorruptKind::Unparsable`]).
 ///
 /// The file is read in one pass with bounded memory (a few 64 KiB chunks, whatever its
 /// size) when it is in a layout the crate writes, or a plain JSON or binary file: the
@@ -243,9 +245,46 @@ pub fn verify(path: impl AsRef<Path>) -> Result<Option<Meta>> {
             f.rewind()
                 .and_then(|()| f.read_to_end(&mut bytes))
                 .map_err(|e| Error::io(Op::Read, path, e))?;
-            Ok(split(format, &bytes, true).map_err(|e| e.at(path))?.meta)
+            let meta = split(format, &bytes, true).map_err(|e| e.at(path))?.meta;
+            if meta.is_none() {
+                plain_document(format, &bytes).map_err(|e| e.at(path))?;
+            }
+            Ok(meta)
         }
     }
+}
+
+/// A plain file must at least be a document of its format (binary cannot be checked
+/// without the value's type).
+fn plain_document(format: AnyFormat, bytes: &[u8]) -> Result<()> {
+    let parsed: std::result::Result<(), String> = match format {
+        #[cfg(feature = "json")]
+        AnyFormat::Json | AnyFormat::JsonPretty => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        // Parsed into a table, not skipped: skipping does not check that an integer fits
+        // in the 64 bits the TOML spec allows.
+        #[cfg(feature = "toml")]
+        AnyFormat::Toml => toml::from_slice::<toml::Table>(bytes)
+            .map(drop)
+            .map_err(|e| e.message().trim().to_string()),
+        #[cfg(feature = "binary")]
+        AnyFormat::Binary => Ok(()),
+    };
+    parsed.map_err(|e| unparsable(format, &e))
+}
+
+/// The error for a plain file that is not a document of `format`.
+fn unparsable(format: AnyFormat, why: &str) -> Error {
+    corrupt(
+        CorruptKind::Unparsable,
+        format!(
+            "not a {} document ({why}): cut short or damaged",
+            format.name()
+        ),
+    )
 }
 
 /// The generation after `generation`; [`Error::GenerationOverflow`] past `u64::MAX`
@@ -260,7 +299,10 @@ pub(crate) fn next_generation(generation: u64, path: &Path) -> Result<u64> {
 
 /// [`verify`] for every file in the directory `dir` (one level deep) that could be an
 /// enveloped file: regular, not hidden (temporary and lock files start with a dot), and
-/// with a known extension; symlinks (a history's `latest` pointer) are left out.
+/// with a known extension; symlinks (a history's `latest` pointer) and a history's
+/// manifest are left out. A file named like a version of a history whose pointer is in `dir`
+/// (`state.7.json` beside the link `state.json -> state.9.json`) must be enveloped: a
+/// plain one is [`Error::Corrupt`] with [`CorruptKind::BadVersion`].
 /// Returns each path, sorted, with its result; an error only when `dir` cannot be
 /// listed.
 ///
@@ -282,21 +324,45 @@ pub fn verify_dir(dir: impl AsRef<Path>) -> Result<Vec<(PathBuf, Result<Option<M
     let dir = dir.as_ref();
     // Listed through `sys`: std's directory iterator panics when `closedir` fails.
     let names = crate::sys::list_names(dir).map_err(|e| Error::io(Op::ReadDir, dir, e))?;
-    let mut paths: Vec<PathBuf> = names
+    let kind = |name: &std::ffi::OsStr| crate::trust::inspect(&dir.join(name)).ok().flatten();
+    // The history pointers here: links whose target is a version of their own name.
+    let pointers: Vec<&std::ffi::OsString> = names
+        .iter()
+        .filter(|name| kind(name).is_some_and(|k| k.is_symlink()))
+        .filter(|name| {
+            std::fs::read_link(dir.join(name))
+                .is_ok_and(|target| crate::names::version_of(name, target.as_os_str()).is_some())
+        })
+        .collect();
+    let mut checked: Vec<(PathBuf, Result<Option<Meta>>)> = names
         .iter()
         .filter(|name| !name.to_string_lossy().starts_with('.'))
-        .map(|name| dir.join(name))
-        .filter(|path| AnyFormat::from_path(path).is_ok())
-        .filter(|path| std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()))
-        .collect();
-    paths.sort();
-    Ok(paths
-        .into_iter()
-        .map(|path| {
-            let result = verify(&path);
+        .filter(|name| AnyFormat::from_path(Path::new(name)).is_ok())
+        .filter(|name| kind(name).is_some_and(|k| k.is_file()))
+        // A history's manifest is its own cache, checked by its own checksum.
+        .filter(|name| {
+            !pointers
+                .iter()
+                .any(|p| crate::names::manifest_name(p) == **name)
+        })
+        .map(|name| {
+            let path = dir.join(name);
+            let is_version = pointers
+                .iter()
+                .any(|p| crate::names::version_of(p, name).is_some());
+            let result = match verify(&path) {
+                Ok(None) if is_version => Err(Error::corrupt(
+                    &path,
+                    CorruptKind::BadVersion,
+                    "a history's version must have an envelope",
+                )),
+                result => result,
+            };
             (path, result)
         })
-        .collect())
+        .collect();
+    checked.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(checked)
 }
 
 // ---------------------------------------------------------------------------------------

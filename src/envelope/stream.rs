@@ -176,9 +176,16 @@ fn is_json_ws(b: u8) -> bool {
 /// shape of one (the rule of `looks_enveloped`), read as it streams.
 #[cfg(feature = "json")]
 fn plain_json(file: &File) -> Result<Streamed> {
-    let mut reader = BufReader::with_capacity(CHUNK, file);
-    reader.seek(SeekFrom::Start(0)).map_err(read_failed)?;
-    let keys: Option<super::TopKeys> = serde_json::from_reader(reader).ok();
+    let reader = || -> Result<BufReader<&File>> {
+        let mut reader = BufReader::with_capacity(CHUNK, file);
+        reader.seek(SeekFrom::Start(0)).map_err(read_failed)?;
+        Ok(reader)
+    };
+    // Not a JSON document at all (cut short, say): corrupt, found in the same pass.
+    if let Err(e) = serde_json::from_reader::<_, serde::de::IgnoredAny>(reader()?) {
+        return Err(super::unparsable(AnyFormat::Json, &e.to_string()));
+    }
+    let keys: Option<super::TopKeys> = serde_json::from_reader(reader()?).ok();
     if keys.is_some_and(|k| k.has_envelope_shape()) {
         return Ok(Streamed::Whole); // `split` words the error
     }

@@ -15,11 +15,14 @@ use crate::Failure;
     state.1.json, state.2.json, ...\n\n\
     Text output: a header line, then one line per version with four columns separated \
     by two or more spaces: GENERATION, WRITTEN_AT (RFC 3339 UTC), RUN_ID, SIZE (bytes), \
-    and `latest` after the version the pointer names.\n\n\
+    and `latest` after the version the pointer names. A version file that is not an \
+    intact version (damaged, not enveloped, not a regular file) is a line \
+    `GENERATION  damaged: REASON` in its place.\n\n\
     --json prints one object: {\"path\", \"latest\" (generation), \"manifest\" (\"current\", \
     \"missing\" or \"stale\": the listing is rebuilt from the version files when the \
     manifest is not current), \"versions\": [{\"generation\", \"file\", \"written_at\", \
-    \"run_id\", \"schema_version\", \"size\", \"checksum\"}]}.\n\n\
+    \"run_id\", \"schema_version\", \"size\", \"checksum\"}], \"damaged\": [{\"generation\", \
+    \"file\", \"reason\"}]}.\n\n\
     Exit status: 0 on success, 1 when FILE is not a history (missing, a plain file) or \
     cannot be read (one line on stderr naming the path), 2 on a usage error."
 )]
@@ -47,6 +50,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     };
     let versions = raw.versions()?;
     let manifest = raw.manifest_state()?;
+    let damaged = raw.damaged()?;
     let out = if args.json {
         let versions: Vec<_> = versions
             .iter()
@@ -62,11 +66,22 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 })
             })
             .collect();
+        let damaged: Vec<_> = damaged
+            .iter()
+            .map(|(g, e)| {
+                serde_json::json!({
+                    "generation": g,
+                    "file": e.path().file_name().map(|n| n.to_string_lossy()),
+                    "reason": e.to_string(),
+                })
+            })
+            .collect();
         let value = serde_json::json!({
             "path": path.to_string_lossy(),
             "latest": latest,
             "manifest": manifest.as_str(),
             "versions": versions,
+            "damaged": damaged,
         });
         format!("{value}\n")
     } else {
@@ -74,19 +89,33 @@ pub fn run(args: Args) -> Result<(), Failure> {
             "{:>10}  {:<30}  {:<36}  {:>10}\n",
             "GENERATION", "WRITTEN_AT", "RUN_ID", "SIZE"
         );
-        for v in &versions {
-            let mark = if v.generation == latest {
-                "  latest"
-            } else {
-                ""
-            };
-            s += &format!(
-                "{:>10}  {:<30}  {:<36}  {:>10}{mark}\n",
-                v.generation,
-                v.written_at_rfc3339(),
-                v.run_id.to_string(),
-                v.size
-            );
+        // Intact and damaged versions, in generation order.
+        let mut rows: Vec<(u64, String)> = versions
+            .iter()
+            .map(|v| {
+                let mark = if v.generation == latest {
+                    "  latest"
+                } else {
+                    ""
+                };
+                let line = format!(
+                    "{:>10}  {:<30}  {:<36}  {:>10}{mark}\n",
+                    v.generation,
+                    v.written_at_rfc3339(),
+                    v.run_id.to_string(),
+                    v.size
+                );
+                (v.generation, line)
+            })
+            .collect();
+        rows.extend(
+            damaged
+                .iter()
+                .map(|(g, e)| (*g, format!("{g:>10}  damaged: {e}\n"))),
+        );
+        rows.sort_by_key(|(g, _)| *g);
+        for (_, line) in rows {
+            s += &line;
         }
         s
     };

@@ -17,14 +17,17 @@ use atomic_persist::Error;
     long_about = "Check that files are intact: envelope complete and checksum \
     right.\n\n\
     Each PATH is a file or a directory. A directory is checked one level deep: every \
-    file in it with a known extension (.json, .toml, .bin) that has an envelope; plain \
-    files, other files, hidden files (temporary and lock files) and symlinks (a \
-    history's latest pointer) are skipped there. A file named on the command line is \
-    always checked.\n\n\
+    file in it with a known extension (.json, .toml, .bin); hidden files (temporary and \
+    lock files), other files and symlinks (a history's latest pointer) are skipped. A \
+    file with a known extension that does not parse as its format (JSON, TOML) is \
+    corrupt, and so is a history's version file without an envelope. A file named on \
+    the command line is always checked.\n\n\
     Output, one line per file checked, on standard output:\n  \
     PATH: ok (generation G)\n  \
     PATH: plain (no envelope)\n  \
     PATH: corrupt: REASON\n\
+    and for a directory, the plain files among them as `PATH: plain (no envelope)`, \
+    then a last line `DIR: checked N files: K ok, P plain, C corrupt`.\n\
     Paths that cannot be checked give one line on standard error: \
     `atomic-persist: REASON` naming the path.\n\n\
     Exit status: 0 when nothing is corrupt, 1 when any file is corrupt, 2 when a path \
@@ -73,38 +76,44 @@ pub fn run(args: Args) -> ExitCode {
 
 fn verify_dir(dir: &Path, out: &mut impl io::Write, outcome: &mut Outcome) -> Result<(), String> {
     let checked = atomic_persist::envelope::verify_dir(dir).map_err(|e| e.to_string())?;
-    for (path, result) in checked {
-        if let Err(reason) = report(&path, result, false, out, outcome) {
+    let (mut ok, mut plain, mut corrupt) = (0, 0, 0);
+    for (path, result) in &checked {
+        match result {
+            Ok(Some(_)) => ok += 1,
+            Ok(None) => plain += 1,
+            Err(Error::Corrupt { .. }) => corrupt += 1,
+            Err(_) => {}
+        }
+        if let Err(reason) = report(path, result, out, outcome) {
             outcome.error = true;
             let _ = writeln!(io::stderr(), "atomic-persist: {reason}");
         }
     }
-    Ok(())
+    let n = checked.len();
+    let files = if n == 1 { "file" } else { "files" };
+    writeln!(
+        out,
+        "{}: checked {n} {files}: {ok} ok, {plain} plain, {corrupt} corrupt",
+        dir.display()
+    )
+    .map_err(|e| format!("cannot write standard output: {e}"))
 }
 
 /// Checks one file named on the command line.
 fn verify_file(path: &Path, out: &mut impl io::Write, outcome: &mut Outcome) -> Result<(), String> {
-    report(
-        path,
-        atomic_persist::envelope::verify(path),
-        true,
-        out,
-        outcome,
-    )
+    report(path, &atomic_persist::envelope::verify(path), out, outcome)
 }
 
-/// Prints the line for one checked file; `named` files are reported even when plain.
+/// Prints the line for one checked file.
 fn report(
     path: &Path,
-    result: atomic_persist::Result<Option<atomic_persist::envelope::Meta>>,
-    named: bool,
+    result: &atomic_persist::Result<Option<atomic_persist::envelope::Meta>>,
     out: &mut impl io::Write,
     outcome: &mut Outcome,
 ) -> Result<(), String> {
     let line = match result {
         Ok(Some(meta)) => format!("{}: ok (generation {})", path.display(), meta.generation),
-        Ok(None) if named => format!("{}: plain (no envelope)", path.display()),
-        Ok(None) => return Ok(()),
+        Ok(None) => format!("{}: plain (no envelope)", path.display()),
         Err(Error::Corrupt { reason, .. }) => {
             outcome.corrupt = true;
             format!("{}: corrupt: {reason}", path.display())
