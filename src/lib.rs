@@ -130,6 +130,9 @@
 //! - `s3`: `object-store` plus `object_store`'s `aws` feature (S3 and S3-compatible
 //!   servers; an HTTP and TLS stack, so it is a separate feature).
 #![deny(missing_docs)]
+// docs.rs builds with `--cfg docsrs` on nightly: every item gated on a feature is shown
+// with the feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "tokio")]
 pub mod asynchronous;
@@ -167,9 +170,16 @@ pub use format::Toml;
 pub use format::{AnyFormat, Format};
 #[cfg(feature = "json")]
 pub use format::{Json, JsonPretty};
-pub use persist::Persist;
+#[cfg(feature = "json")]
+pub use history::{History, HistoryBuilder, RawHistory, VersionInfo};
+pub use lock::Lock;
+#[cfg(feature = "object-store")]
+pub use object::{ObjectHistory, ObjectPersisted};
+pub use persist::{Payload, Persist};
 pub use persisted::{Persisted, PersistedBuilder};
-pub use uuid::Uuid;
+/// The `uuid` crate, whose [`Uuid`](uuid::Uuid) is a run id
+/// ([`Meta::run_id`], [`PersistedBuilder::run_id`]).
+pub use uuid;
 
 /// What `#[derive(Persist)]` expands to refers to; not a public API.
 #[doc(hidden)]

@@ -54,8 +54,8 @@
 //! `DeserializeOwned`.
 //!
 //! `version` needs the envelope because only the envelope stores the schema version in
-//! the file. (`DESIGN.md` sketches `#[persist(path = "settings.toml", envelope = false,
-//! version = 2)]`; that combination is refused, as issue 5 asks.)
+//! the file: `#[persist(path = "settings.toml", version = 2)]` without
+//! `envelope = true` is a compile error, not a promise that could not be kept.
 //!
 //! # Schema migrations
 //!

@@ -529,7 +529,7 @@ async fn sweep_removes_old_orphans_only(make: MakeStore) {
     let orphan = |g: u64| {
         format!(
             "{key}.versions/{g:020}-{}.json",
-            atomic_persist::Uuid::now_v7()
+            atomic_persist::uuid::Uuid::now_v7()
         )
     };
     let store = make();

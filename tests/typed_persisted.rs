@@ -218,7 +218,7 @@ fn generation_increments_and_run_id_is_the_process_one() {
 fn run_id_can_be_set_on_the_builder() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.json");
-    let id = atomic_persist::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+    let id = atomic_persist::uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
     let mut p = Persisted::<State>::builder(&path)
         .envelope(true)
         .run_id(id)
