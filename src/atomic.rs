@@ -738,7 +738,28 @@ impl Swept {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn sweep(dir: impl AsRef<Path>) -> Result<Swept> {
-    let dir_path = dir.as_ref();
+    sweep_matching(dir.as_ref(), |_| true)
+}
+
+/// Removes the temporary files that crashed writers of the file `path` left beside it,
+/// as [`sweep`] would, and only those: the temps whose name is made from a name
+/// `of(name)` accepts (the file's own name, or for a history also its versions' and
+/// manifest's). Best effort: what it cannot remove stays for [`sweep`].
+pub(crate) fn sweep_own(path: &Path, of: impl Fn(&OsStr) -> bool) {
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let _ = sweep_matching(dir, |temp| temp_base(temp).is_some_and(|base| of(&base)));
+}
+
+/// The name a temporary file's name was made from (`state.json` for
+/// `.state.json.{random}.tmp`), when it was not shortened to fit.
+fn temp_base(temp: &OsStr) -> Option<OsString> {
+    let bytes = sys::name_bytes(temp);
+    let base = &bytes[1..bytes.len().checked_sub(".tmp".len() + SUFFIX_LEN + 1)?];
+    Some(sys::name_from_bytes(base.to_vec()))
+}
+
+/// [`sweep`] of the temporary files in `dir_path` that `wanted` accepts.
+fn sweep_matching(dir_path: &Path, wanted: impl Fn(&OsStr) -> bool) -> Result<Swept> {
     let dir = sys::Dir::open(dir_path).map_err(|e| Error::io(Op::OpenDir, dir_path, e))?;
     // The empty path (the parent of a bare file name) is the current directory, as it is
     // for `Dir::open`; `read_dir("")` would fail.
@@ -751,7 +772,7 @@ pub fn sweep(dir: impl AsRef<Path>) -> Result<Swept> {
     // the directory fails.
     let names = sys::list_names(list).map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;
     let mut swept = Swept::default();
-    for name in names.iter().filter(|n| is_temp_name(n)) {
+    for name in names.iter().filter(|n| is_temp_name(n) && wanted(n)) {
         let path = dir_path.join(name);
         let outcome = match dir.inspect(name) {
             Ok(Some(e)) if e.is_file() => sweep_one(&dir, name, &path),
@@ -847,6 +868,14 @@ mod tests {
         assert!(s.starts_with(".state.json.") && s.ends_with(".tmp"), "{s}");
         assert_eq!(s.len(), ".state.json.".len() + SUFFIX_LEN + ".tmp".len());
         assert!(is_temp_name(&name));
+    }
+
+    #[test]
+    fn a_temp_name_says_what_it_was_made_from() {
+        for name in ["state.json", "a", ".hidden.toml"] {
+            let temp = temp_name(OsStr::new(name));
+            assert_eq!(temp_base(&temp).as_deref(), Some(OsStr::new(name)));
+        }
     }
 
     #[test]

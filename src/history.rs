@@ -75,7 +75,8 @@
 //! step 4 it still names the previous one (and step 3's file, if complete, is replaced by
 //! the next commit), after step 4 the new one. A crash during step 4 can leave the
 //! temporary symlink behind; [`sweep`](crate::sweep) recognises it by its name and removes
-//! it once no writer holds the lock.
+//! it once no writer holds the lock. Opening a [`History`] removes the stale temporary
+//! files of its pointer, versions and manifest itself, as `sweep` would.
 //!
 //! # Readers
 //!
@@ -345,6 +346,18 @@ impl RawHistory {
 
     fn version_name(&self, generation: u64) -> OsString {
         crate::names::version_name(self.name(), generation)
+    }
+
+    /// Removes what killed writers of this history left: the temporary files of its
+    /// pointer, versions and manifest, none that a live writer holds (see
+    /// [`sweep`](crate::sweep)). Opening a [`History`] does this.
+    fn sweep_own(&self) {
+        let name = self.name().to_os_string();
+        crate::atomic::sweep_own(&self.path, |base| {
+            base == name
+                || crate::names::version_of(&name, base).is_some()
+                || base == crate::names::manifest_name(&name)
+        });
     }
 
     /// The pointer's file name.
@@ -1169,6 +1182,7 @@ impl<T> HistoryBuilder<T> {
         };
         let mut raw =
             RawHistory::with_format(&self.path, format)?.write_options(self.options.clone());
+        raw.sweep_own();
         raw.keep = self.keep;
         raw.lock_timeout = self.lock_timeout;
         raw.max_size = self.max_size;

@@ -102,6 +102,15 @@
 //! enveloped file with a newer schema version than the builder's is
 //! [`Error::SchemaVersion`].
 //!
+//! # Debris of killed writers
+//!
+//! A writer killed mid-commit (`SIGKILL`, a power cut) leaves its temporary file
+//! `.{name}.{random}.tmp` beside the file; the file itself is untouched. Every open of a
+//! `Persisted` removes the temporary files of its own file that no live writer holds
+//! (one listing of the directory; see [`sweep`](crate::sweep), which does the same for
+//! every file of a directory), so a job that is killed and restarted again and again
+//! does not fill the disk with them.
+//!
 //! # Hand-edited TOML keeps its comments
 //!
 //! When a plain TOML file was loaded, a commit does not write a fresh document: it
@@ -116,6 +125,7 @@
     allow(unused_variables, unused_mut, unreachable_code, dead_code)
 )]
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -509,6 +519,11 @@ impl<T> PersistedBuilder<T> {
             Some(f) => f,
             None => AnyFormat::from_path(&self.path)?,
         };
+        // A writer of this file killed mid-save left its temporary file: remove it now,
+        // so that a job killed again and again does not pile them up (one listing of
+        // the directory; a live writer's temp is locked and stays).
+        let name = self.path.file_name().map(OsStr::to_os_string);
+        crate::atomic::sweep_own(&self.path, |base| Some(base) == name.as_deref());
         let config = Config {
             format,
             envelope: self.envelope,

@@ -257,3 +257,59 @@ fn saves_succeed_while_another_thread_sweeps_the_directory() {
         &want.iter().map(String::as_str).collect::<Vec<_>>(),
     );
 }
+
+/// A stale temp (no writer holds it) named after `name` in `dir`.
+fn stale_temp(dir: &Path, name: &str, suffix: &str) -> PathBuf {
+    let path = dir.join(format!(".{name}.{suffix}.tmp"));
+    std::fs::write(&path, b"debris").unwrap();
+    path
+}
+
+#[cfg(feature = "json")]
+#[test]
+fn opening_a_persisted_removes_its_own_stale_temps_only() {
+    use atomic_persist::Persisted;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    write_atomic(&path, b"1").unwrap();
+    let own = stale_temp(dir.path(), "state.json", "aaaaaaaaaaaa");
+    let other = stale_temp(dir.path(), "other.json", "bbbbbbbbbbbb");
+    let longer = stale_temp(dir.path(), "state.json.bak", "cccccccccccc");
+    // A live writer of the same file keeps its temp.
+    let mut live = AtomicFile::create(&path).unwrap();
+    live.write_all(b"2").unwrap();
+    let live_temp = live.temp_path().expect("a named temp");
+    let p = Persisted::<u32>::open(&path).unwrap();
+    assert_eq!(*p, 1);
+    assert!(!own.exists(), "the file's own debris stays after an open");
+    assert!(
+        other.exists() && longer.exists(),
+        "another file's temps are not its own"
+    );
+    assert!(live_temp.exists(), "a live writer's temp was removed");
+    live.commit().unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"2");
+}
+
+#[cfg(feature = "json")]
+#[test]
+fn opening_a_history_removes_the_stale_temps_of_its_pointer_versions_and_manifest() {
+    use atomic_persist::History;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.json");
+    History::<u32>::open_or_default(&path)
+        .unwrap()
+        .set(1)
+        .unwrap();
+    let version = stale_temp(dir.path(), "h.2.json", "aaaaaaaaaaaa");
+    let manifest = stale_temp(dir.path(), "h.manifest.json", "bbbbbbbbbbbb");
+    let pointer = dir.path().join(".h.json.cccccccccccc.tmp");
+    std::os::unix::fs::symlink("h.2.json", &pointer).unwrap();
+    let other = stale_temp(dir.path(), "hh.2.json", "dddddddddddd");
+    let h = History::<u32>::open(&path).unwrap();
+    assert_eq!(*h, 1);
+    for gone in [&version, &manifest, &pointer] {
+        assert!(gone.symlink_metadata().is_err(), "{} stays", gone.display());
+    }
+    assert!(other.exists());
+}
