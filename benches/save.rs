@@ -87,9 +87,9 @@ const IMPLS: &[Impl] = &[
         save: crate_data,
     },
     Impl {
-        name: "atomic-persist `anonymous_temp(true)` (Full)",
+        name: "atomic-persist `anonymous_temp(false)` (named temp, Full)",
         flushes: Flushes::FileAndDir,
-        save: crate_anonymous,
+        save: crate_named,
     },
     Impl {
         name: "atomic-write-file 0.3",
@@ -306,9 +306,10 @@ fn crate_no_preserve(path: &Path, bytes: &[u8]) -> Res {
         .write(path, bytes)?)
 }
 
-fn crate_anonymous(path: &Path, bytes: &[u8]) -> Res {
+/// The default before the anonymous temp became the default on Linux.
+fn crate_named(path: &Path, bytes: &[u8]) -> Res {
     Ok(WriteOptions::new()
-        .anonymous_temp(true)
+        .anonymous_temp(false)
         .write(path, bytes)?)
 }
 
@@ -512,8 +513,8 @@ const HEAD_TO_HEAD: &[(&str, &str)] = &[
         "tempfile 3 (`sync_all` + `persist`, no dir fsync)",
     ),
     (
-        "atomic-persist `anonymous_temp(true)` (Full)",
         "atomic-persist `write_atomic` (Full)",
+        "atomic-persist `anonymous_temp(false)` (named temp, Full)",
     ),
 ];
 

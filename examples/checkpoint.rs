@@ -11,7 +11,15 @@
 //!
 //! Options (or environment variables): `--items N` (`CHECKPOINT_ITEMS`), `--every K`
 //! (`CHECKPOINT_EVERY`), `--delay-ms D` (`CHECKPOINT_DELAY_MS`), `--crash-after N`,
-//! `--state PATH` (`CHECKPOINT_STATE`), `--fresh`.
+//! `--state PATH` (`CHECKPOINT_STATE`, default `checkpoint.json` in the current
+//! directory), `--fresh`.
+//!
+//! A kill leaves no temporary file on Linux (the save writes into an anonymous
+//! `O_TMPFILE`); where one is left (another OS, or a kill in the instant before the
+//! rename), the next `open` removes it, as `atomic_persist::sweep` does for a directory.
+//! The generation counts commits of the file, across runs: a resumed job goes on from
+//! the generation of its checkpoint, and the `update` that counts the new run is one
+//! more.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -60,9 +68,11 @@ fn options() -> Result<Options, String> {
             "--state" => state = Some(value()?),
             "--fresh" => fresh = true,
             "-h" | "--help" => {
-                return Err("options: --items N --every K --delay-ms D --crash-after N \
-                            --state PATH --fresh"
-                    .into());
+                println!(
+                    "usage: checkpoint [--items N] [--every K] [--delay-ms D] \
+                     [--crash-after N] [--state PATH] [--fresh]"
+                );
+                std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
         }
@@ -82,7 +92,7 @@ fn options() -> Result<Options, String> {
             .transpose()?,
         state: state
             .map(PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join("atomic-persist-example-checkpoint.json")),
+            .unwrap_or_else(|| PathBuf::from("checkpoint.json")),
         fresh,
     })
 }

@@ -14,8 +14,9 @@
 //!    [`Error::Refused`].
 //! 2. Create `.{name}.{random}.tmp` in that directory with
 //!    `O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC` and already the final mode, so it is never
-//!    more readable than the file it becomes (or an anonymous `O_TMPFILE` on Linux, with
-//!    [`WriteOptions::anonymous_temp`]). The writer holds an advisory lock on it until the
+//!    more readable than the file it becomes. On Linux, by default, it is an anonymous
+//!    `O_TMPFILE` instead, given that name only just before step 5
+//!    ([`WriteOptions::anonymous_temp`]). The writer holds an advisory lock on it until the
 //!    save ends: that is how [`sweep`] tells a live writer's temporary file from debris.
 //! 3. Write all bytes.
 //! 4. Flush the file to stable storage (skipped by [`Durability::None`]).
@@ -25,8 +26,9 @@
 //!    [`Durability::Full`]).
 //!
 //! If any step fails, the temporary file is removed and the destination is untouched; a
-//! writer that is killed outright leaves at most a named temporary file, which [`sweep`]
-//! removes. A new file's setuid, setgid and sticky bits are set only once all its bytes
+//! writer that is killed outright leaves nothing on Linux filesystems with `O_TMPFILE`
+//! (killed in the instant between naming and rename, or elsewhere, at most a named
+//! temporary file, which [`sweep`] and every open of a typed handle remove). A new file's setuid, setgid and sticky bits are set only once all its bytes
 //! are written, before step 4.
 //!
 //! # Security
@@ -162,7 +164,8 @@ impl Default for WriteOptions {
             mode: None,
             preserve_permissions: true,
             no_clobber: false,
-            anonymous_temp: false,
+            // Linux only: elsewhere there is no O_TMPFILE to fall back from.
+            anonymous_temp: cfg!(target_os = "linux"),
             follow_symlinks: true,
             replace_non_regular: false,
         }
@@ -206,8 +209,12 @@ impl WriteOptions {
     }
 
     /// On Linux, write into an anonymous `O_TMPFILE` that gets a name only just before
-    /// the rename, so a writer killed mid-write leaves nothing behind (default `false`).
-    /// Where the filesystem has no `O_TMPFILE`, a named temporary file is used.
+    /// the rename, so a writer killed mid-write leaves nothing behind (default `true` on
+    /// Linux, `false` elsewhere). Where the filesystem has no `O_TMPFILE`, a named
+    /// temporary file is used.
+    ///
+    /// With `false` the temporary file has a name from the start
+    /// ([`AtomicFile::temp_path`]); a writer killed mid-write leaves it for [`sweep`].
     pub fn anonymous_temp(mut self, yes: bool) -> Self {
         self.anonymous_temp = yes;
         self

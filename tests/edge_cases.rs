@@ -24,7 +24,10 @@ fn a_non_utf8_file_name_is_written_and_rewritten() {
             .unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), bytes.as_bytes());
     }
-    let mut f = AtomicFile::create(&path).unwrap();
+    let mut f = WriteOptions::new()
+        .anonymous_temp(false)
+        .create(&path)
+        .unwrap();
     let temp = f.temp_path().unwrap();
     assert!(
         temp.file_name()
@@ -46,7 +49,10 @@ fn a_very_long_file_name_gets_a_temp_that_fits() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("n".repeat(255));
     write_atomic(&path, b"one").unwrap();
-    let mut f = AtomicFile::create(&path).unwrap();
+    let mut f = WriteOptions::new()
+        .anonymous_temp(false)
+        .create(&path)
+        .unwrap();
     assert!(f.temp_path().unwrap().file_name().unwrap().len() <= 255);
     f.write_all(b"two").unwrap();
     f.commit().unwrap();
@@ -61,7 +67,10 @@ fn a_bare_file_name_is_saved_in_the_current_directory() {
         // The child runs with its own current directory; "file.json" has no parent.
         write_atomic("file.json", b"one").unwrap();
         write_atomic("file.json", b"two").unwrap();
-        let mut f = AtomicFile::create("file.json").unwrap();
+        let mut f = WriteOptions::new()
+            .anonymous_temp(false)
+            .create("file.json")
+            .unwrap();
         assert_eq!(f.path(), Path::new("file.json"));
         assert_eq!(f.temp_path().unwrap().parent(), Some(Path::new("")));
         f.write_all(b"three").unwrap();
@@ -107,7 +116,10 @@ fn dropping_an_atomic_file_removes_its_temp_and_keeps_the_destination() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
     write_atomic(&path, b"old").unwrap();
-    let mut f = AtomicFile::create(&path).unwrap();
+    let mut f = WriteOptions::new()
+        .anonymous_temp(false)
+        .create(&path)
+        .unwrap();
     f.write_all(&vec![b'x'; 200_000]).unwrap();
     let temp = f.temp_path().unwrap();
     assert!(temp.exists());

@@ -814,7 +814,11 @@ fn setuid_bits_are_not_on_the_temp_file_while_it_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tool");
     for mode in [0o4755, 0o2755, 0o1755, 0o6711] {
-        let mut f = WriteOptions::new().mode(mode).create(&path).unwrap();
+        let mut f = WriteOptions::new()
+            .mode(mode)
+            .anonymous_temp(false)
+            .create(&path)
+            .unwrap();
         f.write_all(b"#!/bin/sh\n").unwrap();
         f.flush().unwrap();
         let temp = f.temp_path().expect("a named temp");

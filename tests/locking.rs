@@ -231,6 +231,10 @@ static BLOCK_IN: OnceLock<PathBuf> = OnceLock::new();
 
 /// A large value whose `gate` field, once its bytes are streaming into a temporary file
 /// (which exists only then), says so and blocks forever.
+///
+/// With the default options on Linux that file is an anonymous `O_TMPFILE`: it has no
+/// name, only an open descriptor, which `/proc/{pid}/fd` shows as `{dir}/#{inode}
+/// (deleted)`.
 #[derive(Serialize, Deserialize, Default, Debug, PartialEq)]
 struct Big {
     n: u64,
@@ -244,7 +248,7 @@ struct Gate;
 impl Serialize for Gate {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if let Some(dir) = BLOCK_IN.get()
-            && !common::temps(dir).is_empty()
+            && open_temp(std::process::id(), dir).is_some()
         {
             fs::write(dir.join("writing"), b"").unwrap();
             loop {
@@ -253,6 +257,20 @@ impl Serialize for Gate {
         }
         s.serialize_unit_struct("Gate")
     }
+}
+
+/// The temporary file process `pid` is writing in `dir`: a named temp, or an open
+/// anonymous one (its `/proc/{pid}/fd` entry).
+fn open_temp(pid: u32, dir: &Path) -> Option<PathBuf> {
+    if let Some(named) = common::temps(dir).pop() {
+        return Some(named);
+    }
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    fds.flatten().map(|fd| fd.path()).find(|fd| {
+        fs::read_link(fd).is_ok_and(|target| {
+            target.starts_with(dir) && target.to_string_lossy().ends_with(" (deleted)")
+        })
+    })
 }
 
 fn big(path: &Path) -> atomic_persist::PersistedBuilder<Big> {
@@ -293,11 +311,17 @@ fn a_writer_killed_while_holding_the_lock_releases_it() {
         assert!(child.try_wait().unwrap().is_none(), "the child exited");
         std::thread::sleep(Duration::from_millis(5));
     }
-    // It holds the lock, with a half-written temporary file.
+    // It holds the lock, with a half-written temporary file: anonymous by default on
+    // Linux, so the directory shows no name for it.
     assert!(Lock::try_exclusive(&path).unwrap().is_none());
-    let temps = common::temps(dir.path());
-    assert_eq!(temps.len(), 1, "{temps:?}");
-    assert!(fs::metadata(&temps[0]).unwrap().len() > 0);
+    let temp = open_temp(child.id(), dir.path()).expect("the child's temporary file");
+    assert!(fs::metadata(&temp).unwrap().len() > 0);
+    let named = common::temps(dir.path());
+    assert_eq!(
+        named.len(),
+        usize::from(!cfg!(target_os = "linux")),
+        "{named:?}"
+    );
 
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -315,8 +339,8 @@ fn a_writer_killed_while_holding_the_lock_releases_it() {
     assert_eq!(reread.n, 2);
     assert_eq!(reread.meta().unwrap().generation, 2);
     assert!(atomic_persist::envelope::verify(&path).unwrap().is_some());
-    // The dead writer's temporary file was debris, and the next open removed it; the
-    // lock file stays.
+    // The dead writer's anonymous temporary file went with it (a named one would have
+    // been removed by the next open); the lock file stays.
     assert_eq!(atomic_persist::sweep(dir.path()).unwrap().count(), 0);
     common::assert_only(dir.path(), &[".big.json.lock", "big.json", "writing"]);
 }

@@ -212,7 +212,10 @@ fn an_open_temp_file_already_has_the_final_mode_and_owner() {
         std::os::unix::fs::chown(&path, owner, owner).unwrap();
         chmod(&path, original);
         let before = meta(&path);
-        let mut f = WriteOptions::new().create(&path).unwrap();
+        let mut f = WriteOptions::new()
+            .anonymous_temp(false)
+            .create(&path)
+            .unwrap();
         f.write_all(b"new").unwrap();
         let temp = f.temp_path().expect("a named temp");
         let t = std::fs::symlink_metadata(&temp).unwrap();

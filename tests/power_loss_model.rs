@@ -1065,7 +1065,13 @@ fn without(ops: &[Op], what: &str) -> Vec<Op> {
             let fd = ops
                 .iter()
                 .find_map(|o| match o {
-                    Op::Create { fd, name } if name.starts_with(".state.3.json.") => Some(*fd),
+                    // A named temp, or (the Linux default) an anonymous one that gets
+                    // the temp's name, or the version's own, just before the rename.
+                    Op::Create { fd, name } | Op::LinkFd { fd, name }
+                        if name.starts_with(".state.3.json.") || name == "state.3.json" =>
+                    {
+                        Some(*fd)
+                    }
                     _ => None,
                 })
                 .expect("the version file's temp");

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use atomic_persist::{AtomicFile, WriteOptions, sweep, write_atomic};
+use atomic_persist::{WriteOptions, sweep, write_atomic};
 
 type Out = BufReader<std::process::ChildStdout>;
 
@@ -39,7 +39,10 @@ fn writer_child(test: &str, path: &Path) -> (std::process::Child, Out, PathBuf) 
 
 /// The child's side of [`writer_child`]; commits when its stdin closes cleanly.
 fn be_writer_child(path: &str) {
-    let mut f = AtomicFile::create(path).unwrap();
+    let mut f = WriteOptions::new()
+        .anonymous_temp(false)
+        .create(path)
+        .unwrap();
     f.write_all(b"from the child").unwrap();
     f.flush().unwrap();
     println!("temp {}", f.temp_path().unwrap().display());
@@ -276,7 +279,10 @@ fn opening_a_persisted_removes_its_own_stale_temps_only() {
     let other = stale_temp(dir.path(), "other.json", "bbbbbbbbbbbb");
     let longer = stale_temp(dir.path(), "state.json.bak", "cccccccccccc");
     // A live writer of the same file keeps its temp.
-    let mut live = AtomicFile::create(&path).unwrap();
+    let mut live = WriteOptions::new()
+        .anonymous_temp(false)
+        .create(&path)
+        .unwrap();
     live.write_all(b"2").unwrap();
     let live_temp = live.temp_path().expect("a named temp");
     let p = Persisted::<u32>::open(&path).unwrap();

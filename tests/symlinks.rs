@@ -117,7 +117,10 @@ fn the_temp_file_is_made_beside_the_target_not_the_link() {
     let link = a.path().join("link.json");
     symlink(&target, &link).unwrap();
 
-    let mut f = WriteOptions::new().create(&link).unwrap();
+    let mut f = WriteOptions::new()
+        .anonymous_temp(false)
+        .create(&link)
+        .unwrap();
     f.write_all(b"new").unwrap();
     let temp = f.temp_path().expect("a named temp");
     assert_eq!(temp.parent(), Some(b.path()));
