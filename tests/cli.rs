@@ -604,3 +604,21 @@ fn help_names_the_subcommands() {
 fn no_subcommand_is_a_usage_error() {
     cmd().assert().code(2);
 }
+
+#[test]
+fn sweep_of_a_file_names_the_directory_to_sweep_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.json");
+    std::fs::write(&file, b"{}").unwrap();
+    Command::new(env!("CARGO_BIN_EXE_atomic-persist"))
+        .arg("sweep")
+        .arg(&file)
+        .assert()
+        .code(1)
+        .stderr(format!(
+            "atomic-persist: {} is not a directory: sweep cleans the directory that holds the files (atomic-persist sweep {})\n",
+            file.display(),
+            dir.path().display()
+        ));
+    assert_eq!(std::fs::read(&file).unwrap(), b"{}", "the file was touched");
+}

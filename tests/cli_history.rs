@@ -480,6 +480,21 @@ fn history_of_a_missing_or_plain_file_exits_1_naming_it() {
         )));
 }
 
+#[test]
+fn history_of_a_directory_says_it_is_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    cmd()
+        .arg("history")
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stderr(format!(
+            "atomic-persist: {} is a directory: history takes a history's latest pointer, such as {}\n",
+            dir.path().display(),
+            dir.path().join("state.json").display()
+        ));
+}
+
 // ---------------------------------------------------------------------------------------
 // rollback
 

@@ -23,7 +23,7 @@ use crate::Failure;
     manifest is not current), \"versions\": [{\"generation\", \"file\", \"written_at\", \
     \"run_id\", \"schema_version\", \"size\", \"checksum\"}], \"damaged\": [{\"generation\", \
     \"file\", \"reason\"}]}.\n\n\
-    Exit status: 0 on success, 1 when FILE is not a history (missing, a plain file) or \
+    Exit status: 0 on success, 1 when FILE is not a history (missing, a plain file, a directory) or \
     cannot be read (one line on stderr naming the path), 2 on a usage error."
 )]
 pub struct Args {
@@ -37,6 +37,14 @@ pub struct Args {
 /// Runs `atomic-persist history`.
 pub fn run(args: Args) -> Result<(), Failure> {
     let path = &args.file;
+    if path.is_dir() {
+        // Said before the library's "no extension" complaint, which would mislead here.
+        return Err(Failure(format!(
+            "{} is a directory: history takes a history's latest pointer, such as {}",
+            path.display(),
+            path.join("state.json").display()
+        )));
+    }
     let raw = RawHistory::new(path)?;
     let Some(latest) = raw.latest_generation()? else {
         return Err(if path.symlink_metadata().is_ok() {

@@ -28,6 +28,18 @@ pub struct Args {
 
 /// Runs `atomic-persist sweep`.
 pub fn run(args: Args) -> Result<(), Failure> {
+    if args.dir.symlink_metadata().is_ok_and(|m| !m.is_dir()) && !args.dir.is_dir() {
+        // Clearer than the `ENOTDIR` opening it as a directory would give.
+        let parent = match args.dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.display().to_string(),
+            _ => ".".to_owned(),
+        };
+        return Err(Failure(format!(
+            "{} is not a directory: sweep cleans the directory that holds the files \
+             (atomic-persist sweep {parent})",
+            args.dir.display()
+        )));
+    }
     let swept = atomic_persist::sweep(&args.dir)?;
     for skipped in &swept.skipped {
         let _ = writeln!(io::stderr(), "skipped: {skipped}");
