@@ -526,21 +526,49 @@ fn rollback_makes_an_old_version_the_newest_generation() {
 }
 
 #[test]
-fn rollback_to_a_missing_generation_exits_1_naming_the_version_file() {
+fn rollback_to_generation_zero_or_one_not_yet_written_says_which() {
     let dir = tempfile::tempdir().unwrap();
     let path = history(dir.path());
-    for g in ["7", "0"] {
+    for (g, why) in [
+        ("7", "generation 7 has not been written yet"),
+        ("0", "there is no generation 0: generations start at 1"),
+    ] {
         cmd()
             .arg("rollback")
             .arg(&path)
             .arg(g)
             .assert()
             .code(1)
-            .stderr(predicate::str::contains(format!(
-                "state.{g}.json does not exist"
-            )));
+            .stderr(format!(
+                "atomic-persist: {}: {why} (the history keeps generations 1 to 3)\n",
+                path.display()
+            ));
     }
     assert_eq!(fs::read_link(&path).unwrap(), Path::new("state.3.json"));
+}
+
+#[test]
+fn rollback_to_a_pruned_generation_says_it_was_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let mut h = History::<u32>::builder(&path)
+        .keep(2)
+        .open_or_default()
+        .unwrap();
+    for v in [10, 20, 30, 40] {
+        h.set(v).unwrap();
+    }
+    cmd()
+        .arg("rollback")
+        .arg(&path)
+        .arg("1")
+        .assert()
+        .code(1)
+        .stderr(format!(
+            "atomic-persist: {}: generation 1 was pruned (the history keeps generations 3 to 4)\n",
+            path.display()
+        ));
+    assert_eq!(fs::read_link(&path).unwrap(), Path::new("state.4.json"));
 }
 
 #[test]

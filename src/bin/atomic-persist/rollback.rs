@@ -15,8 +15,9 @@ use crate::Failure;
     generation (under the writer lock, durably) and the latest pointer is swapped to \
     it; no version is removed.\n\n\
     Prints one line: `FILE: generation G rolled back as generation N (VERSION_FILE)`.\n\n\
-    Exit status: 0 on success, 1 when there is no such version, it is corrupt, or the \
-    history cannot be written (one line on stderr naming the path), 2 on a usage error."
+    Exit status: 0 on success, 1 when there is no such version (the message says \
+    whether it was pruned or not written yet, and which generations are kept), it is \
+    corrupt, or the history cannot be written (one line on stderr naming the path), 2 on a usage error."
 )]
 pub struct Args {
     /// The history's latest pointer.
@@ -34,6 +35,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
             args.file.display()
         )));
     }
+    if let Some(why) = missing(&raw, args.generation)? {
+        return Err(Failure(format!("{}: {why}", args.file.display())));
+    }
     let info = raw.rollback(args.generation)?;
     writeln!(
         io::stdout(),
@@ -44,4 +48,29 @@ pub fn run(args: Args) -> Result<(), Failure> {
         info.path.display()
     )
     .map_err(Failure::stdout)
+}
+
+/// Why `generation` cannot be rolled back to when no file of it is listed (never
+/// written, not yet written, or pruned); `None` when it is listed, intact or damaged,
+/// so that the library reports a damaged one as corrupt.
+fn missing(raw: &RawHistory, generation: u64) -> Result<Option<String>, Failure> {
+    let versions = raw.versions()?;
+    let listed = |g| versions.iter().any(|v| v.generation == g);
+    if listed(generation) || raw.damaged()?.iter().any(|(g, _)| *g == generation) {
+        return Ok(None);
+    }
+    let (Some(oldest), Some(newest)) = (versions.first(), versions.last()) else {
+        return Ok(None);
+    };
+    let kept = format!(
+        "the history keeps generations {} to {}",
+        oldest.generation, newest.generation
+    );
+    Ok(Some(if generation == 0 {
+        format!("there is no generation 0: generations start at 1 ({kept})")
+    } else if generation > newest.generation {
+        format!("generation {generation} has not been written yet ({kept})")
+    } else {
+        format!("generation {generation} was pruned ({kept})")
+    }))
 }
