@@ -131,7 +131,7 @@ pub enum Error {
 
     /// No format is known for the file: an unknown extension, or one whose Cargo
     /// feature is off. Choose a format explicitly on the builder.
-    #[error("no format for {}: {reason}", path.display())]
+    #[error("no format for {}: {reason}; choose one with the builder's `.format(..)`", path.display())]
     UnknownFormat {
         /// The file.
         path: PathBuf,

@@ -168,12 +168,11 @@ impl AnyFormat {
             #[cfg(not(feature = "binary"))]
             Some("bin") => Err(unknown("the `binary` feature is not enabled".into())),
             Some(other) => Err(unknown(format!(
-                "no format for the extension `.{other}` (known: .json, .toml, .bin); \
-                 choose one with the builder's .format(..)"
+                "no format for the extension `.{other}` (known: .json, .toml, .bin)"
             ))),
             None => Err(unknown(
                 "the file name has no extension to choose a format by (known: .json, \
-                 .toml, .bin); choose one with the builder's .format(..)"
+                 .toml, .bin)"
                     .into(),
             )),
         }

@@ -722,3 +722,58 @@ fn verify_of_a_directory_of_plain_files_says_what_it_checked() {
         "{out}"
     );
 }
+
+#[test]
+fn an_unknown_format_is_explained_without_library_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state");
+    fs::write(&path, b"1").unwrap();
+    cmd()
+        .arg("history")
+        .arg(&path)
+        .assert()
+        .code(1)
+        .stderr(format!(
+            "atomic-persist: cannot tell the format of {}: the file name has no extension \
+             to choose a format by (known: .json, .toml, .bin)\n",
+            path.display()
+        ));
+}
+
+#[test]
+fn the_cli_feature_turns_on_every_format_it_reads() {
+    let manifest = include_str!("../Cargo.toml");
+    let line = manifest
+        .lines()
+        .find(|l| l.starts_with("cli = ["))
+        .expect("a cli feature");
+    for format in ["\"json\"", "\"toml\"", "\"binary\""] {
+        assert!(
+            line.contains(format),
+            "cli does not enable {format}: {line}"
+        );
+    }
+}
+
+#[test]
+fn verify_and_inspect_read_an_enveloped_bin_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.bin");
+    let mut p = Persisted::<Vec<u32>>::builder(&path)
+        .envelope(true)
+        .open_or_default()
+        .unwrap();
+    p.set(vec![1, 2, 3]).unwrap();
+    cmd()
+        .arg("verify")
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("ok (generation 1)"));
+    cmd()
+        .arg("inspect")
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("format: bin"));
+}

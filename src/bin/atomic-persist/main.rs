@@ -147,7 +147,14 @@ impl Failure {
 
 impl From<atomic_persist::Error> for Failure {
     fn from(e: atomic_persist::Error) -> Failure {
-        Failure(e.to_string())
+        match e {
+            // The library's text advises a builder call; a shell user has none.
+            atomic_persist::Error::UnknownFormat { path, reason } => Failure(format!(
+                "cannot tell the format of {}: {reason}",
+                path.display()
+            )),
+            e => Failure(e.to_string()),
+        }
     }
 }
 
