@@ -777,3 +777,28 @@ fn verify_and_inspect_read_an_enveloped_bin_file() {
         .success()
         .stdout(predicate::str::contains("format: bin"));
 }
+
+#[test]
+fn json_output_gives_the_exact_bytes_of_a_name_that_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.json");
+    let path = dir.path().join(name);
+    fs::write(&path, b"{}").unwrap();
+    let out = cmd()
+        .arg("inspect")
+        .arg("--json")
+        .arg(&path)
+        .assert()
+        .success();
+    let value: serde_json::Value = serde_json::from_str(&stdout_of(&out)).unwrap();
+    let bytes: Vec<u8> = serde_json::from_value(value["path_bytes"].clone()).unwrap();
+    assert_eq!(bytes, path.as_os_str().as_bytes());
+    assert!(
+        value["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("caf\u{fffd}.json")
+    );
+    assert!(value.get("points_to_bytes").is_none(), "{value}");
+}

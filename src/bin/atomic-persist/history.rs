@@ -22,7 +22,8 @@ use crate::Failure;
     \"missing\" or \"stale\": the listing is rebuilt from the version files when the \
     manifest is not current), \"versions\": [{\"generation\", \"file\", \"written_at\", \
     \"run_id\", \"schema_version\", \"size\", \"checksum\"}], \"damaged\": [{\"generation\", \
-    \"file\", \"reason\"}]}.\n\n\
+    \"file\", \"reason\"}]}. A name that is not UTF-8 also comes as \"path_bytes\" or \
+    \"file_bytes\", an array of its bytes.\n\n\
     Exit status: 0 on success, 1 when FILE is not a history (missing, a plain file, a directory) or \
     cannot be read (one line on stderr naming the path), 2 on a usage error."
 )]
@@ -63,34 +64,36 @@ pub fn run(args: Args) -> Result<(), Failure> {
         let versions: Vec<_> = versions
             .iter()
             .map(|v| {
-                serde_json::json!({
+                let mut o = serde_json::json!({
                     "generation": v.generation,
-                    "file": v.path.file_name().map(|n| n.to_string_lossy()),
                     "written_at": v.written_at_rfc3339(),
                     "run_id": v.run_id.to_string(),
                     "schema_version": v.schema_version,
                     "size": v.size,
                     "checksum": format!("crc32:{:08x}", v.checksum),
-                })
+                });
+                crate::json::put_name(&mut o, "file", v.path.file_name());
+                o
             })
             .collect();
         let damaged: Vec<_> = damaged
             .iter()
             .map(|(g, e)| {
-                serde_json::json!({
+                let mut o = serde_json::json!({
                     "generation": g,
-                    "file": e.path().file_name().map(|n| n.to_string_lossy()),
                     "reason": e.to_string(),
-                })
+                });
+                crate::json::put_name(&mut o, "file", e.path().file_name());
+                o
             })
             .collect();
-        let value = serde_json::json!({
-            "path": path.to_string_lossy(),
+        let mut value = serde_json::json!({
             "latest": latest,
             "manifest": manifest.as_str(),
             "versions": versions,
             "damaged": damaged,
         });
+        crate::json::put_name(&mut value, "path", Some(path.as_os_str()));
         format!("{value}\n")
     } else {
         let mut s = format!(

@@ -21,7 +21,8 @@ use crate::Failure;
     envelope: generation, written_at (RFC 3339 UTC), run_id, schema_version, checksum \
     (crc32:8 hex digits).\n\n\
     --json prints one object: {\"path\", \"format\" (null when unknown), \"size\", \
-    \"points_to\" (null unless a symlink), \"envelope\" (null for a plain file, else \
+    \"points_to\" (null unless a symlink; a name that is not UTF-8 also comes as \
+    \"path_bytes\" / \"points_to_bytes\", an array of its bytes), \"envelope\" (null for a plain file, else \
     {\"version\", \"generation\", \"written_at\", \"run_id\", \"schema_version\", \
     \"checksum\"}), \"corrupt\" (null, or the reason)}.\n\n\
     Exit status: 0 when the file is plain or intact, 1 when it is corrupt or cannot be \
@@ -54,14 +55,18 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let format_name = format.map(|f| f.name());
     let out = if args.json {
         let envelope = meta.as_ref().map(meta_json);
-        let value = serde_json::json!({
-            "path": path.to_string_lossy(),
+        let mut value = serde_json::json!({
             "format": format_name,
             "size": metadata.len(),
-            "points_to": points_to.as_ref().map(|p| p.to_string_lossy()),
             "envelope": envelope,
             "corrupt": corrupt,
         });
+        crate::json::put_name(&mut value, "path", Some(path.as_os_str()));
+        crate::json::put_name(
+            &mut value,
+            "points_to",
+            points_to.as_deref().map(|p| p.as_os_str()),
+        );
         format!("{value}\n")
     } else {
         let mut s = format!(

@@ -65,6 +65,7 @@ use clap::{Parser, Subcommand};
 mod cleanup;
 mod history;
 mod inspect;
+mod json;
 mod rollback;
 mod sweep;
 mod verify;
