@@ -25,11 +25,12 @@
 //! 6. Flush the directory, so that the rename itself survives a power cut (only
 //!    [`Durability::Full`]).
 //!
-//! If any step fails, the temporary file is removed and the destination is untouched; a
-//! writer that is killed outright leaves nothing on Linux filesystems with `O_TMPFILE`
-//! (killed in the instant between naming and rename, or elsewhere, at most a named
-//! temporary file, which [`sweep`] and every open of a typed handle remove). A new file's setuid, setgid and sticky bits are set only once all its bytes
-//! are written, before step 4.
+//! If any step fails, the temporary file is removed and the destination is untouched. A
+//! writer that is killed outright leaves no partial file on Linux filesystems with
+//! `O_TMPFILE`; at most a named temporary file is left (on Linux only one that is
+//! complete, by a kill between naming and rename), which [`sweep`] and every open of a
+//! typed handle remove. A new file's setuid, setgid and sticky bits are set only once all
+//! its bytes are written, before step 4.
 //!
 //! # Security
 //!

@@ -2,36 +2,30 @@
 
 use std::ffi::OsStr;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-/// Puts `name` under `key` as text (not-UTF-8 bytes shown as U+FFFD) and, only when it
-/// is not UTF-8, its exact bytes under `{key}_bytes`, so a script can still name the
-/// file.
+/// Puts `name` under `key` of `object` as text (not-UTF-8 bytes shown as U+FFFD) and,
+/// only when it is not UTF-8, its exact bytes under `{key}_bytes`, so a script can
+/// still name the file.
 pub fn put_name(object: &mut Value, key: &str, name: Option<&OsStr>) {
     let Value::Object(map) = object else {
         return;
     };
-    insert(map, key, name);
-}
-
-fn insert(map: &mut Map<String, Value>, key: &str, name: Option<&OsStr>) {
-    map.insert(
-        key.to_owned(),
-        name.map_or(Value::Null, |n| Value::from(n.to_string_lossy())),
-    );
-    if let Some(bytes) = name.filter(|n| n.to_str().is_none()).map(raw_bytes) {
+    let text = name.map_or(Value::Null, |n| Value::from(n.to_string_lossy()));
+    map.insert(key.to_owned(), text);
+    if let Some(bytes) = name.filter(|n| n.to_str().is_none()).and_then(raw_bytes) {
         map.insert(format!("{key}_bytes"), Value::from(bytes));
     }
 }
 
 #[cfg(unix)]
-fn raw_bytes(name: &OsStr) -> Vec<u8> {
+fn raw_bytes(name: &OsStr) -> Option<Vec<u8>> {
     use std::os::unix::ffi::OsStrExt;
-    name.as_bytes().to_vec()
+    Some(name.as_bytes().to_vec())
 }
 
+/// Windows names are UTF-16: there are no bytes to give, only the lossy text.
 #[cfg(not(unix))]
-fn raw_bytes(name: &OsStr) -> Vec<u8> {
-    // Windows names are UTF-16; the lossy text is all a JSON reader can use there.
-    name.to_string_lossy().into_owned().into_bytes()
+fn raw_bytes(_name: &OsStr) -> Option<Vec<u8>> {
+    None
 }

@@ -28,7 +28,7 @@ pub struct Args {
 
 /// Runs `atomic-persist sweep`.
 pub fn run(args: Args) -> Result<(), Failure> {
-    if args.dir.symlink_metadata().is_ok_and(|m| !m.is_dir()) && !args.dir.is_dir() {
+    if args.dir.exists() && !args.dir.is_dir() {
         // Clearer than the `ENOTDIR` opening it as a directory would give.
         let parent = match args.dir.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.display().to_string(),
