@@ -94,6 +94,14 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// The operation needs an enveloped file and the file is plain: it has no meta or
+    /// checksum to act on ([`envelope::seal`](crate::envelope::seal)).
+    #[error("{} has no atomic-persist envelope (it is a plain file)", path.display())]
+    NotEnveloped {
+        /// The file.
+        path: PathBuf,
+    },
+
     /// Another writer committed since this one last loaded the file.
     #[error(
         "{} changed on disk: expected generation {expected}, found {found}",
@@ -244,6 +252,7 @@ pub enum Category {
     /// [`Corrupt`](Error::Corrupt), [`Deserialize`](Error::Deserialize),
     /// [`SchemaVersion`](Error::SchemaVersion),
     /// [`UnexpectedEnvelope`](Error::UnexpectedEnvelope),
+    /// [`NotEnveloped`](Error::NotEnveloped),
     /// [`GenerationOverflow`](Error::GenerationOverflow).
     Integrity,
     /// The system or the filesystem stopped the operation, or what is there may not be
@@ -357,6 +366,7 @@ impl Error {
             | Error::Deserialize { .. }
             | Error::SchemaVersion { .. }
             | Error::UnexpectedEnvelope { .. }
+            | Error::NotEnveloped { .. }
             | Error::GenerationOverflow { .. } => Category::Integrity,
             Error::Io { .. }
             | Error::NotFound { .. }
@@ -387,6 +397,7 @@ impl Error {
             | Error::Invalid { path, .. }
             | Error::Refused { path, .. }
             | Error::UnexpectedEnvelope { path }
+            | Error::NotEnveloped { path }
             | Error::GenerationOverflow { path }
             | Error::TooLarge { path, .. } => path,
         }
@@ -409,6 +420,7 @@ impl Error {
             | Error::Invalid { path: p, .. }
             | Error::Refused { path: p, .. }
             | Error::UnexpectedEnvelope { path: p }
+            | Error::NotEnveloped { path: p }
             | Error::GenerationOverflow { path: p }
             | Error::TooLarge { path: p, .. } => {
                 if p.as_os_str().is_empty() {

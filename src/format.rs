@@ -179,6 +179,18 @@ impl AnyFormat {
     }
 }
 
+impl AnyFormat {
+    /// Whether people read and edit files of this format as text (JSON, TOML).
+    pub(crate) fn is_text(self) -> bool {
+        match self {
+            #[cfg(feature = "binary")]
+            AnyFormat::Binary => false,
+            #[allow(unreachable_patterns)] // with only `binary` on
+            _ => true,
+        }
+    }
+}
+
 impl sealed::Sealed for AnyFormat {
     fn any(&self) -> AnyFormat {
         *self

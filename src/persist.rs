@@ -175,6 +175,12 @@ pub trait Persist: Serialize + DeserializeOwned {
     /// Whether the file carries the [envelope](mod@crate::envelope) (meta and checksum).
     const ENVELOPE: bool = false;
 
+    /// Whether an enveloped JSON or TOML file that a person edited loads, re-stamped at
+    /// the next save (see
+    /// [`PersistedBuilder::accept_hand_edits`](crate::PersistedBuilder::accept_hand_edits));
+    /// without the envelope there is no checksum, and every edit loads.
+    const HAND_EDITS: bool = false;
+
     /// How much of a save must reach stable storage.
     const DURABILITY: Durability = Durability::Full;
 
@@ -478,6 +484,7 @@ pub fn decode_current<T: Persist>(found: u32, payload: Payload<'_>) -> Result<T>
 fn configured<T: Persist, U: Serialize + DeserializeOwned>(path: &Path) -> PersistedBuilder<U> {
     let mut b = Persisted::<U>::builder(path)
         .envelope(T::ENVELOPE)
+        .accept_hand_edits(T::HAND_EDITS)
         .schema_version(T::VERSION)
         .durability(T::DURABILITY);
     if let Some(format) = T::FORMAT {

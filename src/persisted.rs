@@ -138,7 +138,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::atomic::{Durability, WriteOptions};
-use crate::envelope::{self, Fingerprint, Hashing, Meta};
+use crate::envelope::{self, Edits, Fingerprint, Hashing, Meta};
 use crate::error::{Error, Op, Result};
 use crate::format::{AnyFormat, Format};
 use crate::lock::Lock;
@@ -226,6 +226,8 @@ struct Config<T> {
     lock_timeout: Option<Duration>,
     /// `None`: read a file of any size.
     max_size: Option<u64>,
+    /// Whether a hand-edited text envelope loads.
+    edits: Edits,
 }
 
 impl<T> Config<T> {
@@ -245,6 +247,8 @@ struct OnDisk {
     payload: Fingerprint,
     /// The schema version of an enveloped file; `None` for a plain one.
     enveloped: Option<u32>,
+    /// Its checksum did not match: a hand edit, accepted, that the next commit re-stamps.
+    edited: bool,
 }
 
 /// One version of the file, told from any other by its identity (see "Writers" in the
@@ -350,6 +354,7 @@ pub struct PersistedBuilder<T> {
     lock: bool,
     lock_timeout: Option<Duration>,
     max_size: Option<u64>,
+    hand_edits: bool,
 }
 
 impl<T> PersistedBuilder<T> {
@@ -514,6 +519,50 @@ impl<T> PersistedBuilder<T> {
         self
     }
 
+    /// Load an enveloped JSON or TOML file that a person edited (default `false`).
+    ///
+    /// An edit breaks the envelope's checksum, so by default the file is
+    /// [`Error::Corrupt`] ([`CorruptKind::Checksum`](crate::CorruptKind::Checksum)).
+    /// With this on, such a file loads when the envelope around the value is still
+    /// whole (the `atomic_persist` key or first line, a `meta` that parses) and the value
+    /// decodes and validates as usual; [`Persisted::hand_edited`] then says so, and the
+    /// next commit writes the file again with a new checksum and the next generation,
+    /// even if the value is unchanged. An edited TOML file keeps its comments and
+    /// layout through that commit, as a plain one does.
+    ///
+    /// The price: damage that happens to leave a document that still parses (a flipped
+    /// digit) is read as an edit too. Leave it off for checkpoints nobody edits; turn it
+    /// on for configuration that people edit and whose migrations need the envelope.
+    /// A binary file is never taken for an edit. From the shell, `atomic-persist seal
+    /// FILE` ([`envelope::seal`](crate::envelope::seal)) accepts an edit once.
+    ///
+    /// ```
+    /// # #[cfg(feature = "toml")] {
+    /// use atomic_persist::Persisted;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("settings.toml");
+    /// let open = || Persisted::<std::collections::BTreeMap<String, u32>>::builder(&path)
+    ///     .envelope(true)
+    ///     .accept_hand_edits(true)
+    ///     .open_or_default();
+    /// open()?.update(|s| s.insert("volume".into(), 3))?;
+    /// let text = std::fs::read_to_string(&path)?;
+    /// std::fs::write(&path, text.replace("volume = 3", "# quieter\nvolume = 2"))?;
+    ///
+    /// let mut settings = open()?;
+    /// assert!(settings.hand_edited());
+    /// assert_eq!(settings["volume"], 2);
+    /// settings.commit()?; // re-stamped: intact again, the comment kept
+    /// assert!(!settings.hand_edited());
+    /// assert!(std::fs::read_to_string(&path)?.contains("# quieter"));
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn accept_hand_edits(mut self, yes: bool) -> Self {
+        self.hand_edits = yes;
+        self
+    }
+
     fn config(self) -> Result<(PathBuf, Config<T>)> {
         let format = match self.format {
             Some(f) => f,
@@ -535,6 +584,10 @@ impl<T> PersistedBuilder<T> {
             lock: self.lock,
             lock_timeout: self.lock_timeout,
             max_size: self.max_size,
+            edits: match self.hand_edits {
+                true => Edits::Accept,
+                false => Edits::Refuse,
+            },
         };
         Ok((self.path, config))
     }
@@ -629,6 +682,7 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
             lock: false,
             lock_timeout: None,
             max_size: None,
+            hand_edits: false,
         }
     }
 
@@ -764,6 +818,13 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
         &self.path
     }
 
+    /// Whether the file as last loaded was a hand edit that
+    /// [`accept_hand_edits`](PersistedBuilder::accept_hand_edits) let in: its checksum
+    /// did not match. The next commit re-stamps it, and this is `false` again.
+    pub fn hand_edited(&self) -> bool {
+        self.disk.is_some_and(|d| d.edited)
+    }
+
     /// The value, leaving the file as it is.
     pub fn into_inner(self) -> T {
         self.value
@@ -842,7 +903,9 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
             Err(Error::NotFound { .. }) => return Ok(Standing::Other { found: None }),
             Err(e) => return Err(e),
         };
-        let Ok(split) = envelope::split(self.config.format, &bytes, self.config.envelope) else {
+        let format = self.config.format;
+        let split = envelope::split_with(format, &bytes, self.config.envelope, self.config.edits);
+        let Ok(split) = split else {
             return Ok(Standing::Other { found: None }); // damaged: not what we wrote
         };
         let same = self
@@ -891,22 +954,7 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
         let (format, enveloped) = (self.config.format, self.config.envelope);
         #[cfg(feature = "toml")]
         if format == AnyFormat::Toml {
-            let mut document = None;
-            let bytes = if enveloped {
-                let mut bytes = Vec::new();
-                envelope::write_payload(format, true, &self.value, &mut bytes)
-                    .map_err(|e| e.at(path))?;
-                bytes
-            } else {
-                // A plain file is merged into the loaded document (or an empty one), so
-                // what a person wrote in it survives.
-                let empty = toml_edit::DocumentMut::new();
-                let old = self.document.as_ref().unwrap_or(&empty);
-                let (doc, bytes) =
-                    crate::toml_doc::merged(old, &self.value).map_err(|e| e.at(path))?;
-                document = Some(doc);
-                bytes
-            };
+            let (bytes, document) = self.toml_payload().map_err(|e| e.at(path))?;
             let mut h = Hashing::new(std::io::sink());
             let _ = h.write_all(&bytes);
             return Ok(Staged {
@@ -934,6 +982,31 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
         })
     }
 
+    /// The TOML payload of a commit, and the document it is the text of. The value is
+    /// merged into the loaded document, so what a person wrote there survives: a plain
+    /// file's whole text, or a hand-edited envelope's `[data]` tables.
+    #[cfg(feature = "toml")]
+    fn toml_payload(&self) -> Result<(Vec<u8>, Option<toml_edit::DocumentMut>)> {
+        let merged = |old: &toml_edit::DocumentMut| match self.config.envelope {
+            true => crate::toml_doc::merged(old, &envelope::TomlData { data: &self.value }),
+            false => crate::toml_doc::merged(old, &self.value),
+        };
+        let (doc, mut bytes) = match (&self.document, self.config.envelope) {
+            (Some(old), _) => merged(old)?,
+            (None, false) => merged(&toml_edit::DocumentMut::new())?,
+            (None, true) => {
+                let mut bytes = Vec::new();
+                envelope::write_payload(AnyFormat::Toml, true, &self.value, &mut bytes)?;
+                return Ok((bytes, None));
+            }
+        };
+        // The `[meta]` table of an envelope starts on a line of its own.
+        if self.config.envelope && !bytes.ends_with(b"\n") {
+            bytes.push(b'\n');
+        }
+        Ok((bytes, Some(doc)))
+    }
+
     fn write(&mut self, how: Commit) -> Result<()> {
         let staged = self.stage()?;
         let enveloped = self.config.envelope.then_some(self.config.schema_version);
@@ -944,9 +1017,10 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
             _ => None,
         };
         let locked = how == Commit::Held || whole.is_some();
-        let unchanged = self
-            .disk
-            .is_some_and(|disk| disk.payload == staged.payload && disk.enveloped == enveloped);
+        // A hand edit is re-stamped even when the value serializes to the same bytes.
+        let unchanged = self.disk.is_some_and(|disk| {
+            disk.payload == staged.payload && disk.enveloped == enveloped && !disk.edited
+        });
         let found = match self.standing(true)? {
             Standing::Same if unchanged => return Ok(()), // the same bytes are already there
             Standing::Same => None,
@@ -1017,7 +1091,11 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
             Ok(guard)
         })?;
         drop(whole);
-        self.disk = Some(OnDisk { payload, enveloped });
+        self.disk = Some(OnDisk {
+            payload,
+            enveloped,
+            edited: false,
+        });
         self.seen = Some(Seen::renamed(&self.path, written));
         if meta.is_some() {
             self.meta = meta;
@@ -1080,15 +1158,19 @@ fn read_seen(path: &Path, limit: Option<u64>) -> Result<(Vec<u8>, Seen)> {
 fn load<T: DeserializeOwned>(path: &Path, config: &Config<T>) -> Result<Loaded<T>> {
     let (bytes, seen) = read_seen(path, config.max_size)?;
     let format = config.format;
-    let split = envelope::split(format, &bytes, config.envelope).map_err(|e| e.at(path))?;
+    let split = envelope::split_with(format, &bytes, config.envelope, config.edits)
+        .map_err(|e| e.at(path))?;
     let value: T = config.decoding().value(path, format, &bytes, &split)?;
     let disk = OnDisk {
         payload: Fingerprint::of(split.payload),
         enveloped: split.meta.as_ref().map(|m| m.schema_version),
+        edited: split.edited,
     };
+    // The TOML text a person may have written, kept so a commit can keep its comments:
+    // the whole plain file, or an envelope's payload (the `[data]` tables).
     #[cfg(feature = "toml")]
-    let document = (format == AnyFormat::Toml && split.meta.is_none() && !config.envelope)
-        .then(|| std::str::from_utf8(&bytes).ok()?.parse().ok())
+    let document = (format == AnyFormat::Toml && split.meta.is_some() == config.envelope)
+        .then(|| std::str::from_utf8(split.payload).ok()?.parse().ok())
         .flatten();
     Ok(Loaded {
         value,

@@ -17,7 +17,8 @@
 //! Keys: `path` (string, required), `app` (string: place a relative `path` in that
 //! application's configuration directory; needs the `app-dirs` feature), `format`
 //! (`"json"`, `"json-pretty"`, `"toml"`, `"binary"`; default from the extension),
-//! `envelope` (bool), `durability` (`"full"`, `"data"`, `"none"`), `version` (integer,
+//! `envelope` (bool), `hand_edits` (bool: load an enveloped JSON or TOML file a person
+//! edited, see `PersistedBuilder::accept_hand_edits`), `durability` (`"full"`, `"data"`, `"none"`), `version` (integer,
 //! needs `envelope = true`) and `migrate_from` (a type, needs `version`).
 //!
 //! Every mistake is a compile error spanned on the attribute (or on the `union`
@@ -61,6 +62,8 @@ struct Options {
     format: Option<Str>,
     #[darling(default)]
     envelope: Option<Bool>,
+    #[darling(default)]
+    hand_edits: Option<Bool>,
     #[darling(default)]
     durability: Option<Str>,
     #[darling(default)]
@@ -215,6 +218,7 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
         }
     };
     let envelope = opts.envelope.as_ref().is_some_and(|b| b.0);
+    let hand_edits = opts.hand_edits.as_ref().is_some_and(|b| b.0);
     if let Some(v) = &opts.version
         && !envelope
     {
@@ -307,6 +311,7 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
             const APP: ::core::option::Option<&'static str> = #app;
             const FORMAT: ::core::option::Option<::atomic_persist::AnyFormat> = #format;
             const ENVELOPE: bool = #envelope;
+            const HAND_EDITS: bool = #hand_edits;
             const DURABILITY: ::atomic_persist::Durability = #durability;
             const VERSION: u32 = #version;
             #migrate

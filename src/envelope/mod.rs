@@ -5,7 +5,9 @@
 //! many commits the file has seen, the value's schema version, and a checksum that every
 //! load verifies. A torn write by another tool, a flipped bit on disk or a hand edit is
 //! then [`Error::Corrupt`], never a value. Without the envelope the file is the plain
-//! value, which is what configuration files that people edit should be.
+//! value, which is what configuration files that people edit should be; a configuration
+//! that needs the envelope (for schema migrations) and hand edits turns on
+//! [`accept_hand_edits`](crate::PersistedBuilder::accept_hand_edits).
 //!
 //! An enveloped file is still a valid document of its format: `jq .data state.json`
 //! reads a JSON checkpoint, and any TOML parser reads a TOML one.
@@ -90,6 +92,12 @@
 //! - A payload that is intact (the checksum matches) but does not fit the type is
 //!   [`Error::Deserialize`], with line and column in the file for JSON and TOML.
 //! - A newer envelope version is [`Error::Corrupt`] with a reason that names it.
+//! - A JSON or TOML envelope whose checksum does not match but whose structure and meta
+//!   parse is a hand edit when the reader asked to accept one
+//!   ([`accept_hand_edits`](crate::PersistedBuilder::accept_hand_edits)): it loads, its
+//!   meta is the one from before the edit, and the next commit re-stamps it. [`seal`]
+//!   re-stamps such a file in place. Otherwise it is [`CorruptKind::Checksum`]; a
+//!   binary envelope always is.
 
 // With some formats' features off, parts of the per-format matches compile away.
 #![cfg_attr(
@@ -116,7 +124,10 @@ use uuid::Uuid;
 use crate::error::{CorruptKind, Error, Op, Result};
 use crate::format::{AnyFormat, Format};
 
+mod seal;
 mod stream;
+
+pub use seal::{Sealed, seal};
 
 /// The version of the on-disk envelope this build writes and reads.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -376,6 +387,19 @@ pub(crate) struct Split<'a> {
     pub offset: usize,
     /// The verified meta, `None` for a plain file.
     pub meta: Option<Meta>,
+    /// The checksum did not match and [`Edits::Accept`] let the file in: the meta is the
+    /// one from before the hand edit.
+    pub edited: bool,
+}
+
+/// Whether a text envelope whose checksum does not match may be read as a hand edit.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Edits {
+    /// A mismatch is [`CorruptKind::Checksum`]: the default.
+    Refuse,
+    /// A JSON or TOML envelope whose structure and meta parse is read despite a
+    /// mismatch (binary is never hand-edited, so a mismatch there stays damage).
+    Accept,
 }
 
 /// How the start of a file looks.
@@ -396,6 +420,16 @@ fn corrupt(kind: CorruptKind, reason: impl Into<String>) -> Error {
 
 /// Splits a file's bytes. `envelope` says whether the caller expects one.
 pub(crate) fn split(format: AnyFormat, bytes: &[u8], envelope: bool) -> Result<Split<'_>> {
+    split_with(format, bytes, envelope, Edits::Refuse)
+}
+
+/// [`split`], reading a hand-edited text envelope as `edits` says.
+pub(crate) fn split_with(
+    format: AnyFormat,
+    bytes: &[u8],
+    envelope: bool,
+    edits: Edits,
+) -> Result<Split<'_>> {
     if bytes.is_empty() && envelope {
         // An enveloped file is never empty, and an empty plain file must not pass for a
         // checkpoint.
@@ -414,7 +448,7 @@ pub(crate) fn split(format: AnyFormat, bytes: &[u8], envelope: bool) -> Result<S
                 "the file is a truncated envelope header",
             ));
         }
-        return split_envelope(format, bytes);
+        return split_envelope(format, bytes, edits);
     }
     if envelope && looks_enveloped(format, bytes) {
         return Err(corrupt(
@@ -427,6 +461,7 @@ pub(crate) fn split(format: AnyFormat, bytes: &[u8], envelope: bool) -> Result<S
         payload: bytes,
         offset: 0,
         meta: None,
+        edited: false,
     })
 }
 
@@ -695,19 +730,47 @@ fn check_checksum(crc: crc32fast::Hasher, meta: Meta) -> Result<Meta> {
     Ok(meta)
 }
 
-fn split_envelope(format: AnyFormat, bytes: &[u8]) -> Result<Split<'_>> {
-    match format {
+/// Splits an envelope and checks its checksum, letting a mismatch in a text format pass
+/// as a hand edit when `edits` accepts one.
+fn split_envelope(format: AnyFormat, bytes: &[u8], edits: Edits) -> Result<Split<'_>> {
+    let (mut split, meta) = match format {
         #[cfg(feature = "json")]
-        AnyFormat::Json | AnyFormat::JsonPretty => split_json(bytes),
+        AnyFormat::Json | AnyFormat::JsonPretty => split_json(bytes)?,
         #[cfg(feature = "toml")]
-        AnyFormat::Toml => split_toml(bytes),
+        AnyFormat::Toml => split_toml(bytes)?,
         #[cfg(feature = "binary")]
-        AnyFormat::Binary => split_binary(bytes),
+        AnyFormat::Binary => split_binary(bytes)?,
+    };
+    match verified(split.payload, meta.clone()) {
+        Ok(meta) => split.meta = Some(meta),
+        Err(Error::Corrupt {
+            kind: CorruptKind::Checksum,
+            ..
+        }) if edits == Edits::Accept && format.is_text() => {
+            split.meta = Some(meta);
+            split.edited = true;
+        }
+        Err(e) => return Err(e),
     }
+    Ok(split)
+}
+
+/// A split envelope whose meta is parsed but not yet checked.
+type Unchecked<'a> = (Split<'a>, Meta);
+
+/// The payload of an envelope at `offset` in the file, its meta still to come.
+fn unchecked(payload: &[u8], offset: usize, meta: Meta) -> Unchecked<'_> {
+    let split = Split {
+        payload,
+        offset,
+        meta: None,
+        edited: false,
+    };
+    (split, meta)
 }
 
 #[cfg(feature = "json")]
-fn split_json(bytes: &[u8]) -> Result<Split<'_>> {
+fn split_json(bytes: &[u8]) -> Result<Unchecked<'_>> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Envelope<'a> {
@@ -720,12 +783,7 @@ fn split_json(bytes: &[u8]) -> Result<Split<'_>> {
     check_version(envelope.atomic_persist)?;
     let payload = envelope.data.get().as_bytes();
     let offset = payload.as_ptr() as usize - bytes.as_ptr() as usize;
-    let meta = verified(payload, envelope.meta.parse()?)?;
-    Ok(Split {
-        payload,
-        offset,
-        meta: Some(meta),
-    })
+    Ok(unchecked(payload, offset, envelope.meta.parse()?))
 }
 
 /// The meta object of a JSON envelope, parsed (its checksum not yet checked).
@@ -764,7 +822,7 @@ const TOML_PREFIX: &[u8] = b"atomic_persist = 1\n";
 const TOML_META: &[u8] = b"\n[meta]\n";
 
 #[cfg(feature = "toml")]
-fn split_toml(bytes: &[u8]) -> Result<Split<'_>> {
+fn split_toml(bytes: &[u8]) -> Result<Unchecked<'_>> {
     let line_end = bytes
         .iter()
         .position(|&b| b == b'\n')
@@ -797,12 +855,7 @@ fn split_toml(bytes: &[u8]) -> Result<Split<'_>> {
             )
         })?;
     let payload = &rest[..=at];
-    let meta = verified(payload, toml_meta(&rest[at + 1..])?)?;
-    Ok(Split {
-        payload,
-        offset: line_end,
-        meta: Some(meta),
-    })
+    Ok(unchecked(payload, line_end, toml_meta(&rest[at + 1..])?))
 }
 
 /// The `[meta]` table of a TOML envelope (from its `[meta]` line to the end), parsed
@@ -831,7 +884,7 @@ const BINARY_HEADER: usize = 12;
 const BINARY_TRAILER: usize = 8 + 16 + 8 + 4 + 8 + 4 + 4 + 8;
 
 #[cfg(feature = "binary")]
-fn split_binary(bytes: &[u8]) -> Result<Split<'_>> {
+fn split_binary(bytes: &[u8]) -> Result<Unchecked<'_>> {
     let len = bytes.len() as u64;
     let trailer = bytes.len().saturating_sub(BINARY_TRAILER);
     let meta = binary_meta(
@@ -840,12 +893,7 @@ fn split_binary(bytes: &[u8]) -> Result<Split<'_>> {
         len,
     )?;
     let payload = &bytes[BINARY_HEADER..trailer];
-    let meta = verified(payload, meta)?;
-    Ok(Split {
-        payload,
-        offset: BINARY_HEADER,
-        meta: Some(meta),
-    })
+    Ok(unchecked(payload, BINARY_HEADER, meta))
 }
 
 /// The meta of a binary envelope of `len` bytes from its header (the first
@@ -1024,6 +1072,13 @@ impl<W: Write> Write for Indent<W> {
     }
 }
 
+/// How a value sits in a TOML envelope's payload: under the key `data`.
+#[cfg(feature = "toml")]
+#[derive(Serialize)]
+pub(crate) struct TomlData<'a, T: ?Sized> {
+    pub(crate) data: &'a T,
+}
+
 /// Writes the payload of `value`: the whole file when plain, the part the checksum
 /// covers when enveloped. TOML has no streaming serializer, so it goes through a string.
 pub(crate) fn write_payload<T: Serialize + ?Sized, W: Write>(
@@ -1038,12 +1093,8 @@ pub(crate) fn write_payload<T: Serialize + ?Sized, W: Write>(
             .map_err(crate::format::serialize_error),
         #[cfg(feature = "toml")]
         AnyFormat::Toml if enveloped => {
-            #[derive(Serialize)]
-            struct Data<'a, T: ?Sized> {
-                data: &'a T,
-            }
-            let mut text =
-                toml::to_string(&Data { data: value }).map_err(crate::format::serialize_error)?;
+            let mut text = toml::to_string(&TomlData { data: value })
+                .map_err(crate::format::serialize_error)?;
             if !text.ends_with('\n') {
                 text.push('\n');
             }

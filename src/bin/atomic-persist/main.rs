@@ -11,6 +11,7 @@
 //! atomic-persist verify FILE|DIR...
 //! atomic-persist history FILE [--json]
 //! atomic-persist rollback FILE GENERATION
+//! atomic-persist seal FILE
 //! ```
 //!
 //! - `write` copies standard input to `FILE` atomically. `FILE` changes only when standard
@@ -46,6 +47,12 @@
 //! - `rollback` writes version GENERATION's contents again as a new generation and
 //!   points `latest` at it (history is append-only; nothing is removed), printing
 //!   `FILE: generation G rolled back as generation N (VERSION_FILE)`.
+//! - `seal` accepts a hand edit of an enveloped JSON or TOML file: when the checksum does
+//!   not match but the envelope is whole and the value parses, it writes the file again
+//!   with the edited text byte for byte, a new checksum and the next generation, printing
+//!   `FILE: sealed as generation N (was G)` (or `FILE: intact (generation G), nothing to
+//!   seal`). A plain file, a broken envelope, a value that does not parse and a binary
+//!   file exit 1.
 //!
 //! # Exit status
 //!
@@ -67,6 +74,7 @@ mod history;
 mod inspect;
 mod json;
 mod rollback;
+mod seal;
 mod sweep;
 mod verify;
 mod write;
@@ -98,6 +106,7 @@ enum Command {
     Verify(verify::Args),
     History(history::Args),
     Rollback(rollback::Args),
+    Seal(seal::Args),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +119,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => return verify::run(args),
         Command::History(args) => history::run(args),
         Command::Rollback(args) => rollback::run(args),
+        Command::Seal(args) => seal::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

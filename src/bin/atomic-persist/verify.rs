@@ -4,7 +4,7 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use atomic_persist::Error;
+use atomic_persist::{AnyFormat, CorruptKind, Error};
 
 /// Check that files are intact: envelope complete and checksum right.
 ///
@@ -104,6 +104,18 @@ fn verify_file(path: &Path, out: &mut impl io::Write, outcome: &mut Outcome) -> 
     report(path, &atomic_persist::envelope::verify(path), out, outcome)
 }
 
+/// Where a checksum mismatch may be a hand edit (a text format), how to accept it.
+fn seal_hint(path: &Path, kind: &CorruptKind) -> String {
+    let text = AnyFormat::from_path(path).is_ok_and(|f| f != AnyFormat::Binary);
+    match (kind, text) {
+        (CorruptKind::Checksum, true) => format!(
+            "; if the edit was meant, `atomic-persist seal {}` accepts it",
+            path.display()
+        ),
+        _ => String::new(),
+    }
+}
+
 /// Prints the line for one checked file.
 fn report(
     path: &Path,
@@ -114,9 +126,13 @@ fn report(
     let line = match result {
         Ok(Some(meta)) => format!("{}: ok (generation {})", path.display(), meta.generation),
         Ok(None) => format!("{}: plain (no envelope)", path.display()),
-        Err(Error::Corrupt { reason, .. }) => {
+        Err(Error::Corrupt { reason, kind, .. }) => {
             outcome.corrupt = true;
-            format!("{}: corrupt: {reason}", path.display())
+            format!(
+                "{}: corrupt: {reason}{}",
+                path.display(),
+                seal_hint(path, kind)
+            )
         }
         Err(e) => return Err(e.to_string()),
     };
