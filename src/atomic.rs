@@ -156,6 +156,7 @@ pub struct WriteOptions {
     anonymous_temp: bool,
     follow_symlinks: bool,
     replace_non_regular: bool,
+    create_dirs: bool,
 }
 
 impl Default for WriteOptions {
@@ -169,6 +170,7 @@ impl Default for WriteOptions {
             anonymous_temp: cfg!(target_os = "linux"),
             follow_symlinks: true,
             replace_non_regular: false,
+            create_dirs: false,
         }
     }
 }
@@ -239,6 +241,35 @@ impl WriteOptions {
     pub fn replace_non_regular(mut self, yes: bool) -> Self {
         self.replace_non_regular = yes;
         self
+    }
+
+    /// Create the destination's missing parent directories first, as `mkdir -p` would
+    /// (default `false`: a missing directory is [`Error::Io`] with [`Op::OpenDir`]).
+    ///
+    /// New directories get `0o777` less the umask. With [`Durability::Full`] each new
+    /// directory's own parent is synced, so the path to the file survives a power cut
+    /// along with the file; with `Data` or `None` it may be lost with the last rename.
+    ///
+    /// ```
+    /// use atomic_persist::WriteOptions;
+    /// # let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("config/app/settings.toml");
+    /// WriteOptions::new().create_dirs(true).write(&path, b"theme = 'dark'\n")?;
+    /// assert!(path.exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_dirs(mut self, yes: bool) -> Self {
+        self.create_dirs = yes;
+        self
+    }
+
+    /// Creates `path`'s missing parent directories when [`create_dirs`](Self::create_dirs)
+    /// is on: for the handles that take a lock beside the file before they save.
+    pub(crate) fn prepare_dirs(&self, path: &Path) -> Result<()> {
+        match self.create_dirs {
+            true => create_parents(path, self.durability),
+            false => Ok(()),
+        }
     }
 
     /// The durability level these options ask for.
@@ -393,12 +424,44 @@ struct Staged {
     perms: sys::Perms,
 }
 
+/// Creates the missing directories above `path`, top down. With [`Durability::Full`],
+/// syncs the parent of each one created: a directory's entry lives in its parent.
+fn create_parents(path: &Path, durability: Durability) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut dir = path.parent();
+    // Up to the first directory that exists: usually the parent itself, one `stat`.
+    while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+        if std::fs::metadata(d).is_ok() {
+            break;
+        }
+        missing.push(d);
+        dir = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        match std::fs::create_dir(d) {
+            // Another process created it meanwhile: just as good.
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(Error::io(Op::CreateDir, d, e));
+            }
+            _ => {}
+        }
+        if durability == Durability::Full {
+            let parent = d.parent().unwrap_or(Path::new(""));
+            sys::Dir::open(parent)
+                .and_then(|p| p.sync())
+                .map_err(|e| Error::io(Op::SyncDir, d, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Name collisions tolerated before giving up on creating a temporary file.
 const MAX_TEMP_ATTEMPTS: usize = 64;
 
 impl Staged {
     /// Steps 1 and 2: resolve the destination, create and lock the temporary file.
     fn new(opts: &WriteOptions, path: &Path) -> Result<(Staged, File)> {
+        opts.prepare_dirs(path)?;
         let mut target = trust::resolve(path, opts.follow_symlinks)?;
         let existing = target.existing.take();
         if opts.no_clobber && existing.is_some() {

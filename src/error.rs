@@ -468,6 +468,8 @@ impl Error {
 pub enum Op {
     /// Opening the destination's directory.
     OpenDir,
+    /// Creating a missing parent directory ([`WriteOptions::create_dirs`](crate::WriteOptions::create_dirs)).
+    CreateDir,
     /// Looking at the destination (stat, readlink).
     Inspect,
     /// Creating the temporary file.
@@ -517,6 +519,7 @@ impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Op::OpenDir => "open the directory of",
+            Op::CreateDir => "create the directory",
             Op::Inspect => "inspect",
             Op::CreateTemp => "create a temporary file for",
             Op::Write => "write the temporary file for",

@@ -665,6 +665,8 @@ impl RawHistory {
     }
 
     fn lock(&self) -> Result<Lock> {
+        // The lock sidecar is the first file a commit makes beside the history.
+        self.options.prepare_dirs(&self.path)?;
         match self.lock_timeout {
             Some(t) => Lock::exclusive_timeout(&self.path, t),
             None => Lock::exclusive(&self.path),

@@ -41,6 +41,8 @@
 //! | `app` | string | [`APP`](Persist::APP) | none |
 //! | `format` | `"json"`, `"json-pretty"`, `"toml"`, `"binary"` | [`FORMAT`](Persist::FORMAT) | from the extension |
 //! | `envelope` | bool | [`ENVELOPE`](Persist::ENVELOPE) | `false` |
+//! | `hand_edits` | bool | [`HAND_EDITS`](Persist::HAND_EDITS) | `false` |
+//! | `create_dirs` | bool | [`CREATE_DIRS`](Persist::CREATE_DIRS) | `false` |
 //! | `durability` | `"full"`, `"data"`, `"none"` | [`DURABILITY`](Persist::DURABILITY) | `"full"` |
 //! | `version` | integer, needs `envelope = true` | [`VERSION`](Persist::VERSION) | `0` |
 //! | `migrate_from` | a type, needs `version` | [`decode`](Persist::decode) | — |
@@ -181,6 +183,10 @@ pub trait Persist: Serialize + DeserializeOwned {
     /// without the envelope there is no checksum, and every edit loads.
     const HAND_EDITS: bool = false;
 
+    /// Whether a save creates the file's missing parent directories (see
+    /// [`WriteOptions::create_dirs`](crate::WriteOptions::create_dirs)).
+    const CREATE_DIRS: bool = false;
+
     /// How much of a save must reach stable storage.
     const DURABILITY: Durability = Durability::Full;
 
@@ -297,7 +303,11 @@ pub trait Persist: Serialize + DeserializeOwned {
     fn history_at(path: impl AsRef<Path>) -> crate::history::HistoryBuilder<Self> {
         let mut b = crate::history::History::<Self>::builder(path)
             .schema_version(Self::VERSION)
-            .durability(Self::DURABILITY)
+            .write_options(
+                crate::WriteOptions::new()
+                    .durability(Self::DURABILITY)
+                    .create_dirs(Self::CREATE_DIRS),
+            )
             .decode(Self::decode);
         if let Some(format) = Self::FORMAT {
             b = b.format(format);
@@ -486,7 +496,8 @@ fn configured<T: Persist, U: Serialize + DeserializeOwned>(path: &Path) -> Persi
         .envelope(T::ENVELOPE)
         .accept_hand_edits(T::HAND_EDITS)
         .schema_version(T::VERSION)
-        .durability(T::DURABILITY);
+        .durability(T::DURABILITY)
+        .create_dirs(T::CREATE_DIRS);
     if let Some(format) = T::FORMAT {
         b = b.format(format);
     }

@@ -519,6 +519,26 @@ impl<T> PersistedBuilder<T> {
         self
     }
 
+    /// Create the file's missing parent directories at the first commit (default
+    /// `false`); the same as [`WriteOptions::create_dirs`] on the
+    /// [`write_options`](Self::write_options), so set it after those.
+    ///
+    /// ```
+    /// # #[cfg(feature = "toml")] {
+    /// use atomic_persist::Persisted;
+    /// # let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("new-app/settings.toml");
+    /// let mut s = Persisted::<toml::Table>::builder(&path).create_dirs(true).open_or_default()?;
+    /// s.update(|t| t.insert("theme".into(), "dark".into()))?;
+    /// assert!(path.exists());
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_dirs(mut self, yes: bool) -> Self {
+        self.options = self.options.create_dirs(yes);
+        self
+    }
+
     /// Load an enveloped JSON or TOML file that a person edited (default `false`).
     ///
     /// An edit breaks the envelope's checksum, so by default the file is
@@ -864,6 +884,8 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
 
     /// The writer lock, waiting as configured.
     fn take_lock(&self) -> Result<Lock> {
+        // The lock sidecar can be the first file a commit makes beside the file.
+        self.config.options.prepare_dirs(&self.path)?;
         match self.config.lock_timeout {
             None => Lock::exclusive(&self.path),
             Some(timeout) => Lock::exclusive_timeout(&self.path, timeout),

@@ -120,14 +120,13 @@ fn each_durability_level_issues_exactly_its_flushes() {
     std::fs::create_dir(&work).unwrap();
     // btrfs ignores the fsync of an unnamed O_TMPFILE: there one more sync is expected.
     let btrfs = rustix::fs::statfs(&work).unwrap().f_type as i64 == 0x9123_683E;
-    let child = common::child(test, work.to_str().unwrap());
-    let mut cmd = std::process::Command::new("strace");
-    cmd.args(["-f", "-qq", "-e", "trace=%file,%desc", "-o"])
-        .arg(&log)
-        .arg(child.get_program())
-        .args(child.get_args())
-        .envs(child.get_envs().filter_map(|(k, v)| Some((k, v?))));
-    common::run_child(cmd, "flush-ok");
+    common::strace_child(
+        test,
+        work.to_str().unwrap(),
+        "%file,%desc",
+        &log,
+        "flush-ok",
+    );
     let events = events(&std::fs::read_to_string(&log).unwrap());
     let mut problems = Vec::new();
     for c in cases() {

@@ -18,7 +18,8 @@
 //! application's configuration directory; needs the `app-dirs` feature), `format`
 //! (`"json"`, `"json-pretty"`, `"toml"`, `"binary"`; default from the extension),
 //! `envelope` (bool), `hand_edits` (bool: load an enveloped JSON or TOML file a person
-//! edited, see `PersistedBuilder::accept_hand_edits`), `durability` (`"full"`, `"data"`, `"none"`), `version` (integer,
+//! edited, see `PersistedBuilder::accept_hand_edits`), `create_dirs` (bool: a save creates
+//! missing parent directories), `durability` (`"full"`, `"data"`, `"none"`), `version` (integer,
 //! needs `envelope = true`) and `migrate_from` (a type, needs `version`).
 //!
 //! Every mistake is a compile error spanned on the attribute (or on the `union`
@@ -64,6 +65,8 @@ struct Options {
     envelope: Option<Bool>,
     #[darling(default)]
     hand_edits: Option<Bool>,
+    #[darling(default)]
+    create_dirs: Option<Bool>,
     #[darling(default)]
     durability: Option<Str>,
     #[darling(default)]
@@ -219,6 +222,7 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
     };
     let envelope = opts.envelope.as_ref().is_some_and(|b| b.0);
     let hand_edits = opts.hand_edits.as_ref().is_some_and(|b| b.0);
+    let create_dirs = opts.create_dirs.as_ref().is_some_and(|b| b.0);
     if let Some(v) = &opts.version
         && !envelope
     {
@@ -312,6 +316,7 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
             const FORMAT: ::core::option::Option<::atomic_persist::AnyFormat> = #format;
             const ENVELOPE: bool = #envelope;
             const HAND_EDITS: bool = #hand_edits;
+            const CREATE_DIRS: bool = #create_dirs;
             const DURABILITY: ::atomic_persist::Durability = #durability;
             const VERSION: u32 = #version;
             #migrate

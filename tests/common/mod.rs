@@ -393,6 +393,19 @@ pub fn have_strace() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Runs the child [`child`]`(test, role)` under `strace -f -qq -e trace=TRACE`, logging
+/// to `log`, and waits for it to print `marker` ([`run_child`]).
+pub fn strace_child(test: &str, role: &str, trace: &str, log: &Path, marker: &str) -> Output {
+    let child = child(test, role);
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-qq", "-e", &format!("trace={trace}"), "-o"])
+        .arg(log)
+        .arg(child.get_program())
+        .args(child.get_args())
+        .envs(child.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    run_child(cmd, marker)
+}
+
 /// The file's metadata (following links).
 pub fn meta(path: &Path) -> std::fs::Metadata {
     std::fs::metadata(path).unwrap()
