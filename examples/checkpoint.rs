@@ -125,19 +125,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "The last job finished (checkpoint generation {}, written {} by run {}).\n\
                  Starting a new job.",
-                meta.generation,
-                meta.written_at_rfc3339(),
-                meta.run_id
+                meta.generation, meta.written_at, meta.run_id
             );
         }
         Some(meta) => println!(
             "Resuming from the last checkpoint: {} of {} items done.\n  \
              checkpoint generation {}, written {} by run {}",
-            job.next,
-            job.total,
-            meta.generation,
-            meta.written_at_rfc3339(),
-            meta.run_id
+            job.next, job.total, meta.generation, meta.written_at, meta.run_id
         ),
     }
     if job.meta().is_none() || job.next >= job.total {

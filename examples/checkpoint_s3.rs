@@ -57,10 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match job.meta() {
         Some(m) => println!(
             "resuming at item {} (generation {}, written {} by run {})",
-            job.next_item,
-            m.generation,
-            m.written_at_rfc3339(),
-            m.run_id
+            job.next_item, m.generation, m.written_at, m.run_id
         ),
         None => println!("no checkpoint in s3://{BUCKET}/{KEY}: starting fresh"),
     }
@@ -110,10 +107,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let old = history.version(v.generation).await?;
         println!(
             "version {} ({}, {} bytes): next item {}",
-            v.generation,
-            v.written_at_rfc3339(),
-            v.size,
-            old.next_item
+            v.generation, v.written_at, v.size, old.next_item
         );
     }
     Ok(())

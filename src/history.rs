@@ -141,7 +141,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::atomic::{Durability, WriteOptions};
-use crate::envelope::{self, Fingerprint, Meta};
+use crate::envelope::{self, Fingerprint, Meta, Timestamp};
 use crate::error::{Error, Op, Result};
 use crate::format::AnyFormat;
 use crate::lock::Lock;
@@ -169,8 +169,8 @@ pub struct VersionInfo {
     pub path: PathBuf,
     /// The run that wrote it.
     pub run_id: Uuid,
-    /// When it was written.
-    pub written_at: SystemTime,
+    /// When it was written (displays as RFC 3339 in UTC).
+    pub written_at: Timestamp,
     /// The schema version of its value.
     pub schema_version: u32,
     /// Its size in bytes.
@@ -180,13 +180,6 @@ pub struct VersionInfo {
 }
 
 impl VersionInfo {
-    /// `written_at` as RFC 3339 in UTC.
-    pub fn written_at_rfc3339(&self) -> String {
-        jiff::Timestamp::try_from(self.written_at)
-            .map(|t| t.to_string())
-            .unwrap_or_else(|_| "(out of range)".into())
-    }
-
     fn from_meta(path: PathBuf, meta: &Meta, size: u64) -> VersionInfo {
         VersionInfo {
             generation: meta.generation,
@@ -708,7 +701,7 @@ impl RawHistory {
         current: u64,
     ) -> Result<VersionInfo> {
         let generation = envelope::next_generation(current, &self.path)?;
-        let now = SystemTime::now();
+        let now = Timestamp::now();
         let mut meta = Meta {
             run_id: stamp.run_id,
             written_at: stamp.not_before.map_or(now, |t| now.max(t)),
@@ -819,7 +812,7 @@ impl RawHistory {
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default(),
                     run_id: v.run_id.to_string(),
-                    written_at: v.written_at_rfc3339(),
+                    written_at: v.written_at.to_string(),
                     schema_version: v.schema_version,
                     size: v.size,
                     checksum: format!("crc32:{:08x}", v.checksum),
@@ -897,7 +890,7 @@ struct Stamp {
     run_id: Uuid,
     schema_version: u32,
     /// The new version is never dated earlier than this.
-    not_before: Option<SystemTime>,
+    not_before: Option<Timestamp>,
 }
 
 /// The format a version was written in: JSON files may be compact or indented, which
@@ -988,7 +981,8 @@ fn read_manifest(path: &Path) -> std::result::Result<Option<Manifest>, ()> {
                     .written_at
                     .parse::<jiff::Timestamp>()
                     .ok()
-                    .and_then(|t| SystemTime::try_from(t).ok())?,
+                    .and_then(|t| SystemTime::try_from(t).ok())
+                    .map(Timestamp::from)?,
                 schema_version: e.schema_version,
                 size: e.size,
                 checksum: e

@@ -161,7 +161,7 @@ pub use atomic::{AtomicFile, Durability, Swept, WriteOptions, sweep, write_atomi
 /// `derive`); see the [`persist`] module for the keys.
 #[cfg(feature = "derive")]
 pub use atomic_persist_derive::Persist;
-pub use envelope::{Meta, run_id};
+pub use envelope::{Meta, Timestamp, run_id};
 pub use error::{BoxError, Category, CorruptKind, Error, FileKind, Op, Refusal, Result};
 #[cfg(feature = "binary")]
 pub use format::Binary;

@@ -131,14 +131,14 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::atomic::{Durability, WriteOptions};
-use crate::envelope::{self, Edits, Fingerprint, Hashing, Meta};
+use crate::envelope::{self, Edits, Fingerprint, Hashing, Meta, Timestamp};
 use crate::error::{Error, Op, Result};
 use crate::format::{AnyFormat, Format};
 use crate::lock::Lock;
@@ -951,7 +951,7 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
 
     /// The meta of the next commit, checksum still to come.
     fn next_meta(&self) -> Result<Meta> {
-        let now = SystemTime::now();
+        let now = Timestamp::now();
         let (generation, written_at) = match &self.meta {
             // Never earlier than the last commit, whatever the clock did since.
             Some(m) => (

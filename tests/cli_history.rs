@@ -353,11 +353,13 @@ fn verify_a_directory_checks_every_file_of_a_known_format_and_says_what_it_check
     assert_eq!(
         stdout_of(&a),
         format!(
-            "{}: corrupt: checksum mismatch: {}\n{}: plain (no envelope)\n{}: corrupt: {}\n\
+            "{}: corrupt: checksum mismatch: {}; if the edit was meant, `atomic-persist seal {}` \
+             accepts it\n{}: plain (no envelope)\n{}: corrupt: {}\n\
              {}: ok (generation 2)\n{}: plain (no envelope)\n\
              {}: checked 5 files: 1 ok, 2 plain, 2 corrupt\n",
             bad.display(),
             reason_of(&bad),
+            bad.display(),
             d.join("config.toml").display(),
             cut.display(),
             reason_of(&cut),

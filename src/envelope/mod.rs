@@ -153,8 +153,9 @@ pub struct Meta {
     /// The run (process) that wrote the file: [`run_id()`] unless the builder set one.
     pub run_id: Uuid,
     /// When the file was written, just before it was renamed into place (RFC 3339 UTC
-    /// on disk); never earlier than the previous commit of the same handle.
-    pub written_at: SystemTime,
+    /// on disk, and as it displays); never earlier than the previous commit of the same
+    /// handle.
+    pub written_at: Timestamp,
     /// How many commits with the envelope this file has seen: 1 for the first.
     pub generation: u64,
     /// The schema version of the value, as the writer declared it.
@@ -163,12 +164,53 @@ pub struct Meta {
     pub checksum: u32,
 }
 
-impl Meta {
-    /// `written_at` as RFC 3339 in UTC, as it is on disk: `2026-11-25T19:41:02.5Z`.
-    pub fn written_at_rfc3339(&self) -> String {
-        timestamp(self.written_at)
-            .map(|t| t.to_string())
-            .unwrap_or_else(|_| "(out of range)".into())
+/// When a version was written: a [`SystemTime`] that displays as RFC 3339 in UTC, the
+/// way the envelope stores it (`2026-11-25T19:41:02.5Z`).
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use atomic_persist::Timestamp;
+///
+/// let t = Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_millis(1_500));
+/// assert_eq!(t.to_string(), "1970-01-01T00:00:01.5Z");
+/// assert!(t < Timestamp::now());
+/// let back: SystemTime = t.into();
+/// assert_eq!(back.duration_since(SystemTime::UNIX_EPOCH)?, Duration::from_millis(1_500));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(SystemTime);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Timestamp {
+        Timestamp(SystemTime::now())
+    }
+
+    /// The time as a [`SystemTime`], to compute with (`elapsed`, `duration_since`).
+    pub fn to_system_time(self) -> SystemTime {
+        self.0
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Timestamp {
+        Timestamp(t)
+    }
+}
+
+impl From<Timestamp> for SystemTime {
+    fn from(t: Timestamp) -> SystemTime {
+        t.0
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match timestamp(self.0) {
+            Ok(t) => write!(f, "{t}"),
+            Err(_) => f.write_str("(out of range)"),
+        }
     }
 }
 
@@ -177,10 +219,7 @@ impl std::fmt::Display for Meta {
         write!(
             f,
             "generation {}, written {} by run {}, schema version {}",
-            self.generation,
-            self.written_at_rfc3339(),
-            self.run_id,
-            self.schema_version
+            self.generation, self.written_at, self.run_id, self.schema_version
         )
     }
 }
@@ -683,7 +722,7 @@ impl TextMeta {
             })?;
         Ok(Meta {
             run_id,
-            written_at,
+            written_at: Timestamp(written_at),
             generation: self.generation,
             schema_version: self.schema_version,
             checksum,
@@ -940,7 +979,7 @@ fn binary_meta(header: &[u8], trailer: &[u8], len: u64) -> Result<Meta> {
         .ok_or_else(|| corrupt(CorruptKind::Damaged, "meta.written_at is out of range"))?;
     Ok(Meta {
         run_id: Uuid::from_bytes(id),
-        written_at,
+        written_at: Timestamp(written_at),
         generation: le(trailer, 36, 8),
         schema_version: le(trailer, 44, 4) as u32,
         checksum: le(trailer, 48, 4) as u32,
@@ -956,7 +995,7 @@ fn timestamp(t: SystemTime) -> std::result::Result<jiff::Timestamp, jiff::Error>
 
 /// The 56 canonical meta bytes of the spec.
 fn canonical(meta: &Meta) -> [u8; 56] {
-    let ts = timestamp(meta.written_at).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let ts = timestamp(meta.written_at.0).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     let mut out = [0u8; 56];
     out[..16].copy_from_slice(b"atomic-persist/1");
     out[16..32].copy_from_slice(meta.run_id.as_bytes());
@@ -1132,7 +1171,7 @@ pub(crate) fn write_tail<W: Write>(
 ) -> io::Result<()> {
     let _ = payload_len;
     #[cfg(any(feature = "json", feature = "toml"))]
-    let time = meta.written_at_rfc3339();
+    let time = meta.written_at.to_string();
     match format {
         #[cfg(feature = "json")]
         AnyFormat::Json => write!(
@@ -1158,7 +1197,7 @@ pub(crate) fn write_tail<W: Write>(
         ),
         #[cfg(feature = "binary")]
         AnyFormat::Binary => {
-            let ts = timestamp(meta.written_at).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+            let ts = timestamp(meta.written_at.0).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
             out.write_all(&payload_len.to_le_bytes())?;
             out.write_all(meta.run_id.as_bytes())?;
             out.write_all(&ts.as_second().to_le_bytes())?;

@@ -2,9 +2,11 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use super::{Edits, Meta, checksum, decode, next_generation, split, split_with, write_tail};
+use super::{
+    Edits, Meta, Timestamp, checksum, decode, next_generation, split, split_with, write_tail,
+};
 use crate::atomic::WriteOptions;
 use crate::error::{Error, Op, Result};
 use crate::format::AnyFormat;
@@ -106,7 +108,7 @@ fn restamped(was: &Meta, payload: &[u8], path: &Path) -> Result<Meta> {
     let mut meta = Meta {
         run_id: crate::run_id(),
         // Never earlier than the version it follows, whatever the clock says.
-        written_at: SystemTime::now().max(was.written_at),
+        written_at: Timestamp::now().max(was.written_at),
         generation: next_generation(was.generation, path)?,
         schema_version: was.schema_version,
         checksum: 0,

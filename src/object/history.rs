@@ -25,7 +25,7 @@ use super::store::{
     Multipart, Retry, create_unique, delete_quietly, get_bytes, head, key_path, same_version,
     store_error,
 };
-use crate::envelope::{self, Fingerprint, Meta};
+use crate::envelope::{self, Fingerprint, Meta, Timestamp};
 use crate::error::{CorruptKind, Error, Op, Result};
 use crate::format::AnyFormat;
 
@@ -46,27 +46,14 @@ pub struct ObjectVersionInfo {
     pub key: ObjectPath,
     /// The run that wrote it.
     pub run_id: Uuid,
-    /// When it was written (the writer's clock).
-    pub written_at: SystemTime,
+    /// When it was written (the writer's clock; displays as RFC 3339 in UTC).
+    pub written_at: Timestamp,
     /// The schema version of its value.
     pub schema_version: u32,
     /// Its size in bytes.
     pub size: u64,
     /// The envelope's CRC-32.
     pub checksum: u32,
-}
-
-impl ObjectVersionInfo {
-    /// `written_at` as RFC 3339 in UTC.
-    pub fn written_at_rfc3339(&self) -> String {
-        rfc3339(self.written_at)
-    }
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    jiff::Timestamp::try_from(t)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| "(out of range)".into())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -79,7 +66,7 @@ struct Entry {
     /// The object's name under `{key}.versions/`.
     name: String,
     size: u64,
-    written_at: SystemTime,
+    written_at: Timestamp,
     run_id: Uuid,
     schema_version: u32,
     checksum: u32,
@@ -106,13 +93,7 @@ impl Manifest {
         for e in &self.entries {
             out.push_str(&format!(
                 "version {} {} {} {} {} {} crc32:{:08x}\n",
-                e.generation,
-                e.name,
-                e.size,
-                rfc3339(e.written_at),
-                e.run_id,
-                e.schema_version,
-                e.checksum
+                e.generation, e.name, e.size, e.written_at, e.run_id, e.schema_version, e.checksum
             ));
         }
         out
@@ -161,6 +142,7 @@ impl Manifest {
                 .parse::<jiff::Timestamp>()
                 .ok()
                 .and_then(|t| SystemTime::try_from(t).ok())
+                .map(Timestamp::from)
                 .ok_or_else(|| bad("bad time"))?;
             let checksum = checksum
                 .strip_prefix("crc32:")
@@ -1032,7 +1014,7 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
         generation: u64,
         previous: Option<&Entry>,
     ) -> Result<(Vec<u8>, Meta, Entry)> {
-        let now = SystemTime::now();
+        let now = Timestamp::now();
         let mut meta = Meta {
             run_id: self.config.run_id.unwrap_or_else(crate::run_id),
             // Never before the previous version, even if the clock went back.
@@ -1141,7 +1123,7 @@ mod tests {
             generation,
             name: l.version_name(generation, envelope::new_run_id()),
             size: 100 + generation,
-            written_at: SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789),
+            written_at: (SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789)).into(),
             run_id: envelope::new_run_id(),
             schema_version: 3,
             checksum: 0xdead_beef,

@@ -149,7 +149,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::envelope::{self, Fingerprint, Hashing, Meta};
+use crate::envelope::{self, Fingerprint, Hashing, Meta, Timestamp};
 use crate::error::{CorruptKind, Error, Op, Result};
 use crate::format::AnyFormat;
 use options::{Options, Validate};
@@ -499,7 +499,7 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
         let (payload, crc) = (h.fingerprint(), h.crc);
         let meta = match enveloped {
             true => {
-                let now = SystemTime::now();
+                let now = Timestamp::now();
                 let (generation, written_at) = match &self.meta {
                     Some(m) => (m.generation + 1, now.max(m.written_at)),
                     None => (1, now),

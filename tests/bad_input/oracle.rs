@@ -267,7 +267,8 @@ impl RefMeta {
     /// Whether the crate's `Meta` says the same, field by field.
     pub fn matches(&self, m: &Meta) -> bool {
         m.run_id == self.run_id
-            && jiff::Timestamp::try_from(m.written_at).ok() == Some(self.written_at)
+            && jiff::Timestamp::try_from(m.written_at.to_system_time()).ok()
+                == Some(self.written_at)
             && m.generation == self.generation
             && m.schema_version == self.schema_version
             && m.checksum == self.checksum
@@ -276,7 +277,8 @@ impl RefMeta {
     pub fn of(m: &Meta) -> RefMeta {
         RefMeta {
             run_id: m.run_id,
-            written_at: jiff::Timestamp::try_from(m.written_at).expect("a loaded time is in range"),
+            written_at: jiff::Timestamp::try_from(m.written_at.to_system_time())
+                .expect("a loaded time is in range"),
             generation: m.generation,
             schema_version: m.schema_version,
             checksum: m.checksum,
@@ -955,7 +957,7 @@ fn manifest_says(bytes: &[u8], info: &atomic_persist::history::VersionInfo) -> b
             && n("schema_version") == Some(u64::from(info.schema_version))
             && Uuid::try_parse(s("run_id")).ok() == Some(info.run_id)
             && s("written_at").parse::<jiff::Timestamp>().ok()
-                == jiff::Timestamp::try_from(info.written_at).ok()
+                == jiff::Timestamp::try_from(info.written_at.to_system_time()).ok()
             && s("checksum")
                 .strip_prefix("crc32:")
                 .and_then(|h| u32::from_str_radix(h, 16).ok())

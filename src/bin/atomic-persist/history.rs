@@ -66,7 +66,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
             .map(|v| {
                 let mut o = serde_json::json!({
                     "generation": v.generation,
-                    "written_at": v.written_at_rfc3339(),
+                    "written_at": v.written_at.to_string(),
                     "run_id": v.run_id.to_string(),
                     "schema_version": v.schema_version,
                     "size": v.size,
@@ -112,7 +112,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 let line = format!(
                     "{:>10}  {:<30}  {:<36}  {:>10}{mark}\n",
                     v.generation,
-                    v.written_at_rfc3339(),
+                    v.written_at.to_string(),
                     v.run_id.to_string(),
                     v.size
                 );

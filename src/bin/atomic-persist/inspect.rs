@@ -101,7 +101,7 @@ fn meta_text(m: &Meta) -> String {
          checksum: crc32:{:08x}\n",
         atomic_persist::envelope::ENVELOPE_VERSION,
         m.generation,
-        m.written_at_rfc3339(),
+        m.written_at.to_string(),
         m.run_id,
         m.schema_version,
         m.checksum
@@ -113,7 +113,7 @@ fn meta_json(m: &Meta) -> serde_json::Value {
     serde_json::json!({
         "version": atomic_persist::envelope::ENVELOPE_VERSION,
         "generation": m.generation,
-        "written_at": m.written_at_rfc3339(),
+        "written_at": m.written_at.to_string(),
         "run_id": m.run_id.to_string(),
         "schema_version": m.schema_version,
         "checksum": format!("crc32:{:08x}", m.checksum),
