@@ -101,7 +101,7 @@ fn meta_text(m: &Meta) -> String {
          checksum: crc32:{:08x}\n",
         atomic_persist::envelope::ENVELOPE_VERSION,
         m.generation,
-        m.written_at.to_string(),
+        m.written_at,
         m.run_id,
         m.schema_version,
         m.checksum
