@@ -181,6 +181,11 @@ pub use persisted::{Persisted, PersistedBuilder};
 /// ([`Meta::run_id`], [`PersistedBuilder::run_id`]).
 pub use uuid;
 
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// What `#[derive(Persist)]` expands to refers to; not a public API.
 #[doc(hidden)]
 pub mod __private {
