@@ -124,6 +124,17 @@ use crate::trust::{self, Target};
 /// | `Full` | yes: old or new file | yes: the new file, once the call has returned |
 /// | `Data` | yes | the file is old or new, but may be the old one after the call returned |
 /// | `None` | yes | no: the file may be empty or missing after power loss |
+///
+/// ```
+/// use atomic_persist::{Durability, WriteOptions};
+/// # let dir = tempfile::tempdir()?;
+/// // A cache that can be rebuilt: skip the directory flush, keep the file complete.
+/// WriteOptions::new()
+///     .durability(Durability::Data)
+///     .write(dir.path().join("cache.bin"), [0u8; 64])?;
+/// assert_eq!(Durability::default(), Durability::Full);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Durability {
     /// Sync the file, rename, sync the directory (the default).

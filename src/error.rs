@@ -14,6 +14,24 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong while saving or loading.
+///
+/// Match on the variant (or its [`category`](Error::category)) to decide what to do; the
+/// message names the operation and the path.
+///
+/// ```
+/// # #[cfg(feature = "json")] {
+/// use atomic_persist::{CorruptKind, Error, Persisted};
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("job.json");
+/// std::fs::write(&path, r#"{"atomic_persist":1,"data":7,"meta":{"run_id":"x"#)?;
+/// match Persisted::<u64>::builder(&path).envelope(true).open() {
+///     Err(Error::Corrupt { kind: CorruptKind::Truncated, .. }) => {} // restore a backup
+///     Err(Error::NotFound { .. }) => {}                              // first run
+///     other => panic!("{other:?}"),
+/// }
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -159,6 +159,24 @@ pub use asynchronous::write_atomic_async;
 pub use atomic::{AtomicFile, Durability, Swept, WriteOptions, sweep, write_atomic};
 /// `#[derive(Persist)]`: implements [`Persist`] from a `#[persist(..)]` attribute (feature
 /// `derive`); see the [`persist`] module for the keys.
+///
+/// ```
+/// # #[cfg(feature = "toml")] {
+/// use atomic_persist::Persist;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, Default, Persist)]
+/// #[persist(path = "settings.toml", create_dirs = true)]
+/// struct Settings {
+///     volume: u32,
+/// }
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("app/settings.toml");
+/// Settings { volume: 7 }.save_to(&path)?; // Settings::save() uses `path`
+/// assert_eq!(Settings::load_from(&path)?.volume, 7);
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[cfg(feature = "derive")]
 pub use atomic_persist_derive::Persist;
 pub use envelope::{Meta, Timestamp, run_id};

@@ -167,6 +167,26 @@ pub use store::{DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE};
 
 /// A value stored in an object, committed with conditional PUTs. See the
 /// [module docs](self).
+///
+/// ```
+/// # #[cfg(feature = "json")]
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), atomic_persist::Error> {
+/// use std::sync::Arc;
+/// use atomic_persist::ObjectPersisted;
+///
+/// let store = Arc::new(object_store::memory::InMemory::new());
+/// let mut jobs = ObjectPersisted::<Vec<String>>::builder(store, "queue.json")
+///     .envelope(true)
+///     .open_or_default()
+///     .await?;
+/// jobs.update(|q| q.push("resize".into())).await?; // one conditional PUT
+/// assert_eq!(jobs.meta().unwrap().generation, 1);
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "json"))]
+/// # fn main() {}
+/// ```
 pub struct ObjectPersisted<T> {
     value: T,
     store: Arc<dyn ObjectStore>,
