@@ -554,7 +554,7 @@ impl<T> PersistedBuilder<T> {
     /// digit) is read as an edit too. Leave it off for checkpoints nobody edits; turn it
     /// on for configuration that people edit and whose migrations need the envelope.
     /// A binary file is never taken for an edit. From the shell, `atomic-persist seal
-    /// FILE` ([`envelope::seal`](crate::envelope::seal)) accepts an edit once.
+    /// FILE` ([`envelope::seal`]) accepts an edit once.
     ///
     /// ```
     /// # #[cfg(feature = "toml")] {
