@@ -393,27 +393,32 @@ impl RawHistory {
     /// they forged); anything but a link or a regular file is refused.
     #[cfg(unix)]
     fn pointer(&self) -> Result<Pointer> {
-        let Some(entry) = trust::inspect(&self.path)? else {
-            return Ok(Pointer::Absent);
-        };
-        if !entry.is_file() && !entry.is_symlink() {
-            let kind = entry.kind();
-            return Err(Error::refused(
-                &self.path,
-                crate::Refusal::NotRegular { kind },
-            ));
+        // A link replaced by a file between the `lstat` and the `readlink` is read again;
+        // bounded, so that a writer flipping it forever cannot hold a reader here.
+        for _ in 0..READ_RETRIES {
+            let Some(entry) = trust::inspect(&self.path)? else {
+                return Ok(Pointer::Absent);
+            };
+            if !entry.is_file() && !entry.is_symlink() {
+                let kind = entry.kind();
+                return Err(Error::refused(
+                    &self.path,
+                    crate::Refusal::NotRegular { kind },
+                ));
+            }
+            trust::check_owner_of(&self.path, &entry)?;
+            if entry.is_file() {
+                return Ok(Pointer::Plain);
+            }
+            match std::fs::read_link(&self.path) {
+                Ok(target) => return self.pointer_target(target.as_os_str()),
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Pointer::Absent),
+                Err(e) => return Err(Error::io(Op::Inspect, &self.path, e)),
+            }
         }
-        trust::check_owner_of(&self.path, &entry)?;
-        if entry.is_file() {
-            return Ok(Pointer::Plain);
-        }
-        match std::fs::read_link(&self.path) {
-            Ok(target) => self.pointer_target(target.as_os_str()),
-            // Replaced meanwhile: read it again.
-            Err(e) if e.kind() == io::ErrorKind::InvalidInput => self.pointer(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Pointer::Absent),
-            Err(e) => Err(Error::io(Op::Inspect, &self.path, e)),
-        }
+        let e = io::Error::other("the pointer kept changing between lstat and readlink");
+        Err(Error::io(Op::Inspect, &self.path, e))
     }
 
     #[cfg(not(unix))]
@@ -829,37 +834,43 @@ impl RawHistory {
     }
 
     /// Step 4: point `latest` at `generation`.
+    ///
+    /// Every step is on one handle of the history's directory, so a rename of the
+    /// directory meanwhile cannot split the link, the rename and the sync.
     #[cfg(unix)]
     fn swap_pointer(&self, generation: u64) -> Result<()> {
         let target = self.version_name(generation);
         let name = self.path.file_name().unwrap_or_default();
-        let mut temp = None;
-        // Bounded like the engine's temp names: a collision is drawn again, a few times.
+        let dir =
+            crate::sys::Dir::open(&self.dir).map_err(|e| Error::io(Op::OpenDir, &self.path, e))?;
+        let temp = self.temp_link(&dir, &target, name)?;
+        // The rename is the commit point: readers see the old link or the new one.
+        if let Err(e) = dir.rename(&temp, name) {
+            let _ = dir.remove(&temp);
+            return Err(Error::io(Op::Rename, &self.path, e));
+        }
+        // Full: the new link must survive a power cut once the commit returns.
+        if self.options.durability_level() == Durability::Full {
+            dir.sync()
+                .map_err(|e| Error::io(Op::SyncDir, &self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// A fresh temporary symlink to `target` beside the pointer, returning its name. A
+    /// taken name (debris, or planted) is drawn again, a bounded number of times.
+    #[cfg(unix)]
+    fn temp_link(&self, dir: &crate::sys::Dir, target: &OsStr, name: &OsStr) -> Result<OsString> {
         for _ in 0..MAX_TEMP_ATTEMPTS {
-            let candidate = self.dir.join(crate::atomic::temp_name(name));
-            match std::os::unix::fs::symlink(&target, &candidate) {
-                Ok(()) => {
-                    temp = Some(candidate);
-                    break;
-                }
+            let candidate = crate::atomic::temp_name(name);
+            match dir.symlink(target, &candidate) {
+                Ok(()) => return Ok(candidate),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::io(Op::CreateTemp, &self.path, e)),
             }
         }
-        let Some(temp) = temp else {
-            let e = io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary name");
-            return Err(Error::io(Op::CreateTemp, &self.path, e));
-        };
-        if let Err(e) = std::fs::rename(&temp, &self.path) {
-            let _ = std::fs::remove_file(&temp);
-            return Err(Error::io(Op::Rename, &self.path, e));
-        }
-        if self.options.durability_level() == Durability::Full {
-            crate::sys::Dir::open(&self.dir)
-                .and_then(|d| d.sync())
-                .map_err(|e| Error::io(Op::SyncDir, &self.path, e))?;
-        }
-        Ok(())
+        let e = io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary name");
+        Err(Error::io(Op::CreateTemp, &self.path, e))
     }
 
     /// Step 4 without symlinks: replace the pointer file atomically.

@@ -408,6 +408,13 @@ impl Dir {
         }
     }
 
+    /// Creates the symlink `name` → `target` in this directory (`EEXIST` if `name` is
+    /// taken).
+    #[cfg_attr(not(feature = "json"), allow(dead_code))] // used by `history` only
+    pub(crate) fn symlink(&self, target: &OsStr, name: &OsStr) -> io::Result<()> {
+        Ok(rustix::fs::symlinkat(target, &self.0, name)?)
+    }
+
     /// Atomically replaces `to` with `from`.
     pub(crate) fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
         Ok(rustix::fs::renameat(&self.0, from, &self.0, to)?)
