@@ -76,6 +76,12 @@ async fn blocking<R: Send + 'static>(
 /// (or creates) `path` with `bytes`, durably. See the [module docs](self) for
 /// cancellation.
 ///
+/// # Errors
+///
+/// As [`write_atomic`](crate::write_atomic), and [`Error::Io`] with
+/// [`io::ErrorKind::Interrupted`](std::io::ErrorKind::Interrupted) when the runtime
+/// cancelled the blocking task.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), atomic_persist::Error> {
@@ -98,12 +104,24 @@ where
     T: Serialize + DeserializeOwned + Send + 'static,
 {
     /// [`open`](Self::open) on tokio's blocking pool.
+    ///
+    /// # Errors
+    ///
+    /// As the blocking `open`, and [`Error::Io`] with
+    /// [`io::ErrorKind::Interrupted`](std::io::ErrorKind::Interrupted) when the runtime
+    /// cancelled the blocking task.
     pub async fn open_async(self) -> Result<Persisted<T>> {
         let path = self.path().to_path_buf();
         blocking(&path, Op::Read, move || self.open()).await?
     }
 
     /// [`open_or_default`](Self::open_or_default) on tokio's blocking pool.
+    ///
+    /// # Errors
+    ///
+    /// As the blocking `open_or_default`, and [`Error::Io`] with
+    /// [`io::ErrorKind::Interrupted`](std::io::ErrorKind::Interrupted) when the runtime
+    /// cancelled the blocking task.
     pub async fn open_or_default_async(self) -> Result<Persisted<T>>
     where
         T: Default,
@@ -118,11 +136,23 @@ where
     T: Serialize + DeserializeOwned + Send + 'static,
 {
     /// [`open`](Self::open) on tokio's blocking pool (the async "load").
+    ///
+    /// # Errors
+    ///
+    /// As the blocking `open`, and [`Error::Io`] with
+    /// [`io::ErrorKind::Interrupted`](std::io::ErrorKind::Interrupted) when the runtime
+    /// cancelled the blocking task.
     pub async fn open_async(path: impl AsRef<Path>) -> Result<Self> {
         Self::builder(path).open_async().await
     }
 
     /// [`open_or_default`](Self::open_or_default) on tokio's blocking pool.
+    ///
+    /// # Errors
+    ///
+    /// As the blocking `open_or_default`, and [`Error::Io`] with
+    /// [`io::ErrorKind::Interrupted`](std::io::ErrorKind::Interrupted) when the runtime
+    /// cancelled the blocking task.
     pub async fn open_or_default_async(path: impl AsRef<Path>) -> Result<Self>
     where
         T: Default,

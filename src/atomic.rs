@@ -290,6 +290,16 @@ impl WriteOptions {
     }
 
     /// Atomically replaces (or creates) `path` with `bytes`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the step ([`Op`]) and the path
+    /// when a filesystem call fails (the destination is then untouched, and no temporary
+    /// file is left); [`Error::AlreadyExists`] with
+    /// [`no_clobber`](crate::WriteOptions::no_clobber);
+    /// [`Error::Refused`] for a destination that is not a regular
+    /// file or that another user planted in a shared directory (`# Security` in the
+    /// [`atomic`](crate::atomic) docs).
     pub fn write(&self, path: impl AsRef<Path>, bytes: impl AsRef<[u8]>) -> Result<()> {
         let (staged, mut file) = Staged::new(self, path.as_ref())?;
         if let Err(e) = file.write_all(bytes.as_ref()) {
@@ -300,6 +310,14 @@ impl WriteOptions {
 
     /// Starts a streaming atomic write of `path`; nothing is visible until
     /// [`AtomicFile::commit`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] with [`Op::OpenDir`],
+    /// [`Op::Inspect`] or [`Op::CreateTemp`]
+    /// when the directory or the temporary file cannot be opened;
+    /// [`Error::AlreadyExists`] with `no_clobber`;
+    /// [`Error::Refused`] as for [`write`](Self::write).
     pub fn create(&self, path: impl AsRef<Path>) -> Result<AtomicFile> {
         let (staged, file) = Staged::new(self, path.as_ref())?;
         Ok(AtomicFile {
@@ -310,6 +328,16 @@ impl WriteOptions {
 }
 
 /// Atomically replaces (or creates) `path` with `bytes`, durably ([`Durability::Full`]).
+///
+/// # Errors
+///
+/// [`Error::Io`] naming the step ([`Op`]) and the path when a
+/// filesystem call fails (the destination is then untouched, and no temporary file is
+/// left); [`Error::AlreadyExists`] with
+/// [`no_clobber`](crate::WriteOptions::no_clobber);
+/// [`Error::Refused`] for a destination that is not a regular file
+/// or that another user planted in a shared directory (`# Security` in the
+/// [`atomic`](crate::atomic) docs).
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
@@ -353,12 +381,26 @@ pub struct AtomicFile {
 
 impl AtomicFile {
     /// Starts a streaming atomic write of `path` with the default [`WriteOptions`].
+    ///
+    /// # Errors
+    ///
+    /// As [`WriteOptions::create`].
     pub fn create(path: impl AsRef<Path>) -> Result<AtomicFile> {
         WriteOptions::default().create(path)
     }
 
     /// Flushes, syncs and renames the temporary file over the destination, as the
     /// options' [`Durability`] says.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the step ([`Op`]) and the path
+    /// when a filesystem call fails (the destination is then untouched, and no temporary
+    /// file is left); [`Error::AlreadyExists`] with
+    /// [`no_clobber`](crate::WriteOptions::no_clobber);
+    /// [`Error::Refused`] for a destination that is not a regular
+    /// file or that another user planted in a shared directory (`# Security` in the
+    /// [`atomic`](crate::atomic) docs).
     pub fn commit(self) -> Result<()> {
         let AtomicFile { file, staged } = self;
         match file.into_inner() {
@@ -387,6 +429,11 @@ impl AtomicFile {
     }
 
     /// Discards the write: removes the temporary file, leaving the destination as it was.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] with [`Op::RemoveTemp`] when
+    /// the temporary file cannot be removed (the destination is untouched either way).
     pub fn abort(self) -> Result<()> {
         let AtomicFile { file, mut staged } = self;
         drop(file);

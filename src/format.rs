@@ -77,9 +77,21 @@ pub trait Format: sealed::Sealed {
     fn name(&self) -> &'static str;
 
     /// Writes `value` as a complete document into `out`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Serialize`] when the value has no representation in the format (a map
+    /// with non-string keys in JSON, a bare value at the top of a TOML document) or `out`
+    /// fails. No file is involved here, so the error's path is empty.
     fn serialize<T: Serialize + ?Sized, W: Write>(&self, value: &T, out: W) -> Result<()>;
 
     /// Reads a value from a complete document.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Deserialize`] when the bytes are not a document of the format or do not
+    /// fit `T` (with line and column for JSON and TOML). The error's path is empty, as
+    /// for [`serialize`](Self::serialize).
     fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T>;
 }
 
@@ -136,6 +148,11 @@ impl AnyFormat {
     /// The format for a file name's extension: `.json` → [`Json`], `.toml` → [`Toml`],
     /// `.bin` → `Binary` (case-insensitive). Anything else, or an extension whose
     /// feature is off, is [`Error::UnknownFormat`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownFormat`] for an unknown extension,
+    /// none, or one whose feature is off.
     ///
     /// ```
     /// use atomic_persist::{AnyFormat, Error};
@@ -505,6 +522,13 @@ pub enum BincodeLayout {
 /// Reads a value from a file written by a bincode program (feature `bincode`), to
 /// migrate it to a maintained format. bincode is unmaintained (RUSTSEC-2025-0141), so
 /// this crate only reads it: save the value again with [`Binary`] or another format.
+///
+/// # Errors
+///
+/// [`Error::NotFound`] when there is no file;
+/// [`Error::Deserialize`] when the bytes are not a `T` in that
+/// layout; [`Error::Refused`], [`Error::Io`] as
+/// for any read.
 ///
 /// ```
 /// use atomic_persist::format::{read_bincode, BincodeLayout};

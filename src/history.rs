@@ -266,6 +266,11 @@ pub struct RawHistory {
 impl RawHistory {
     /// The history whose `latest` pointer is `path`, format from the extension. Nothing
     /// is read or written yet; an absent path is an empty history.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownFormat`] when the pointer's extension
+    /// names no format.
     pub fn new(path: impl AsRef<Path>) -> Result<RawHistory> {
         let path = path.as_ref();
         let format = AnyFormat::from_path(path)?;
@@ -365,6 +370,14 @@ impl RawHistory {
 
     /// The generation the pointer names: `None` when there is no versioned history yet
     /// (no file, or a plain file that the first commit will turn into a pointer).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] with
+    /// [`CorruptKind::BadPointer`](crate::CorruptKind::BadPointer) when the pointer names
+    /// no version of this history; [`Error::Refused`] for a pointer
+    /// another user planted in a shared directory, or one that is not a link or a regular
+    /// file; [`Error::Io`] when it cannot be read.
     pub fn latest_generation(&self) -> Result<Option<u64>> {
         Ok(match self.pointer()? {
             Pointer::Version(g) => Some(g),
@@ -454,6 +467,15 @@ impl RawHistory {
     }
 
     /// The whole file of version `generation`, its envelope verified.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] naming the version file when there is
+    /// none; [`Error::Refused`] for a file that is not a regular
+    /// file or that another user planted in a shared directory,
+    /// [`Error::TooLarge`] over
+    /// [`max_size`](crate::PersistedBuilder::max_size), and [`Error::Io`]
+    /// when the read itself fails.
     pub fn read(&self, generation: u64) -> Result<Vec<u8>> {
         let path = self.version_path(generation);
         let bytes = trust::read(&path, self.read_how())?;
@@ -463,6 +485,10 @@ impl RawHistory {
 
     /// The current version's generation and whole file, its envelope verified; `None`
     /// when there is no versioned history yet.
+    ///
+    /// # Errors
+    ///
+    /// As [`latest_generation`](Self::latest_generation) and [`read`](Self::read).
     pub fn read_latest(&self) -> Result<Option<(u64, Vec<u8>)>> {
         Ok(match self.load_latest()? {
             Some((Some(g), bytes)) => Some((g, bytes)),
@@ -529,11 +555,22 @@ impl RawHistory {
     /// Every version on disk up to the pointer's, oldest first, from the manifest where
     /// it is current and from the files' envelopes elsewhere. Version files that fail
     /// their check are left out: [`damaged`](Self::damaged) lists them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] with [`Op::ReadDir`] when the
+    /// directory cannot be listed; as [`latest_generation`](Self::latest_generation) for
+    /// the pointer. Damaged versions are not errors here: [`damaged`](Self::damaged) lists
+    /// them.
     pub fn versions(&self) -> Result<Vec<VersionInfo>> {
         Ok(self.scan()?.versions)
     }
 
     /// Whether the manifest is current, missing or stale.
+    ///
+    /// # Errors
+    ///
+    /// As [`versions`](Self::versions).
     pub fn manifest_state(&self) -> Result<ManifestState> {
         Ok(self.scan()?.manifest)
     }
@@ -542,6 +579,10 @@ impl RawHistory {
     /// versions, oldest first, each with why: damaged, not enveloped, of another
     /// generation than their name, not a regular file, or another user's in a shared
     /// directory. [`versions`](Self::versions) leaves them out.
+    ///
+    /// # Errors
+    ///
+    /// As [`versions`](Self::versions).
     ///
     /// ```
     /// # #[cfg(feature = "json")] {
@@ -674,6 +715,20 @@ impl RawHistory {
     /// Makes version `generation`'s payload the newest version, with a new generation,
     /// this process's run id and the old version's schema version. Returns the new
     /// version. [`Error::NotFound`] names the version file when there is no such version.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] naming the version file when there is no
+    /// version `generation`; [`Error::Corrupt`] when it is damaged;
+    /// [`Error::Locked`] when the writer lock is not free in time;
+    /// otherwise the errors of a commit: [`Error::Io`] naming the step
+    /// ([`Op`]) and the path when a filesystem call fails (the destination is
+    /// then untouched, and no temporary file is left);
+    /// [`Error::AlreadyExists`] with
+    /// [`no_clobber`](crate::WriteOptions::no_clobber);
+    /// [`Error::Refused`] for a destination that is not a regular
+    /// file or that another user planted in a shared directory (`# Security` in the
+    /// [`atomic`](crate::atomic) docs).
     pub fn rollback(&self, generation: u64) -> Result<VersionInfo> {
         let _lock = self.lock()?;
         let current = self.current_generation()?;
@@ -1199,6 +1254,22 @@ impl<T> HistoryBuilder<T> {
 
 impl<T: Serialize + DeserializeOwned> HistoryBuilder<T> {
     /// Opens the current version: [`Error::NotFound`] when there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when there is no version;
+    /// [`Error::UnknownFormat`] when the pointer's extension
+    /// names no format; [`Error::Corrupt`] when the pointer or the
+    /// current version is damaged
+    /// ([`CorruptKind::BadPointer`](crate::CorruptKind::BadPointer), a broken envelope);
+    /// [`Error::Deserialize`],
+    /// [`Error::SchemaVersion`] and
+    /// [`Error::Invalid`] as for [`Persisted`](crate::Persisted);
+    /// [`Error::Refused`] for a file that is not a regular file or
+    /// that another user planted in a shared directory,
+    /// [`Error::TooLarge`] over
+    /// [`max_size`](crate::PersistedBuilder::max_size), and [`Error::Io`]
+    /// when the read itself fails.
     pub fn open(self) -> Result<History<T>> {
         let raw = self.raw()?;
         match load::<T>(&raw, &self.decoding())? {
@@ -1209,6 +1280,10 @@ impl<T: Serialize + DeserializeOwned> HistoryBuilder<T> {
 
     /// Opens the current version, or starts from `T::default()` when there is none
     /// (nothing is written until the first commit).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open), except that a history with no version yet is not an error.
     pub fn open_or_default(self) -> Result<History<T>>
     where
         T: Default,
@@ -1217,6 +1292,10 @@ impl<T: Serialize + DeserializeOwned> HistoryBuilder<T> {
     }
 
     /// Opens the current version, or starts from `f()` when there is none.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open), except that a history with no version yet is not an error.
     pub fn open_or_else(self, f: impl FnOnce() -> T) -> Result<History<T>> {
         let raw = self.raw()?;
         let loaded = load::<T>(&raw, &self.decoding())?.unwrap_or_else(|| Loaded {
@@ -1296,11 +1375,31 @@ impl<T: Serialize + DeserializeOwned> History<T> {
 
     /// Opens the current version with the defaults: [`Error::NotFound`] when there is
     /// none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when there is no version;
+    /// [`Error::UnknownFormat`] when the pointer's extension
+    /// names no format; [`Error::Corrupt`] when the pointer or the
+    /// current version is damaged
+    /// ([`CorruptKind::BadPointer`](crate::CorruptKind::BadPointer), a broken envelope);
+    /// [`Error::Deserialize`],
+    /// [`Error::SchemaVersion`] and
+    /// [`Error::Invalid`] as for [`Persisted`](crate::Persisted);
+    /// [`Error::Refused`] for a file that is not a regular file or
+    /// that another user planted in a shared directory,
+    /// [`Error::TooLarge`] over
+    /// [`max_size`](crate::PersistedBuilder::max_size), and [`Error::Io`]
+    /// when the read itself fails.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::builder(path).open()
     }
 
     /// Opens the current version, or starts from `T::default()`.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open), except that a history with no version yet is not an error.
     pub fn open_or_default(path: impl AsRef<Path>) -> Result<Self>
     where
         T: Default,
@@ -1349,6 +1448,10 @@ impl<T: Serialize + DeserializeOwned> History<T> {
     }
 
     /// Changes the value, then commits it as a new version.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Self::commit).
     pub fn update<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
         let r = f(&mut self.value);
         self.commit()?;
@@ -1356,6 +1459,10 @@ impl<T: Serialize + DeserializeOwned> History<T> {
     }
 
     /// Replaces the value, then commits it as a new version.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Self::commit).
     pub fn set(&mut self, value: T) -> Result<()> {
         self.value = value;
         self.commit()
@@ -1365,6 +1472,22 @@ impl<T: Serialize + DeserializeOwned> History<T> {
     /// for the steps). Nothing is written when the value's bytes equal the current
     /// version's. [`Error::Conflict`] when another writer committed since this handle
     /// last read or wrote: [`reload`](Self::reload) and apply the change again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] when another writer committed a version
+    /// since this handle last read or wrote ([`reload`](Self::reload) and apply the change
+    /// again); [`Error::Invalid`],
+    /// [`Error::Serialize`],
+    /// [`Error::Locked`] as for a [`Persisted`](crate::Persisted)
+    /// commit; otherwise the errors of a save (version file, manifest, pointer swap):
+    /// [`Error::Io`] naming the step ([`Op`]) and the path
+    /// when a filesystem call fails (the destination is then untouched, and no temporary
+    /// file is left); [`Error::AlreadyExists`] with
+    /// [`no_clobber`](crate::WriteOptions::no_clobber);
+    /// [`Error::Refused`] for a destination that is not a regular
+    /// file or that another user planted in a shared directory (`# Security` in the
+    /// [`atomic`](crate::atomic) docs).
     pub fn commit(&mut self) -> Result<()> {
         let path = self.raw.path.clone();
         payload::validate(self.validate.as_ref(), &self.value, &path)?;
@@ -1411,11 +1534,21 @@ impl<T: Serialize + DeserializeOwned> History<T> {
 
     /// Reads the current version again, dropping unsaved changes. Does nothing when
     /// there is no version yet.
+    ///
+    /// # Errors
+    ///
+    /// As [`HistoryBuilder::open`].
     pub fn reload(&mut self) -> Result<()> {
         self.load().map(|_| ())
     }
 
     /// The value of version `generation`, read from its file.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when there is no version `generation`
+    /// (never written, or pruned); as [`HistoryBuilder::open`] for a damaged file or one
+    /// that does not decode.
     pub fn version(&self, generation: u64) -> Result<T> {
         let path = self.raw.version_path(generation);
         let bytes = self.raw.read(generation)?;
@@ -1425,6 +1558,10 @@ impl<T: Serialize + DeserializeOwned> History<T> {
     }
 
     /// Every version on disk, oldest first (see [`RawHistory::versions`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`RawHistory::versions`].
     pub fn versions(&self) -> Result<Vec<VersionInfo>> {
         self.raw.versions()
     }
@@ -1432,6 +1569,10 @@ impl<T: Serialize + DeserializeOwned> History<T> {
     /// Makes version `generation`'s value the newest version (a new generation; history
     /// is append-only) and the handle's value, dropping unsaved changes. Returns the new
     /// generation.
+    ///
+    /// # Errors
+    ///
+    /// As [`RawHistory::rollback`], then as [`reload`](Self::reload).
     pub fn rollback(&mut self, generation: u64) -> Result<u64> {
         let info = self.raw.rollback(generation)?;
         self.load()?;

@@ -88,6 +88,12 @@ impl Lock {
     }
 
     /// Takes the lock on `data_path`, waiting as long as another writer holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] with [`Op::Lock`] when the sidecar
+    /// cannot be created, opened or locked; [`Error::Refused`] when
+    /// the sidecar is not a regular file, or another user planted it in a shared directory.
     pub fn exclusive(data_path: impl AsRef<Path>) -> Result<Lock> {
         let (file, path) = open(data_path.as_ref())?;
         match file.lock() {
@@ -97,6 +103,11 @@ impl Lock {
     }
 
     /// Takes the lock on `data_path` if no other writer holds it; `None` if one does.
+    ///
+    /// # Errors
+    ///
+    /// As [`exclusive`](Self::exclusive); a lock held by another writer is `Ok(None)`, not
+    /// an error.
     pub fn try_exclusive(data_path: impl AsRef<Path>) -> Result<Option<Lock>> {
         let (file, path) = open(data_path.as_ref())?;
         match file.try_lock() {
@@ -108,6 +119,11 @@ impl Lock {
 
     /// Takes the lock on `data_path`, waiting at most `timeout`; [`Error::Locked`] when
     /// another writer still holds it then.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Locked`] when another writer still holds the lock
+    /// after `timeout`; otherwise as [`exclusive`](Self::exclusive).
     pub fn exclusive_timeout(data_path: impl AsRef<Path>, timeout: Duration) -> Result<Lock> {
         let (file, path) = open(data_path.as_ref())?;
         let deadline = Instant::now() + timeout;
@@ -134,6 +150,11 @@ impl Lock {
     }
 
     /// Releases the lock now, reporting an error that dropping would swallow.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] with [`Op::Lock`] when the system
+    /// refuses to release the lock.
     pub fn unlock(self) -> Result<()> {
         self.file
             .unlock()

@@ -62,6 +62,11 @@ impl<'a> Payload<'a> {
     /// Deserializes the payload as `T`: [`Error::Deserialize`] (with line and column in
     /// the file for JSON and TOML) when it does not fit, [`Error::Corrupt`] for an empty
     /// file that is not a valid `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Deserialize`](crate::Error::Deserialize) when the payload does not fit `T`;
+    /// [`Error::Corrupt`](crate::Error::Corrupt) for an empty file that is not a valid `T`.
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T> {
         envelope::decode(self.format, self.file, self.split).map_err(|e| {
             if self.file.is_empty() {

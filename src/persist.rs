@@ -202,6 +202,12 @@ pub trait Persist: Serialize + DeserializeOwned {
     /// is decoded by `Older::decode` and converted with `From`. Override it by hand for
     /// migrations the chain cannot express.
     ///
+    /// # Errors
+    ///
+    /// [`Error::SchemaVersion`] when `found` is newer than
+    /// [`VERSION`](Self::VERSION); [`Error::Deserialize`] when
+    /// the payload does not fit.
+    ///
     /// ```
     /// # #[cfg(feature = "json")] {
     /// use atomic_persist::persist::{decode_current, Payload};
@@ -237,6 +243,12 @@ pub trait Persist: Serialize + DeserializeOwned {
 
     /// [`PATH`](Self::PATH), placed in the configuration directory of
     /// [`APP`](Self::APP) when both are set and the path is relative.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] with [`Op::OpenDir`] when
+    /// [`APP`](Self::APP) is set and no configuration directory is known (no home
+    /// directory), or the `app-dirs` feature is off.
     ///
     /// ```
     /// # #[cfg(feature = "json")] {
@@ -316,6 +328,10 @@ pub trait Persist: Serialize + DeserializeOwned {
     }
 
     /// [`builder_at`](Self::builder_at) the [`default_path`](Self::default_path).
+    ///
+    /// # Errors
+    ///
+    /// As [`default_path`](Self::default_path).
     fn builder() -> Result<PersistedBuilder<Self>> {
         Ok(Self::builder_at(Self::default_path()?))
     }
@@ -323,11 +339,23 @@ pub trait Persist: Serialize + DeserializeOwned {
     /// Loads the value from the [`default_path`](Self::default_path):
     /// [`Error::NotFound`] when there is no file. Older schema versions are migrated
     /// (see the [module docs](self#schema-migrations)).
+    ///
+    /// # Errors
+    ///
+    /// As [`default_path`](Self::default_path) and [`load_from`](Self::load_from).
     fn load() -> Result<Self> {
         Self::load_from(Self::default_path()?)
     }
 
     /// Loads the value from `path`: [`Error::NotFound`] when there is no file.
+    ///
+    /// # Errors
+    ///
+    /// As [`PersistedBuilder::open`](crate::PersistedBuilder::open):
+    /// [`Error::NotFound`],
+    /// [`Error::Corrupt`],
+    /// [`Error::Deserialize`],
+    /// [`Error::SchemaVersion`] and the rest.
     ///
     /// ```
     /// # #[cfg(all(feature = "derive", feature = "json"))] {
@@ -349,6 +377,10 @@ pub trait Persist: Serialize + DeserializeOwned {
 
     /// Loads the value from the [`default_path`](Self::default_path), or
     /// `Self::default()` when there is no file (nothing is written).
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load), except that a missing file is not an error.
     fn load_or_default() -> Result<Self>
     where
         Self: Default,
@@ -359,6 +391,10 @@ pub trait Persist: Serialize + DeserializeOwned {
     /// Loads the value from `path`, or `Self::default()` when there is no file (nothing
     /// is written). Any other error (a damaged file, for one) is returned, not replaced
     /// by the default.
+    ///
+    /// # Errors
+    ///
+    /// As [`load_from`](Self::load_from), except that a missing file is not an error.
     fn load_or_default_from(path: impl AsRef<Path>) -> Result<Self>
     where
         Self: Default,
@@ -369,6 +405,12 @@ pub trait Persist: Serialize + DeserializeOwned {
     /// Saves the value atomically to the [`default_path`](Self::default_path). With
     /// [`APP`](Self::APP), the application's configuration directory is created first
     /// when it does not exist yet.
+    ///
+    /// # Errors
+    ///
+    /// As [`default_path`](Self::default_path) and [`save_to`](Self::save_to);
+    /// [`Error::Io`] with [`Op::OpenDir`] when the
+    /// configuration directory cannot be created.
     fn save(&self) -> Result<()> {
         self.save_to(writable::<Self>()?)
     }
@@ -381,6 +423,11 @@ pub trait Persist: Serialize + DeserializeOwned {
     /// newer schema version [`Error::SchemaVersion`], and the file is left alone); a
     /// plain TOML file keeps its comments. When the bytes would not change, nothing is
     /// written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] when the file there has a damaged
+    /// envelope; otherwise as [`Persisted::commit`](crate::Persisted::commit).
     fn save_to(&self, path: impl AsRef<Path>) -> Result<()> {
         let mut p = configured::<Self, Slot<'_, Self>>(path.as_ref())
             .decode(|_, _| Ok(Slot::Unread))
@@ -391,6 +438,12 @@ pub trait Persist: Serialize + DeserializeOwned {
 
     /// [`load`](Self::load) on tokio's blocking pool (feature `tokio`): the same
     /// synchronous load, in one `spawn_blocking`.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load), and [`Error::Io`] with
+    /// [`io::ErrorKind::Interrupted`](std::io::ErrorKind::Interrupted) when the runtime
+    /// cancelled the blocking task.
     ///
     /// ```standalone_crate
     /// # #[cfg(all(feature = "derive", feature = "json"))]
@@ -421,6 +474,12 @@ pub trait Persist: Serialize + DeserializeOwned {
 
     /// [`load_or_default`](Self::load_or_default) on tokio's blocking pool (feature
     /// `tokio`).
+    ///
+    /// # Errors
+    ///
+    /// As [`load_or_default`](Self::load_or_default), and [`Error::Io`]
+    /// with [`io::ErrorKind::Interrupted`](std::io::ErrorKind::Interrupted) when the
+    /// runtime cancelled the blocking task.
     #[cfg(feature = "tokio")]
     fn load_or_default_async() -> impl Future<Output = Result<Self>> + Send
     where
@@ -434,6 +493,12 @@ pub trait Persist: Serialize + DeserializeOwned {
     /// [`Persisted::commit_async`](crate::Persisted::commit_async) does; dropping the
     /// future does not undo a save that started (see
     /// [`asynchronous`](crate::asynchronous)).
+    ///
+    /// # Errors
+    ///
+    /// As [`save`](Self::save), and [`Error::Io`] with
+    /// [`io::ErrorKind::Interrupted`](std::io::ErrorKind::Interrupted) when the runtime
+    /// cancelled the blocking task.
     #[cfg(feature = "tokio")]
     fn save_async(self) -> impl Future<Output = (Self, Result<()>)> + Send
     where
@@ -448,6 +513,11 @@ pub trait Persist: Serialize + DeserializeOwned {
     /// `Self::default()` when there is no file. Use [`builder`](Self::builder) to open
     /// without a default. With [`APP`](Self::APP), the application's configuration
     /// directory is created when it does not exist yet, so that commits can succeed.
+    ///
+    /// # Errors
+    ///
+    /// As [`default_path`](Self::default_path) and
+    /// [`PersistedBuilder::open_or_default`](crate::PersistedBuilder::open_or_default).
     fn persisted() -> Result<Persisted<Self>>
     where
         Self: Default,
@@ -458,6 +528,13 @@ pub trait Persist: Serialize + DeserializeOwned {
 
 /// What [`Persist::decode`] does by default: [`Error::SchemaVersion`] when `found` is
 /// newer than `T::VERSION`, else the payload deserialized as `T`.
+///
+/// # Errors
+///
+/// [`Error::SchemaVersion`] when `found` is newer than
+/// `T::VERSION`; [`Error::Deserialize`] (or
+/// [`Error::Corrupt`] for an empty file) when the payload does not
+/// fit `T`.
 ///
 /// ```
 /// # #[cfg(feature = "json")] {

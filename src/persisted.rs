@@ -615,6 +615,22 @@ impl<T> PersistedBuilder<T> {
 
 impl<T: Serialize + DeserializeOwned> PersistedBuilder<T> {
     /// Opens an existing file: [`Error::NotFound`] when it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when there is no file;
+    /// [`Error::UnknownFormat`] when no format is set and the
+    /// extension names none; [`Error::Corrupt`] for a damaged file
+    /// (its [`CorruptKind`](crate::CorruptKind) says how),
+    /// [`Error::Deserialize`] when the value does not fit `T`,
+    /// [`Error::SchemaVersion`] when a newer schema wrote it,
+    /// [`Error::Invalid`] when the validate hook refuses it,
+    /// [`Error::UnexpectedEnvelope`] for an enveloped
+    /// file opened without the envelope; [`Error::Refused`] for a
+    /// file that is not a regular file or that another user planted in a shared directory,
+    /// [`Error::TooLarge`] over
+    /// [`max_size`](crate::PersistedBuilder::max_size), and [`Error::Io`]
+    /// when the read itself fails.
     pub fn open(self) -> Result<Persisted<T>> {
         let (path, config) = self.config()?;
         let loaded = load(&path, &config)?;
@@ -623,6 +639,10 @@ impl<T: Serialize + DeserializeOwned> PersistedBuilder<T> {
 
     /// Opens the file, or starts from `T::default()` when it does not exist (nothing is
     /// written until the first commit).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open), except that a missing file is not an error.
     pub fn open_or_default(self) -> Result<Persisted<T>>
     where
         T: Default,
@@ -632,6 +652,10 @@ impl<T: Serialize + DeserializeOwned> PersistedBuilder<T> {
 
     /// Opens the file, or starts from `f()` when it does not exist (nothing is written
     /// until the first commit).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open), except that a missing file is not an error.
     pub fn open_or_else(self, f: impl FnOnce() -> T) -> Result<Persisted<T>> {
         let (path, config) = self.config()?;
         match load(&path, &config) {
@@ -671,11 +695,19 @@ impl<T: fmt::Debug> fmt::Debug for PersistedBuilder<T> {
 impl<T: Serialize + DeserializeOwned> Persisted<T> {
     /// Opens an existing file with the defaults (format from the extension, no
     /// envelope): [`Error::NotFound`] when it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// As [`PersistedBuilder::open`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::builder(path).open()
     }
 
     /// Opens the file, or starts from `T::default()` when it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// As [`PersistedBuilder::open_or_default`].
     pub fn open_or_default(path: impl AsRef<Path>) -> Result<Self>
     where
         T: Default,
@@ -684,6 +716,10 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
     }
 
     /// Opens the file, or starts from `f()` when it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// As [`PersistedBuilder::open_or_else`].
     pub fn open_or_else(path: impl AsRef<Path>, f: impl FnOnce() -> T) -> Result<Self> {
         Self::builder(path).open_or_else(f)
     }
@@ -721,6 +757,10 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
     ///
     /// If the commit fails, the changed value stays in memory (not on disk):
     /// [`reload`](Self::reload) to go back to the file.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Self::commit).
     pub fn update<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
         let r = f(&mut self.value);
         self.commit()?;
@@ -728,6 +768,10 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
     }
 
     /// Replaces the value, then commits.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Self::commit).
     pub fn set(&mut self, value: T) -> Result<()> {
         self.value = value;
         self.commit()
@@ -741,6 +785,24 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
     /// loaded or committed it is not overwritten: [`Error::Conflict`]. Then
     /// [`reload`](Self::reload) and apply the change again, or
     /// [`force_commit`](Self::force_commit).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] when another writer committed since this
+    /// handle last loaded or committed (enveloped files; [`reload`](Self::reload) and apply
+    /// the change again); [`Error::Invalid`] when the validate hook
+    /// refuses the value; [`Error::Serialize`] when the value
+    /// cannot be serialized; [`Error::Locked`] when the writer lock
+    /// is not free within the lock timeout;
+    /// [`Error::GenerationOverflow`] past generation
+    /// `u64::MAX`; otherwise the errors of a save: [`Error::Io`] naming
+    /// the step ([`Op`]) and the path when a filesystem call fails (the
+    /// destination is then untouched, and no temporary file is left);
+    /// [`Error::AlreadyExists`] with
+    /// [`no_clobber`](crate::WriteOptions::no_clobber);
+    /// [`Error::Refused`] for a destination that is not a regular
+    /// file or that another user planted in a shared directory (`# Security` in the
+    /// [`atomic`](crate::atomic) docs).
     ///
     /// ```
     /// # #[cfg(feature = "json")] {
@@ -765,6 +827,10 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
     /// Saves the value atomically over whatever version is on disk, without the
     /// generation check of [`commit`](Self::commit). The new generation is one more
     /// than the larger of this handle's and the file's, so generations never go back.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Self::commit), without [`Error::Conflict`].
     ///
     /// ```
     /// # #[cfg(feature = "json")] {
@@ -795,6 +861,12 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
     /// [`force_commit`](Self::force_commit) writes it again). If the commit fails, the
     /// changed value stays in memory, not on disk, as with [`update`](Self::update).
     ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when the file this handle saw was
+    /// deleted; as [`reload`](Self::reload) when another writer changed it; as
+    /// [`commit`](Self::commit) for the commit.
+    ///
     /// ```
     /// # #[cfg(feature = "json")] {
     /// use atomic_persist::Persisted;
@@ -821,6 +893,10 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
     }
 
     /// Reads the file again, replacing the value in memory.
+    ///
+    /// # Errors
+    ///
+    /// As [`PersistedBuilder::open`].
     pub fn reload(&mut self) -> Result<()> {
         let loaded = load(&self.path, &self.config)?;
         self.apply(loaded);

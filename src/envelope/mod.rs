@@ -271,6 +271,15 @@ pub(crate) fn new_run_id() -> Uuid {
 /// past. Any other file (a hand-reformatted JSON envelope, a plain TOML file) is read
 /// whole. The answer is the same either way.
 ///
+/// # Errors
+///
+/// [`Error::Corrupt`] for a damaged file (a broken envelope, or a
+/// plain JSON or TOML file that does not parse);
+/// [`Error::UnknownFormat`] for an extension that names no
+/// format; [`Error::NotFound`],
+/// [`Error::Refused`] and [`Error::Io`] as for any
+/// read.
+///
 /// ```
 /// # #[cfg(feature = "json")] {
 /// # let dir = tempfile::tempdir()?;
@@ -355,6 +364,11 @@ pub(crate) fn next_generation(generation: u64, path: &Path) -> Result<u64> {
 /// plain one is [`Error::Corrupt`] with [`CorruptKind::BadVersion`].
 /// Returns each path, sorted, with its result; an error only when `dir` cannot be
 /// listed.
+///
+/// # Errors
+///
+/// [`Error::Io`] with [`Op::ReadDir`] when `dir`
+/// cannot be listed; each file's own result is in the list.
 ///
 /// ```
 /// # #[cfg(feature = "json")] {

@@ -574,6 +574,20 @@ impl<T> ObjectHistoryBuilder<T> {
 
 impl<T: Serialize + DeserializeOwned> ObjectHistoryBuilder<T> {
     /// Reads the current version: [`Error::NotFound`] when there is no pointer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`](crate::Error::NotFound) when there is no version;
+    /// [`Error::UnknownFormat`](crate::Error::UnknownFormat) when the key's extension names
+    /// no format; [`Error::Corrupt`](crate::Error::Corrupt) for a damaged object (or a
+    /// pointer to a missing body,
+    /// [`CorruptKind::MissingBody`](crate::CorruptKind::MissingBody));
+    /// [`Error::Deserialize`](crate::Error::Deserialize),
+    /// [`Error::SchemaVersion`](crate::Error::SchemaVersion),
+    /// [`Error::Invalid`](crate::Error::Invalid) and
+    /// [`Error::UnexpectedEnvelope`](crate::Error::UnexpectedEnvelope) as for a local file;
+    /// [`Error::Io`](crate::Error::Io) with [`Op::Get`](crate::Op::Get) when the store
+    /// fails.
     pub async fn open(self) -> Result<ObjectHistory<T>> {
         let (store, layout, config) = self.config()?;
         match load(&*store, &layout, &config).await? {
@@ -587,6 +601,10 @@ impl<T: Serialize + DeserializeOwned> ObjectHistoryBuilder<T> {
     /// Reads the current version, or starts from `T::default()` when there is no
     /// pointer (nothing is written until the first commit, which then creates the
     /// pointer only if it still does not exist).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open), except that a history with no version yet is not an error.
     pub async fn open_or_default(self) -> Result<ObjectHistory<T>>
     where
         T: Default,
@@ -595,6 +613,10 @@ impl<T: Serialize + DeserializeOwned> ObjectHistoryBuilder<T> {
     }
 
     /// Reads the current version, or starts from `f()` when there is no pointer.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open), except that a history with no version yet is not an error.
     pub async fn open_or_else(self, f: impl FnOnce() -> T) -> Result<ObjectHistory<T>> {
         let (store, layout, config) = self.config()?;
         match load(&*store, &layout, &config).await? {
@@ -669,11 +691,19 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
 
     /// Reads the current version with the defaults: [`Error::NotFound`] when there is
     /// no pointer.
+    ///
+    /// # Errors
+    ///
+    /// As [`ObjectHistoryBuilder::open`].
     pub async fn open(store: Arc<dyn ObjectStore>, key: impl AsRef<str>) -> Result<Self> {
         Self::builder(store, key).open().await
     }
 
     /// Reads the current version, or starts from `T::default()`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ObjectHistoryBuilder::open_or_default`].
     pub async fn open_or_default(store: Arc<dyn ObjectStore>, key: impl AsRef<str>) -> Result<Self>
     where
         T: Default,
@@ -712,6 +742,10 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
     /// Changes the value with `f`, then commits it as a new version; returns what `f`
     /// returned. On a failed commit the changed value stays in memory;
     /// [`reload`](Self::reload) to go back.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Self::commit).
     pub async fn update<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
         let r = f(&mut self.value);
         self.commit().await?;
@@ -719,6 +753,10 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
     }
 
     /// Replaces the value, then commits it as a new version.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Self::commit).
     pub async fn set(&mut self, value: T) -> Result<()> {
         self.value = value;
         self.commit().await
@@ -735,6 +773,15 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
     /// pointer as it was (and perhaps an orphan version for [`sweep`](Self::sweep));
     /// after, the PUT may or may not have been applied, and this handle does not know
     /// which: reload it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`](crate::Error::Conflict) when the conditional PUT lost to another
+    /// writer (the pointer changed since this handle last read or wrote it);
+    /// [`Error::Invalid`](crate::Error::Invalid) and
+    /// [`Error::Serialize`](crate::Error::Serialize) as for a local commit;
+    /// [`Error::Io`](crate::Error::Io) with [`Op::Put`](crate::Op::Put) when the store
+    /// fails, after which the object may hold the old or the new value (reload to know).
     pub async fn commit(&mut self) -> Result<()> {
         self.check(&self.value)?;
         let mut payload = Vec::new();
@@ -750,6 +797,11 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
     /// [`max_attempts`](ObjectHistoryBuilder::max_attempts) times, with a short,
     /// jittered, growing pause between attempts. `f` must be a change that can be
     /// applied again to a fresh value (`n += 1`, not `n = old + 1`).
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Self::commit), except that a lost race is retried (reloaded and
+    /// applied again) up to the builder's attempt limit before it is returned.
     pub async fn update_retry<R>(&mut self, mut f: impl FnMut(&mut T) -> R) -> Result<R> {
         let mut retry = Retry::new(self.config.max_attempts);
         loop {
@@ -764,6 +816,10 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
     /// Reads the current version again, dropping unsaved changes. Does nothing when
     /// there is no pointer and this handle never saw one; [`Error::NotFound`] when the
     /// pointer it saw has been deleted.
+    ///
+    /// # Errors
+    ///
+    /// As [`ObjectHistoryBuilder::open`].
     pub async fn reload(&mut self) -> Result<()> {
         match load(&*self.store, &self.layout, &self.config).await? {
             Some(loaded) => {
@@ -784,6 +840,11 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
     /// The value of version `generation`, read from its object (verified against the
     /// pointer). [`Error::NotFound`] when the pointer does not list it (never written,
     /// or dropped by retention).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`](crate::Error::NotFound) when there is no version `generation`;
+    /// as [`ObjectHistoryBuilder::open`] for a damaged one.
     pub async fn version(&self, generation: u64) -> Result<T> {
         let Some(read) = self
             .layout
@@ -799,6 +860,12 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
 
     /// The retained versions, oldest first, as the pointer lists them now (empty when
     /// there is no pointer).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`](crate::Error::Corrupt) when the pointer is damaged;
+    /// [`Error::Io`](crate::Error::Io) with [`Op::Get`](crate::Op::Get) when the store
+    /// fails.
     pub async fn versions(&self) -> Result<Vec<ObjectVersionInfo>> {
         Ok(match self.layout.read_pointer(&*self.store).await? {
             Some((_, m)) => m.entries.iter().map(|e| self.layout.info(e)).collect(),
@@ -812,6 +879,11 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
     /// another writer committed since this handle last read or wrote (the handle's value
     /// is then left as it was). Returns the new generation (the current one when version
     /// `generation`'s payload is the current one's).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`](crate::Error::NotFound) when there is no version `generation`;
+    /// otherwise as [`commit`](Self::commit).
     pub async fn rollback(&mut self, generation: u64) -> Result<u64> {
         let Some(read) = self
             .layout
@@ -839,6 +911,12 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
     ///
     /// Objects whose names are not version names are left alone. A pointer that does
     /// not parse is [`Error::Corrupt`] and nothing is deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io) with [`Op::List`](crate::Op::List),
+    /// [`Op::Get`](crate::Op::Get) or [`Op::Delete`](crate::Op::Delete) when the store
+    /// fails.
     pub async fn sweep(&self, min_age: Duration) -> Result<usize> {
         let store = &*self.store;
         let versions = &self.layout.versions;

@@ -269,6 +269,20 @@ impl<T> ObjectPersistedBuilder<T> {
 
 impl<T: Serialize + DeserializeOwned> ObjectPersistedBuilder<T> {
     /// Reads an existing object: [`Error::NotFound`] when there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] when there is no object;
+    /// [`Error::UnknownFormat`] when the key's extension names
+    /// no format; [`Error::Corrupt`] for a damaged object (or a
+    /// pointer to a missing body,
+    /// [`CorruptKind::MissingBody`]);
+    /// [`Error::Deserialize`],
+    /// [`Error::SchemaVersion`],
+    /// [`Error::Invalid`] and
+    /// [`Error::UnexpectedEnvelope`] as for a local file;
+    /// [`Error::Io`] with [`Op::Get`] when the store
+    /// fails.
     pub async fn open(self) -> Result<ObjectPersisted<T>> {
         let (store, key, config) = self.config()?;
         let loaded = load(&*store, &key, &config).await?;
@@ -283,6 +297,10 @@ impl<T: Serialize + DeserializeOwned> ObjectPersistedBuilder<T> {
     /// Reads the object, or starts from `T::default()` when there is none (nothing is
     /// written until the first commit, which then creates the object only if it still
     /// does not exist).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open), except that a missing object is not an error.
     pub async fn open_or_default(self) -> Result<ObjectPersisted<T>>
     where
         T: Default,
@@ -291,6 +309,10 @@ impl<T: Serialize + DeserializeOwned> ObjectPersistedBuilder<T> {
     }
 
     /// Reads the object, or starts from `f()` when there is none.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open), except that a missing object is not an error.
     pub async fn open_or_else(self, f: impl FnOnce() -> T) -> Result<ObjectPersisted<T>> {
         let (store, key, config) = self.config()?;
         match load(&*store, &key, &config).await {
@@ -327,11 +349,19 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
 
     /// Reads an existing object with the defaults (format from the key's extension, no
     /// envelope): [`Error::NotFound`] when there is none.
+    ///
+    /// # Errors
+    ///
+    /// As [`ObjectPersistedBuilder::open`].
     pub async fn open(store: Arc<dyn ObjectStore>, key: impl AsRef<str>) -> Result<Self> {
         Self::builder(store, key).open().await
     }
 
     /// Reads the object, or starts from `T::default()` when there is none.
+    ///
+    /// # Errors
+    ///
+    /// As [`ObjectPersistedBuilder::open_or_default`].
     pub async fn open_or_default(store: Arc<dyn ObjectStore>, key: impl AsRef<str>) -> Result<Self>
     where
         T: Default,
@@ -364,6 +394,10 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
 
     /// Changes the value with `f`, then commits; returns what `f` returned. On a failed
     /// commit the changed value stays in memory; [`reload`](Self::reload) to go back.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Self::commit).
     pub async fn update<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
         let r = f(&mut self.value);
         self.commit().await?;
@@ -371,6 +405,10 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
     }
 
     /// Replaces the value, then commits.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Self::commit).
     pub async fn set(&mut self, value: T) -> Result<()> {
         self.value = value;
         self.commit().await
@@ -388,12 +426,25 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
     /// Cancellation: dropping the future before the PUT is sent changes nothing; after,
     /// the PUT may or may not have been applied by the store (the object is then the old
     /// or the new complete value), and this handle does not know which: reload it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] when the conditional PUT lost to another
+    /// writer (the object changed since this handle last read or wrote it);
+    /// [`Error::Invalid`] and
+    /// [`Error::Serialize`] as for a local commit;
+    /// [`Error::Io`] with [`Op::Put`] when the store
+    /// fails, after which the object may hold the old or the new value (reload to know).
     pub async fn commit(&mut self) -> Result<()> {
         self.write(Mode::Checked).await
     }
 
     /// Saves the value with an unconditional PUT, over whatever object is there. The
     /// new generation is one more than the larger of this handle's and the object's.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Self::commit), without [`Error::Conflict`].
     pub async fn force_commit(&mut self) -> Result<()> {
         self.write(Mode::Forced).await
     }
@@ -409,6 +460,12 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
     ///
     /// An object this handle saw that has since been deleted is [`Error::NotFound`]
     /// (nothing to update; [`force_commit`](Self::force_commit) writes it again).
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Self::commit), except that a lost race is retried up to the builder's
+    /// attempt limit; [`Error::NotFound`] when the object this
+    /// handle saw was deleted.
     pub async fn update_retry<R>(&mut self, mut f: impl FnMut(&mut T) -> R) -> Result<R> {
         let mut retry = Retry::new(self.config.max_attempts);
         loop {
@@ -421,6 +478,10 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
     }
 
     /// Reads the object again, replacing the value in memory.
+    ///
+    /// # Errors
+    ///
+    /// As [`ObjectPersistedBuilder::open`].
     pub async fn reload(&mut self) -> Result<()> {
         let loaded = load(&*self.store, &self.key, &self.config).await?;
         self.value = loaded.value;
@@ -441,6 +502,11 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
     /// than the longest commit (an hour is generous), or a sweep can delete a body
     /// just before its pointer is written, and the value with it. (S3 dates a
     /// multipart object from the start of its upload.)
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] with [`Op::List`] or
+    /// [`Op::Delete`] when the store fails.
     pub async fn sweep_bodies(&self, min_age: Duration) -> Result<usize> {
         let prefix = Pointer::bodies(&self.key);
         let listed = self
