@@ -38,6 +38,10 @@ use std::time::{Duration, Instant};
 
 use atomic_persist::{Durability, WriteOptions};
 
+#[path = "common/stats.rs"]
+mod stats;
+use stats::{paired_difference, paired_ratio};
+
 type Res = Result<(), Box<dyn Error>>;
 
 /// Which floor an implementation is compared with: the one that flushes what it flushes.
@@ -413,40 +417,6 @@ fn sorted(times: &[Duration]) -> Vec<Duration> {
     let mut t = times.to_vec();
     t.sort_unstable();
     t
-}
-
-/// The median of per-round values, with a distribution-free 95% confidence interval
-/// (order statistics at n/2 ± 0.98·√n).
-fn median_ci(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_unstable_by(f64::total_cmp);
-    let n = v.len() as f64;
-    let half = 0.98 * n.sqrt();
-    let at = |rank: f64| v[(rank.max(0.0) as usize).min(v.len() - 1)];
-    (
-        at(((n - 1.0) * 0.5).round()),
-        at((n / 2.0 - half).floor()),
-        at((n / 2.0 + half).ceil()),
-    )
-}
-
-/// Median and 95% CI of `a[r] / b[r]` over rounds `r`: each pair ran within one round.
-fn paired_ratio(a: &[Duration], b: &[Duration]) -> (f64, f64, f64) {
-    median_ci(
-        a.iter()
-            .zip(b)
-            .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64())
-            .collect(),
-    )
-}
-
-/// Median and 95% CI of `a[r] − b[r]` in µs over rounds `r`.
-fn paired_difference(a: &[Duration], b: &[Duration]) -> (f64, f64, f64) {
-    median_ci(
-        a.iter()
-            .zip(b)
-            .map(|(a, b)| (a.as_secs_f64() - b.as_secs_f64()) * 1e6)
-            .collect(),
-    )
 }
 
 /// The `q`-quantile (0..=1) of sorted durations, nearest rank.
