@@ -137,7 +137,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::atomic::{Durability, WriteOptions};
+use crate::atomic::{AtomicFile, Durability, WriteOptions};
 use crate::envelope::{self, Edits, Fingerprint, Hashing, Meta, Timestamp};
 use crate::error::{Error, Op, Result};
 use crate::format::{AnyFormat, Format};
@@ -149,28 +149,44 @@ use crate::trust;
 /// The buffer between the serializer and the hasher: serializers make many tiny writes.
 const STREAM_BUFFER: usize = 64 * 1024;
 
-/// A payload up to this size is kept from the first serialization and written from
-/// memory; a larger one is serialized a second time, streaming into the file.
+/// A payload up to this size is kept in memory while it is serialized, so that an
+/// unchanged value costs no file at all; a larger one goes on into the temporary file
+/// (memory stays bounded, and the value is still serialized only once).
 const KEEP_LIMIT: usize = 1024 * 1024;
 
-/// Keeps the bytes written through it while they total at most [`KEEP_LIMIT`]; past
-/// that, drops them and keeps nothing.
-struct Bounded(Option<Vec<u8>>);
+/// Where a payload goes while it is serialized: memory up to [`KEEP_LIMIT`], then the
+/// temporary file of the commit, opened at that moment with `open` (which also writes
+/// the envelope's head) and given the bytes kept so far.
+struct Spill<F> {
+    kept: Vec<u8>,
+    file: Option<AtomicFile>,
+    open: F,
+    /// Why the temporary file could not be opened: a crate error, which an
+    /// `io::Error` through the serializer would lose.
+    failed: Option<Error>,
+}
 
-impl Write for Bounded {
+impl<F: FnMut() -> Result<AtomicFile>> Write for Spill<F> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Some(kept) = &mut self.0 {
-            if kept.len() + buf.len() <= KEEP_LIMIT {
-                kept.extend_from_slice(buf);
-            } else {
-                self.0 = None;
-            }
+        if let Some(file) = &mut self.file {
+            return file.write(buf);
         }
-        Ok(buf.len())
+        if self.kept.len() + buf.len() <= KEEP_LIMIT {
+            self.kept.extend_from_slice(buf);
+            return Ok(buf.len());
+        }
+        let mut file = (self.open)().map_err(|e| {
+            self.failed = Some(e);
+            std::io::Error::other("the temporary file could not be opened")
+        })?;
+        file.write_all(&std::mem::take(&mut self.kept))?;
+        let n = file.write(buf)?;
+        self.file = Some(file);
+        Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        Ok(()) // the commit flushes the file
     }
 }
 
@@ -1059,25 +1075,52 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
                 payload: h.fingerprint(),
                 crc: h.crc,
                 bytes: Some(bytes),
+                file: None,
                 document,
             });
         }
-        let mut kept = Bounded(Some(Vec::new()));
-        let mut h = Hashing::new(&mut kept);
+        let mut spill = Spill {
+            kept: Vec::new(),
+            file: None,
+            open: || self.open_temp(),
+            failed: None,
+        };
+        let mut h = Hashing::new(&mut spill);
         let mut buf = BufWriter::with_capacity(STREAM_BUFFER, &mut h);
-        envelope::write_payload(format, enveloped, &self.value, &mut buf)
-            .map_err(|e| e.at(path))?;
-        buf.flush()
-            .map_err(|e| crate::format::io_serialize_error(e).at(path))?;
+        let serialized = envelope::write_payload(format, enveloped, &self.value, &mut buf)
+            .and_then(|()| buf.flush().map_err(crate::format::io_serialize_error));
         drop(buf);
-        let (payload, crc) = (h.fingerprint(), h.crc);
+        let (payload, crc, io) = (h.fingerprint(), h.crc, h.error);
+        // A failure drops the temporary file, if there was one: nothing is renamed.
+        if let Err(e) = serialized {
+            return Err(match (spill.failed, io) {
+                (Some(open), _) => open,
+                (None, Some(io)) => Error::io(Op::Write, path, io),
+                (None, None) => e.at(path),
+            });
+        }
+        let (bytes, file) = match spill.file {
+            Some(file) => (None, Some(file)),
+            None => (Some(spill.kept), None),
+        };
         Ok(Staged {
             payload,
             crc,
-            bytes: kept.0,
+            bytes,
+            file,
             #[cfg(feature = "toml")]
             document: None,
         })
+    }
+
+    /// The commit's temporary file, with the envelope's head already in it.
+    fn open_temp(&self) -> Result<AtomicFile> {
+        let mut file = self.config.options.create(&self.path)?;
+        if self.config.envelope {
+            envelope::write_head(self.config.format, &mut file)
+                .map_err(|e| Error::io(Op::Write, &self.path, e))?;
+        }
+        Ok(file)
     }
 
     /// The TOML payload of a commit, and the document it is the text of. The value is
@@ -1120,7 +1163,8 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
             disk.payload == staged.payload && disk.enveloped == enveloped && !disk.edited
         });
         let found = match self.standing(true)? {
-            Standing::Same if unchanged => return Ok(()), // the same bytes are already there
+            // The same bytes are already there; a temporary file, if any, is dropped.
+            Standing::Same if unchanged => return Ok(()),
             Standing::Same => None,
             Standing::Other { found } if enveloped.is_some() && how != Commit::Forced => {
                 return Err(self.conflict(found));
@@ -1130,29 +1174,15 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
         let format = self.config.format;
         let path = self.path.clone();
         let write_error = |e: std::io::Error| Error::io(Op::Write, &path, e);
-        let mut file = self.config.options.create(&self.path)?;
-        if enveloped.is_some() {
-            envelope::write_head(format, &mut file).map_err(write_error)?;
-        }
-        let (payload, crc) = match &staged.bytes {
-            Some(bytes) => {
-                file.write_all(bytes).map_err(write_error)?;
-                (staged.payload, staged.crc.clone())
-            }
-            None => {
-                let mut h = Hashing::new(&mut file);
-                let mut buf = BufWriter::with_capacity(STREAM_BUFFER, &mut h);
-                let written =
-                    envelope::write_payload(format, enveloped.is_some(), &self.value, &mut buf)
-                        .and_then(|()| buf.flush().map_err(crate::format::io_serialize_error));
-                drop(buf);
-                if let Err(e) = written {
-                    return Err(match h.error.take() {
-                        Some(io) => write_error(io),
-                        None => e.at(&path),
-                    });
-                }
-                (h.fingerprint(), h.crc)
+        let (payload, crc) = (staged.payload, staged.crc);
+        let mut file = match (staged.file, &staged.bytes) {
+            // A large payload is in its temporary file already, head first.
+            (Some(file), _) => file,
+            (None, bytes) => {
+                let mut file = self.open_temp()?;
+                file.write_all(bytes.as_deref().unwrap_or_default())
+                    .map_err(write_error)?;
+                file
             }
         };
         let meta = match enveloped {
@@ -1211,8 +1241,10 @@ struct Staged {
     payload: Fingerprint,
     crc: crc32fast::Hasher,
     /// The bytes, when they were kept: a payload of at most [`KEEP_LIMIT`] bytes, or
-    /// TOML (which cannot stream). `None` means "serialize again, streaming".
+    /// TOML (which cannot stream). `None` when they went into `file`.
     bytes: Option<Vec<u8>>,
+    /// The temporary file a larger payload was streamed into, head and payload written.
+    file: Option<AtomicFile>,
     /// The plain TOML document the bytes are the text of.
     #[cfg(feature = "toml")]
     document: Option<toml_edit::DocumentMut>,
