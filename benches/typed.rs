@@ -126,8 +126,13 @@ fn commit_table(label: &str, dir: &Path, bytes: usize, rounds: usize) -> Res {
     if rounds == 0 {
         return Ok(());
     }
+    let dir = &fresh_dir(dir, &format!("commit-{bytes}"))?;
     let mut c = Committers::new(dir, bytes)?;
     let times = interleaved(3, rounds, |i, round| c.commit(i, round))?;
+    // Every round wrote (the warm-up too): a commit that found nothing to do would
+    // not be measuring a commit.
+    let written = c.enveloped.meta().map_or(0, |m| m.generation);
+    assert_eq!(written, rounds as u64 + 1, "every commit wrote");
     println!("\n#### commit, {label}, {rounds} rounds\n");
     println!("| implementation | median | paired vs peer [95% CI] |");
     println!("|---|---:|---:|");
@@ -151,6 +156,7 @@ fn load_table(label: &str, dir: &Path, bytes: usize, rounds: usize) -> Res {
     if rounds == 0 {
         return Ok(());
     }
+    let dir = &fresh_dir(dir, &format!("load-{bytes}"))?;
     let v = value(bytes);
     let enveloped = dir.join("load-enveloped.json");
     Persisted::<Vec<u64>>::builder(&enveloped)
@@ -191,6 +197,7 @@ fn autosave_table(dir: &Path, rounds: usize) -> Res {
     if rounds == 0 {
         return Ok(());
     }
+    let dir = &fresh_dir(dir, "autosave")?;
     let mut c = Committers::new(dir, 1024)?;
     let times = interleaved(2, rounds, |i, round| match i {
         0 => c.commit(0, round),
