@@ -124,8 +124,11 @@ use uuid::Uuid;
 use crate::error::{CorruptKind, Error, Op, Result};
 use crate::format::{AnyFormat, Format};
 
+mod fingerprint;
 mod seal;
 mod stream;
+
+pub(crate) use fingerprint::{Fingerprint, Hashing};
 
 pub use seal::{Sealed, seal};
 
@@ -1024,79 +1027,6 @@ fn canonical(meta: &Meta) -> [u8; 56] {
 pub(crate) fn checksum(mut payload_crc: crc32fast::Hasher, meta: &Meta) -> u32 {
     payload_crc.update(&canonical(meta));
     payload_crc.finalize()
-}
-
-/// Hashes the bytes that pass through: CRC-32 for the checksum, SipHash and length for
-/// the "unchanged since last commit" fingerprint. Keeps the writer's first I/O error.
-pub(crate) struct Hashing<W> {
-    inner: W,
-    pub crc: crc32fast::Hasher,
-    sip: std::hash::DefaultHasher,
-    len: u64,
-    pub error: Option<io::Error>,
-}
-
-/// The identity of a payload's bytes, without keeping them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Fingerprint {
-    len: u64,
-    crc: u32,
-    sip: u64,
-}
-
-impl Fingerprint {
-    /// How many bytes.
-    pub(crate) fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// The fingerprint of bytes in memory.
-    pub(crate) fn of(bytes: &[u8]) -> Fingerprint {
-        let mut h = Hashing::new(io::sink());
-        let _ = h.write_all(bytes);
-        h.fingerprint()
-    }
-}
-
-impl<W: Write> Hashing<W> {
-    pub(crate) fn new(inner: W) -> Self {
-        Hashing {
-            inner,
-            crc: crc32fast::Hasher::new(),
-            sip: std::hash::DefaultHasher::new(),
-            len: 0,
-            error: None,
-        }
-    }
-
-    pub(crate) fn fingerprint(&self) -> Fingerprint {
-        Fingerprint {
-            len: self.len,
-            crc: self.crc.clone().finalize(),
-            sip: self.sip.finish(),
-        }
-    }
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = match self.inner.write(buf) {
-            Ok(n) => n,
-            Err(e) => {
-                self.error
-                    .get_or_insert(io::Error::new(e.kind(), e.to_string()));
-                return Err(e);
-            }
-        };
-        self.crc.update(&buf[..n]);
-        self.sip.write(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Adds two spaces after every newline: nests `JsonPretty`'s output one level deeper.
