@@ -1288,7 +1288,7 @@ fn read_seen(path: &Path, limit: Option<u64>) -> Result<(Vec<u8>, Seen)> {
 fn load<T: DeserializeOwned>(path: &Path, config: &Config<T>) -> Result<Loaded<T>> {
     let (bytes, seen) = read_seen(path, config.max_size)?;
     let format = config.format;
-    let split = envelope::split_with(format, &bytes, config.envelope, config.edits)
+    let split = envelope::split_for_decode(format, &bytes, config.envelope, config.edits)
         .map_err(|e| e.at(path))?;
     let value: T = config.decoding().value(path, format, &bytes, &split)?;
     let disk = OnDisk {

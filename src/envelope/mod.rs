@@ -446,6 +446,9 @@ pub(crate) struct Split<'a> {
     /// The checksum did not match and [`Edits::Accept`] let the file in: the meta is the
     /// one from before the hand edit.
     pub edited: bool,
+    /// The payload's syntax is not checked yet: [`split_for_decode`] left that to the
+    /// decode that follows, which [`decode`] answers as [`split`] would have.
+    pub unparsed: bool,
 }
 
 /// Whether a text envelope whose checksum does not match may be read as a hand edit.
@@ -518,7 +521,31 @@ pub(crate) fn split_with(
         offset: 0,
         meta: None,
         edited: false,
+        unparsed: false,
     })
+}
+
+/// [`split_with`] for a caller that decodes the payload right after: a JSON envelope in
+/// the layout the crate writes is split by its fixed head and the meta at its end, and
+/// the payload is parsed only once, by that decode. Anything else, or a checksum that
+/// does not match, takes [`split_with`].
+pub(crate) fn split_for_decode(
+    format: AnyFormat,
+    bytes: &[u8],
+    envelope: bool,
+    edits: Edits,
+) -> Result<Split<'_>> {
+    #[cfg(feature = "json")]
+    if envelope
+        && matches!(format, AnyFormat::Json | AnyFormat::JsonPretty)
+        && let Some((mut split, meta)) = split_json_written(bytes)
+        && let Ok(meta) = verified(split.payload, meta)
+    {
+        split.meta = Some(meta);
+        split.unparsed = true;
+        return Ok(split);
+    }
+    split_with(format, bytes, envelope, edits)
 }
 
 /// The error for a 0-byte file that is not a valid value.
@@ -539,9 +566,18 @@ pub(crate) fn decode<T: DeserializeOwned>(
     match format {
         #[cfg(feature = "json")]
         AnyFormat::Json | AnyFormat::JsonPretty => {
-            let origin = crate::format::line_column(file, split.offset);
-            serde_json::from_slice(split.payload)
-                .map_err(|e| crate::format::json_deserialize_error(e, origin))
+            serde_json::from_slice(split.payload).map_err(|e| {
+                // A payload that is not one JSON value is a broken envelope, as `split`
+                // would have said had it parsed it.
+                if split.unparsed
+                    && !e.is_data()
+                    && let Err(broken) = split_with(format, file, true, Edits::Refuse)
+                {
+                    return broken;
+                }
+                let origin = crate::format::line_column(file, split.offset);
+                crate::format::json_deserialize_error(e, origin)
+            })
         }
         #[cfg(feature = "toml")]
         AnyFormat::Toml if split.meta.is_some() => {
@@ -821,6 +857,7 @@ fn unchecked(payload: &[u8], offset: usize, meta: Meta) -> Unchecked<'_> {
         offset,
         meta: None,
         edited: false,
+        unparsed: false,
     };
     (split, meta)
 }
@@ -840,6 +877,32 @@ fn split_json(bytes: &[u8]) -> Result<Unchecked<'_>> {
     let payload = envelope.data.get().as_bytes();
     let offset = payload.as_ptr() as usize - bytes.as_ptr() as usize;
     Ok(unchecked(payload, offset, envelope.meta.parse()?))
+}
+
+/// A JSON envelope in one of the two layouts the writer makes (head, payload, then
+/// `,"meta":{…}}` or `,\n  "meta": {…}\n}\n`), split without parsing the payload; `None`
+/// for any other file. The payload must not start or end with white space, as a payload
+/// `split_json` takes from a parse never does.
+#[cfg(feature = "json")]
+fn split_json_written(bytes: &[u8]) -> Option<Unchecked<'_>> {
+    let (head, key, end): (&[u8], &[u8], &[u8]) = if bytes.starts_with(JSON_HEAD) {
+        (JSON_HEAD, b",\"meta\":", b"}")
+    } else if bytes.starts_with(JSON_PRETTY_HEAD) {
+        (JSON_PRETTY_HEAD, b",\n  \"meta\": ", b"\n}\n")
+    } else {
+        return None;
+    };
+    // A written meta is a few hundred bytes: look for its key near the end only.
+    let from = bytes.len().saturating_sub(1024).max(head.len());
+    let key_at = from + bytes[from..].windows(key.len()).rposition(|w| w == key)?;
+    let object = bytes[key_at + key.len()..].strip_suffix(end)?;
+    let payload = &bytes[head.len()..key_at];
+    let (first, last) = (*payload.first()?, *payload.last()?);
+    if skip_json_ws(&[first]).is_empty() || skip_json_ws(&[last]).is_empty() {
+        return None;
+    }
+    let meta = json_meta(object).ok()?;
+    Some(unchecked(payload, head.len(), meta))
 }
 
 /// The meta object of a JSON envelope, parsed (its checksum not yet checked).
@@ -1151,5 +1214,58 @@ pub(crate) fn write_tail<W: Write>(
             out.write_all(&meta.checksum.to_le_bytes())?;
             out.write_all(&MAGIC)
         }
+    }
+}
+
+#[cfg(all(test, feature = "json"))]
+mod tests {
+    use super::*;
+
+    /// A compact JSON envelope around `payload`, with the checksum it should carry.
+    fn written(payload: &[u8]) -> Vec<u8> {
+        let mut meta = Meta {
+            run_id: Uuid::from_u128(7),
+            written_at: Timestamp(SystemTime::UNIX_EPOCH),
+            generation: 1,
+            schema_version: 0,
+            checksum: 0,
+        };
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(payload);
+        meta.checksum = checksum(crc, &meta);
+        let mut file = JSON_HEAD.to_vec();
+        file.extend_from_slice(payload);
+        write_tail(AnyFormat::Json, &meta, payload.len() as u64, &mut file).unwrap();
+        file
+    }
+
+    #[test]
+    fn the_written_layout_splits_without_parsing_and_decodes() {
+        let file = written(b"[1,2,3]");
+        let split = split_for_decode(AnyFormat::Json, &file, true, Edits::Refuse).unwrap();
+        assert!(split.unparsed, "taken by the written-layout path");
+        let v: Vec<u8> = decode(AnyFormat::Json, &file, &split).unwrap();
+        assert_eq!(v, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_payload_that_is_not_json_is_corrupt_as_split_says() {
+        // The checksum matches: only a parse of the payload can tell.
+        let file = written(b"[1,2,");
+        let slow = split(AnyFormat::Json, &file, true)
+            .err()
+            .expect("split refuses it");
+        let fast = split_for_decode(AnyFormat::Json, &file, true, Edits::Refuse).unwrap();
+        let decoded = decode::<Vec<u8>>(AnyFormat::Json, &file, &fast).unwrap_err();
+        assert!(matches!(decoded, Error::Corrupt { .. }), "{decoded:?}");
+        assert_eq!(decoded.to_string(), slow.to_string());
+    }
+
+    #[test]
+    fn a_value_that_does_not_fit_is_a_deserialize_error() {
+        let file = written(b"\"text\"");
+        let split = split_for_decode(AnyFormat::Json, &file, true, Edits::Refuse).unwrap();
+        let decoded = decode::<Vec<u8>>(AnyFormat::Json, &file, &split).unwrap_err();
+        assert!(matches!(decoded, Error::Deserialize { .. }), "{decoded:?}");
     }
 }
