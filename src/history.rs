@@ -1328,7 +1328,8 @@ fn load<T: DeserializeOwned>(
         Some(g) => raw.version_path(g),
         None => raw.path.clone(),
     };
-    let split = envelope::split(raw.format, &bytes, true).map_err(|e| e.at(&path))?;
+    let split = envelope::split_for_decode(raw.format, &bytes, true, envelope::Edits::Refuse)
+        .map_err(|e| e.at(&path))?;
     let value = decoding.value(&path, raw.format, &bytes, &split)?;
     Ok(Some(Loaded {
         value,
@@ -1552,7 +1553,9 @@ impl<T: Serialize + DeserializeOwned> History<T> {
     pub fn version(&self, generation: u64) -> Result<T> {
         let path = self.raw.version_path(generation);
         let bytes = self.raw.read(generation)?;
-        let split = envelope::split(self.raw.format, &bytes, true).map_err(|e| e.at(&path))?;
+        let split =
+            envelope::split_for_decode(self.raw.format, &bytes, true, envelope::Edits::Refuse)
+                .map_err(|e| e.at(&path))?;
         self.decoding()
             .value(&path, self.raw.format, &bytes, &split)
     }

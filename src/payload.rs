@@ -147,8 +147,14 @@ impl<T: DeserializeOwned> Decoding<'_, T> {
         split: &Split<'_>,
     ) -> Result<T> {
         let found = split.meta.as_ref().map(|m| m.schema_version);
+        let newer = found.is_some_and(|f| f > self.schema_version);
+        // A hook sees the payload's bytes, and a newer schema is refused before any
+        // parse: both must see only what a full split accepts.
+        if split.unparsed && (newer || self.decode.is_some()) {
+            envelope::split(format, file, true).map_err(|e| e.at(path))?;
+        }
         if let Some(found) = found
-            && found > self.schema_version
+            && newer
         {
             return Err(Error::SchemaVersion {
                 path: path.to_path_buf(),

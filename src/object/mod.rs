@@ -828,7 +828,9 @@ async fn load<T: DeserializeOwned>(
     } = fetch(store, key).await?;
     let path = key_path(key);
     let format = config.format;
-    let split = envelope::split(format, &bytes, config.envelope).map_err(|e| e.at(&path))?;
+    let split =
+        envelope::split_for_decode(format, &bytes, config.envelope, envelope::Edits::Refuse)
+            .map_err(|e| e.at(&path))?;
     let decoding = crate::payload::Decoding {
         schema_version: config.schema_version,
         decode: None,
