@@ -108,10 +108,8 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, TryLockError};
-use std::hash::{BuildHasher, Hasher, RandomState};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Op, Refusal, Result};
 use crate::sys;
@@ -776,21 +774,10 @@ pub(crate) fn temp_name(name: &OsStr) -> OsString {
     sys::name_from_bytes(bytes)
 }
 
-/// Unpredictable characters from std's randomly keyed SipHash over a counter and the
-/// clock: no RNG dependency, and no two calls in a process alike.
-///
-/// No process id: `getpid` is a real syscall on every save (libc no longer caches it),
-/// and it adds nothing a collision needs. Processes have their own random keys; a forked
-/// child that shares its parent's keys and counter still differs in the nanosecond
-/// clock; and a name that does collide fails `O_EXCL` and is drawn again.
+/// Unpredictable characters from the crate's one random source
+/// ([`random`](crate::random)): a taken name fails `O_EXCL` and is drawn again.
 fn random_suffix() -> [u8; SUFFIX_LEN] {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        hasher.write_u128(t.as_nanos());
-    }
-    let mut bits = hasher.finish();
+    let mut bits = crate::random::u64();
     let mut out = [0u8; SUFFIX_LEN];
     for c in &mut out {
         *c = SUFFIX_ALPHABET[(bits & 31) as usize];

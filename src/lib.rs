@@ -149,6 +149,7 @@ pub mod object;
 mod payload;
 pub mod persist;
 pub mod persisted;
+mod random;
 mod sys;
 #[cfg(feature = "toml")]
 mod toml_doc;

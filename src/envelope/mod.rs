@@ -111,7 +111,6 @@
     )
 )]
 
-use std::hash::Hasher;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -238,27 +237,7 @@ impl std::fmt::Display for Meta {
 /// ```
 pub fn run_id() -> Uuid {
     static RUN_ID: OnceLock<Uuid> = OnceLock::new();
-    *RUN_ID.get_or_init(new_run_id)
-}
-
-/// A UUIDv7 from the clock and std's randomly keyed hasher (the source the temporary
-/// file names already use). Not `Uuid::now_v7`: it panics when the OS refuses random
-/// bytes (a `getrandom` denied by a seccomp sandbox), and a commit must not panic.
-pub(crate) fn new_run_id() -> Uuid {
-    use std::hash::{BuildHasher, RandomState};
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let keys = RandomState::new();
-    let mut random = [0u8; 10];
-    for (i, chunk) in random.chunks_mut(8).enumerate() {
-        let mut h = keys.build_hasher();
-        h.write_usize(i);
-        h.write_u32(std::process::id());
-        h.write_u128(now.as_nanos());
-        chunk.copy_from_slice(&h.finish().to_le_bytes()[..chunk.len()]);
-    }
-    uuid::Builder::from_unix_timestamp_millis(now.as_millis() as u64, &random).into_uuid()
+    *RUN_ID.get_or_init(crate::random::uuid_v7)
 }
 
 /// Checks the envelope of the file at `path` (format from its extension) without

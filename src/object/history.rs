@@ -1113,7 +1113,9 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
             .map_err(|e| Error::io(Op::Write, &path, e))?;
         let entry = Entry {
             generation,
-            name: self.layout.version_name(generation, envelope::new_run_id()),
+            name: self
+                .layout
+                .version_name(generation, crate::random::uuid_v7()),
             size: bytes.len() as u64,
             written_at: meta.written_at,
             run_id: meta.run_id,
@@ -1199,10 +1201,10 @@ mod tests {
     fn entry(l: &Layout, generation: u64) -> Entry {
         Entry {
             generation,
-            name: l.version_name(generation, envelope::new_run_id()),
+            name: l.version_name(generation, crate::random::uuid_v7()),
             size: 100 + generation,
             written_at: (SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789)).into(),
-            run_id: envelope::new_run_id(),
+            run_id: crate::random::uuid_v7(),
             schema_version: 3,
             checksum: 0xdead_beef,
         }
@@ -1222,7 +1224,7 @@ mod tests {
     #[test]
     fn names_parse_back() {
         let l = layout();
-        let name = l.version_name(42, envelope::new_run_id());
+        let name = l.version_name(42, crate::random::uuid_v7());
         assert_eq!(name.len(), 20 + 1 + 36 + 5);
         assert_eq!(l.parse_name(&name), Some(42));
         assert_eq!(l.parse_name("00000000000000000042-x.json"), None);

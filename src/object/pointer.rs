@@ -48,7 +48,7 @@ impl Pointer {
     /// A fresh, unique body key for `key`: a UUIDv7, time-ordered, so a listing shows
     /// the newest last (made without `Uuid::now_v7`, which can panic).
     pub fn new_body_key(key: &ObjectPath) -> ObjectPath {
-        Self::bodies(key).join(crate::envelope::new_run_id().to_string())
+        Self::bodies(key).join(crate::random::uuid_v7().to_string())
     }
 
     /// The pointer object's bytes.

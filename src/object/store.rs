@@ -98,7 +98,7 @@ impl Retry {
 /// Up to half of `d` added at random, so that racing writers spread out.
 fn jitter(d: Duration) -> Duration {
     // The low 62 bits of a v7 are random.
-    let random = crate::envelope::new_run_id().as_u128() as u64;
+    let random = crate::random::u64();
     d + d.mul_f64((random % 1000) as f64 / 2000.0)
 }
 
