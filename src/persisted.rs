@@ -9,30 +9,26 @@
 //!
 //! 1. Runs the [`validate`](PersistedBuilder::validate) hook: a refused value is
 //!    [`Error::Invalid`] and nothing on disk is touched.
-//! 2. Serializes the value into a hasher, not onto disk: a value that cannot be
-//!    serialized is [`Error::Serialize`], and the file and its directory are exactly as
-//!    they were (no temporary file was ever created). The bytes are kept in memory only
-//!    while they total at most 1 MiB.
-//! 3. Compares the hash with that of the bytes last loaded or committed: when they are
-//!    equal (and the envelope and schema version are too) *and the file is still the
+//! 2. Serializes the value once, hashing it on the way: a value that cannot be
+//!    serialized is [`Error::Serialize`], and the destination is exactly as it was. The
+//!    bytes are kept in memory while they total at most 1 MiB; past that, they go into
+//!    the commit's temporary file and the rest streams after them through a 64 KiB
+//!    buffer, so memory stays bounded and a large value is never serialized twice. (A
+//!    temporary file of a failed serialization is dropped, never renamed.)
+//! 3. Compares the fingerprint with that of the bytes last loaded or committed: when they
+//!    are equal (and the envelope and schema version are too) *and the file is still the
 //!    version this handle last saw* (see [Writers](#writers-the-lock-and-the-generation-check)),
-//!    the commit ends there, with no temporary file, no fsync and no rename. Only a
-//!    fingerprint is kept (length, CRC-32 and a 64-bit SipHash), never a copy of the
-//!    bytes. With the envelope on, a file that another writer changed is
-//!    [`Error::Conflict`] here, before anything is written.
-//! 4. Writes the payload into an [`AtomicFile`](crate::AtomicFile): the bytes kept in
-//!    step 2 when there are at most 1 MiB of them, so a small value is serialized once;
-//!    otherwise the value is serialized again, streaming through a 64 KiB buffer
-//!    straight into the file, hashing on the way. A large value therefore never has a
-//!    second copy in memory (the 1 MiB kept while it fit is dropped as soon as it does
-//!    not). With the envelope on, the meta and checksum follow the payload (see
+//!    the commit ends there: no fsync and no rename, and a small value never had a
+//!    temporary file at all. The fingerprint (length, CRC-32 and XXH64) is kept, never a
+//!    copy of the bytes. With the envelope on, a file that another writer changed is
+//!    [`Error::Conflict`] here, before anything is renamed.
+//! 4. Writes the kept bytes of a small payload into an [`AtomicFile`] (a large one is in
+//!    its temporary file already). With the envelope on, the meta and checksum follow
+//!    the payload (see
 //!    [`envelope`](mod@crate::envelope)). TOML has no streaming serializer, so a TOML
 //!    value goes through one string (configs are small).
 //! 5. Commits the file with the configured [`Durability`]. With the envelope on, the
 //!    generation check is made again just before the rename, under the writer lock.
-//!
-//! Serializing a large value twice costs CPU, not memory, and buys the two guarantees of
-//! steps 2-3.
 //!
 //! # Writers: the lock and the generation check
 //!
