@@ -38,6 +38,8 @@ use std::time::{Duration, Instant};
 
 use atomic_persist::{Durability, WriteOptions};
 
+#[path = "common/env.rs"]
+mod env;
 #[path = "common/stats.rs"]
 mod stats;
 use stats::{paired_difference, paired_ratio};
@@ -356,16 +358,6 @@ const DISK_SIZES: &[(usize, &str, &str, usize)] = &[
 ];
 const TMPFS_ROUNDS: usize = 20_000;
 const SYSCALL_ROUNDS: usize = 20_000;
-
-fn env_usize(var: &str, default: usize) -> usize {
-    match std::env::var(var) {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{var}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
 
 /// Bytes that no filesystem can compress or deduplicate away.
 fn payload(len: usize) -> Vec<u8> {
@@ -686,10 +678,8 @@ fn only_one(base: &Path, i: usize) -> Res {
 }
 
 fn main() -> Res {
-    let disk_base = std::env::var_os("BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
-    if !std::env::args().any(|a| a == "--bench") {
+    let disk_base = env::disk_base();
+    if !env::timing() {
         return smoke(&disk_base);
     }
     if let Ok(only) = std::env::var("BENCH_ONLY") {
@@ -709,7 +699,7 @@ fn main() -> Res {
     );
     let disk_extras = std::env::var_os("BENCH_DISK_EXTRAS").is_some_and(|v| v == "1");
     for &(size, label, var, default) in DISK_SIZES {
-        let rounds = env_usize(var, default);
+        let rounds = env::usize_or(var, default);
         if rounds == 0 {
             continue;
         }
@@ -727,9 +717,7 @@ fn main() -> Res {
     }
     fs::remove_dir_all(&disk)?;
 
-    let tmpfs_base = std::env::var_os("BENCH_TMPFS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/dev/shm"));
+    let tmpfs_base = env::tmpfs_base();
     if !tmpfs_base.is_dir() {
         println!(
             "\n(tmpfs: skipped, {} is not a directory)",
@@ -738,14 +726,14 @@ fn main() -> Res {
         return Ok(());
     }
     let tmpfs = fresh_dir(&tmpfs_base, "tmpfs")?;
-    let rounds = env_usize("BENCH_ROUNDS_TMPFS", TMPFS_ROUNDS);
+    let rounds = env::usize_or("BENCH_ROUNDS_TMPFS", TMPFS_ROUNDS);
     if rounds > 0 {
         let impls = all_impls();
         let times = measure(&impls, &tmpfs, &payload(KIB), rounds)?;
         tmpfs_table(rounds, &impls, &times);
         head_to_head(&impls, &times, false);
     }
-    let rounds = env_usize("BENCH_ROUNDS_SYSCALL", SYSCALL_ROUNDS);
+    let rounds = env::usize_or("BENCH_ROUNDS_SYSCALL", SYSCALL_ROUNDS);
     if rounds > 0 {
         syscall_costs(&tmpfs, rounds)?;
     }

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use atomic_persist::{Json, Persisted};
 
+#[path = "common/env.rs"]
+mod env;
 #[path = "common/stats.rs"]
 mod stats;
 use stats::{median_ci, paired_difference, paired_ratio};
@@ -221,13 +223,6 @@ fn autosave_table(dir: &Path, rounds: usize) -> Res {
     Ok(())
 }
 
-fn env_usize(var: &str, default: usize) -> usize {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn fresh_dir(base: &Path, tag: &str) -> Res<PathBuf> {
     let dir = base.join(format!("atomic-persist-typed-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -255,19 +250,15 @@ fn smoke(base: &Path) -> Res {
 }
 
 fn main() -> Res {
-    let disk_base = std::env::var_os("BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
-    if !std::env::args().any(|a| a == "--bench") {
+    let disk_base = env::disk_base();
+    if !env::timing() {
         return smoke(&disk_base);
     }
-    let tmpfs_base = std::env::var_os("BENCH_TMPFS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/dev/shm"));
+    let tmpfs_base = env::tmpfs_base();
     let (small, mid, large) = (
-        env_usize("TYPED_ROUNDS_1K", 2000),
-        env_usize("TYPED_ROUNDS_16M", 15),
-        env_usize("TYPED_ROUNDS_256M", 3),
+        env::usize_or("TYPED_ROUNDS_1K", 2000),
+        env::usize_or("TYPED_ROUNDS_16M", 15),
+        env::usize_or("TYPED_ROUNDS_256M", 3),
     );
     println!("### Typed commits and loads (release build)");
     for (label, base) in [("tmpfs", &tmpfs_base), ("disk", &disk_base)] {
@@ -281,7 +272,7 @@ fn main() -> Res {
         commit_table(&format!("256 MiB on {label}"), &dir, 256 << 20, large)?;
         load_table(&format!("16 MiB on {label}"), &dir, 16 << 20, mid)?;
         if label == "tmpfs" {
-            autosave_table(&dir, env_usize("TYPED_ROUNDS_AUTOSAVE", 2000))?;
+            autosave_table(&dir, env::usize_or("TYPED_ROUNDS_AUTOSAVE", 2000))?;
         }
         std::fs::remove_dir_all(&dir)?;
     }
