@@ -954,10 +954,10 @@ fn sweep_link(dir: &sys::Dir, dir_path: &Path, name: &OsStr, path: &Path) -> Res
     if crate::names::version_of(&data_name, target.as_os_str()).is_none() {
         return Ok(false); // not a history's pointer
     }
-    let lock_path = crate::lock::Lock::path_for(dir_path.join(sys::name_from_bytes(data.to_vec())));
-    let lock_name = lock_path.file_name().unwrap_or_default();
+    let lock_name = crate::names::lock_name(&data_name);
+    let lock_path = dir_path.join(&lock_name);
     // Opened like any sidecar: never through a link, never blocking, regular only.
-    let _held = match dir.open_entry(lock_name, sys::Access::Read) {
+    let _held = match dir.open_entry(&lock_name, sys::Access::Read) {
         Ok((file, entry)) if entry.is_file() => match file.try_lock() {
             Ok(()) => Some(file),
             Err(TryLockError::WouldBlock) => return Ok(false),

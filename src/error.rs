@@ -421,8 +421,8 @@ impl Error {
         }
     }
 
-    /// The same error about `path` (errors from a [`Format`](crate::Format) have an empty
-    /// path until the file is known).
+    /// The same error about `path` (the crate's errors from a format, unplaced, have an
+    /// empty path until the file is known; none reaches a caller so).
     pub(crate) fn at(mut self, path: &std::path::Path) -> Error {
         match &mut self {
             Error::Io { path: p, .. }
@@ -558,7 +558,7 @@ impl fmt::Display for Op {
 }
 
 /// ` at line L column C`, or nothing when the format gave no position.
-struct Position(Option<usize>, Option<usize>);
+pub(crate) struct Position(pub(crate) Option<usize>, pub(crate) Option<usize>);
 
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -80,19 +80,23 @@ pub trait Format: sealed::Sealed {
     ///
     /// # Errors
     ///
-    /// [`Error::Serialize`] when the value has no representation in the format (a map
-    /// with non-string keys in JSON, a bare value at the top of a TOML document) or `out`
-    /// fails. No file is involved here, so the error's path is empty.
-    fn serialize<T: Serialize + ?Sized, W: Write>(&self, value: &T, out: W) -> Result<()>;
+    /// A [`FormatError`] when the value has no representation in the format (a map with
+    /// non-string keys in JSON, a bare value at the top of a TOML document) or `out`
+    /// fails. No file is involved here, so it names none.
+    fn serialize<T: Serialize + ?Sized, W: Write>(
+        &self,
+        value: &T,
+        out: W,
+    ) -> std::result::Result<(), FormatError>;
 
     /// Reads a value from a complete document.
     ///
     /// # Errors
     ///
-    /// [`Error::Deserialize`] when the bytes are not a document of the format or do not
-    /// fit `T` (with line and column for JSON and TOML). The error's path is empty, as
-    /// for [`serialize`](Self::serialize).
-    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T>;
+    /// A [`FormatError`] when the bytes are not a document of the format or do not fit
+    /// `T` (with line and column for JSON and TOML).
+    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8])
+    -> std::result::Result<T, FormatError>;
 }
 
 mod sealed {
@@ -228,7 +232,7 @@ impl Format for AnyFormat {
         }
     }
 
-    fn serialize<T: Serialize + ?Sized, W: Write>(&self, value: &T, out: W) -> Result<()> {
+    fn serialize<T: Serialize + ?Sized, W: Write>(&self, value: &T, out: W) -> FormatResult<()> {
         match *self {
             #[cfg(feature = "json")]
             AnyFormat::Json => Json.serialize(value, out),
@@ -241,7 +245,7 @@ impl Format for AnyFormat {
         }
     }
 
-    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> FormatResult<T> {
         match *self {
             #[cfg(feature = "json")]
             AnyFormat::Json => Json.deserialize(bytes),
@@ -282,25 +286,111 @@ pub(crate) fn any_of(format: &impl Format) -> AnyFormat {
     format.any()
 }
 
-/// An [`Error::Serialize`] without a path yet.
-pub(crate) fn serialize_error(source: impl Into<BoxError>) -> Error {
-    Error::Serialize {
-        path: Default::default(),
+/// Why a [`Format`] could not write or read a value. A format works on bytes, not
+/// files, so this names no file; a handle reports it as [`Error::Serialize`] or
+/// [`Error::Deserialize`] naming the file or key.
+///
+/// ```
+/// # #[cfg(feature = "json")] {
+/// use atomic_persist::{Format, Json};
+/// let e = Json.deserialize::<Vec<u32>>(b"[1,\n x]").unwrap_err();
+/// assert!(e.is_deserialize());
+/// assert_eq!((e.format(), e.line(), e.column()), ("json", Some(2), Some(2)));
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct FormatError {
+    format: &'static str,
+    /// `None` for a serialize error; else the 1-based line and column, where known.
+    position: Option<(Option<usize>, Option<usize>)>,
+    source: BoxError,
+}
+
+/// A format's result.
+type FormatResult<T> = std::result::Result<T, FormatError>;
+
+impl FormatError {
+    /// The format's name, such as `"json"`.
+    pub fn format(&self) -> &'static str {
+        self.format
+    }
+
+    /// Whether reading failed (else writing did).
+    pub fn is_deserialize(&self) -> bool {
+        self.position.is_some()
+    }
+
+    /// The 1-based line of a read error, when the format reports one.
+    pub fn line(&self) -> Option<usize> {
+        self.position.and_then(|p| p.0)
+    }
+
+    /// The 1-based column of a read error, when the format reports one.
+    pub fn column(&self) -> Option<usize> {
+        self.position.and_then(|p| p.1)
+    }
+
+    /// The crate's error for the file at `path`.
+    pub(crate) fn at(self, path: &Path) -> Error {
+        let path = path.to_path_buf();
+        match self.position {
+            None => Error::Serialize {
+                path,
+                source: self.source,
+            },
+            Some((line, column)) => Error::Deserialize {
+                path,
+                format: self.format,
+                line,
+                column,
+                source: self.source,
+            },
+        }
+    }
+
+    /// The crate's error before the file is known: its path is filled in, by
+    /// [`Error::at`], before it reaches a caller.
+    pub(crate) fn unplaced(self) -> Error {
+        self.at(Path::new(""))
+    }
+}
+
+impl std::fmt::Display for FormatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.position {
+            None => write!(f, "cannot serialize as {}: {}", self.format, self.source),
+            Some((line, column)) => {
+                let at = crate::error::Position(line, column);
+                write!(f, "cannot parse as {}{at}: {}", self.format, self.source)
+            }
+        }
+    }
+}
+
+impl std::error::Error for FormatError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// A serialize error of `format`.
+pub(crate) fn serialize_error(format: &'static str, source: impl Into<BoxError>) -> FormatError {
+    FormatError {
+        format,
+        position: None,
         source: source.into(),
     }
 }
 
-/// An [`Error::Deserialize`] without a path yet.
+/// A deserialize error of `format`, at a 1-based (line, column) where known.
 pub(crate) fn deserialize_error(
     format: &'static str,
     position: Option<(usize, usize)>,
     source: impl Into<BoxError>,
-) -> Error {
-    Error::Deserialize {
-        path: Default::default(),
+) -> FormatError {
+    FormatError {
         format,
-        line: position.map(|p| p.0),
-        column: position.map(|p| p.1),
+        position: Some((position.map(|p| p.0), position.map(|p| p.1))),
         source: source.into(),
     }
 }
@@ -324,11 +414,11 @@ impl Format for Json {
         "json"
     }
 
-    fn serialize<T: Serialize + ?Sized, W: Write>(&self, value: &T, out: W) -> Result<()> {
+    fn serialize<T: Serialize + ?Sized, W: Write>(&self, value: &T, out: W) -> FormatResult<()> {
         serde_json::to_writer(out, value).map_err(json_serialize_error)
     }
 
-    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> FormatResult<T> {
         serde_json::from_slice(bytes).map_err(|e| json_deserialize_error(e, (1, 1)))
     }
 }
@@ -339,34 +429,40 @@ impl Format for JsonPretty {
         "json"
     }
 
-    fn serialize<T: Serialize + ?Sized, W: Write>(&self, value: &T, mut out: W) -> Result<()> {
+    fn serialize<T: Serialize + ?Sized, W: Write>(
+        &self,
+        value: &T,
+        mut out: W,
+    ) -> FormatResult<()> {
         serde_json::to_writer_pretty(&mut out, value).map_err(json_serialize_error)?;
-        out.write_all(b"\n").map_err(io_serialize_error)
+        out.write_all(b"\n")
+            .map_err(|e| io_serialize_error("json", e))
     }
 
-    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> FormatResult<T> {
         Json.deserialize(bytes)
     }
 }
 
-/// A write error while serializing: the writer's I/O error, kept as the source.
-pub(crate) fn io_serialize_error(e: std::io::Error) -> Error {
-    serialize_error(e)
+/// A write error while serializing as `format`: the writer's I/O error, kept as the
+/// source.
+pub(crate) fn io_serialize_error(format: &'static str, e: std::io::Error) -> FormatError {
+    serialize_error(format, e)
 }
 
 #[cfg(feature = "json")]
-fn json_serialize_error(e: serde_json::Error) -> Error {
+pub(crate) fn json_serialize_error(e: serde_json::Error) -> FormatError {
     match e.io_error_kind() {
         // The writer failed, not the value: keep the I/O error so the caller can tell.
-        Some(kind) => serialize_error(std::io::Error::new(kind, e)),
-        None => serialize_error(e),
+        Some(kind) => serialize_error("json", std::io::Error::new(kind, e)),
+        None => serialize_error("json", e),
     }
 }
 
 /// A JSON error at a position inside a document that starts at `origin` (line, column)
 /// of the file.
 #[cfg(feature = "json")]
-pub(crate) fn json_deserialize_error(e: serde_json::Error, origin: (usize, usize)) -> Error {
+pub(crate) fn json_deserialize_error(e: serde_json::Error, origin: (usize, usize)) -> FormatError {
     let position = (e.line() > 0).then(|| {
         let line = origin.0 + e.line() - 1;
         let column = if e.line() == 1 {
@@ -407,12 +503,17 @@ impl Format for Toml {
         "toml"
     }
 
-    fn serialize<T: Serialize + ?Sized, W: Write>(&self, value: &T, mut out: W) -> Result<()> {
-        let text = toml::to_string(value).map_err(serialize_error)?;
-        out.write_all(text.as_bytes()).map_err(io_serialize_error)
+    fn serialize<T: Serialize + ?Sized, W: Write>(
+        &self,
+        value: &T,
+        mut out: W,
+    ) -> FormatResult<()> {
+        let text = toml::to_string(value).map_err(|e| serialize_error("toml", e))?;
+        out.write_all(text.as_bytes())
+            .map_err(|e| io_serialize_error("toml", e))
     }
 
-    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> FormatResult<T> {
         toml_from_slice(bytes, bytes, 0)
     }
 }
@@ -424,7 +525,7 @@ pub(crate) fn toml_from_slice<T: DeserializeOwned>(
     file: &[u8],
     part: &[u8],
     offset: usize,
-) -> Result<T> {
+) -> FormatResult<T> {
     toml::from_slice(part).map_err(|e| {
         let position = e.span().map(|span| line_column(file, offset + span.start));
         deserialize_error("toml", position, e.message().trim_end().to_string())
@@ -437,7 +538,7 @@ impl Format for Binary {
         "binary"
     }
 
-    fn serialize<T: Serialize + ?Sized, W: Write>(&self, value: &T, out: W) -> Result<()> {
+    fn serialize<T: Serialize + ?Sized, W: Write>(&self, value: &T, out: W) -> FormatResult<()> {
         let mut out = ErrorKeeping {
             inner: out,
             error: None,
@@ -445,13 +546,13 @@ impl Format for Binary {
         match postcard::to_io(value, &mut out) {
             Ok(_) => Ok(()),
             Err(e) => Err(match out.error.take() {
-                Some(io) => io_serialize_error(io),
-                None => serialize_error(postcard_message(e)),
+                Some(io) => io_serialize_error("binary", io),
+                None => serialize_error("binary", postcard_message(e)),
             }),
         }
     }
 
-    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> FormatResult<T> {
         match postcard::take_from_bytes::<T>(bytes) {
             Ok((value, [])) => Ok(value),
             Ok((_, rest)) => Err(deserialize_error(
@@ -615,16 +716,23 @@ mod tests {
     #[test]
     fn json_errors_have_positions() {
         let e = Json.deserialize::<Vec<u32>>(b"[1,\n 2,\n x]").unwrap_err();
-        match e {
+        assert!(e.is_deserialize());
+        assert_eq!(
+            (e.format(), e.line(), e.column()),
+            ("json", Some(3), Some(2))
+        );
+        assert!(
+            e.to_string()
+                .starts_with("cannot parse as json at line 3 column 2: "),
+            "{e}"
+        );
+        // Placed at a file, it is the crate's error naming it.
+        match e.at(Path::new("a.json")) {
             Error::Deserialize {
-                line,
-                column,
-                format,
+                path,
+                line: Some(3),
                 ..
-            } => {
-                assert_eq!(format, "json");
-                assert_eq!((line, column), (Some(3), Some(2)));
-            }
+            } => assert_eq!(path, Path::new("a.json")),
             other => panic!("{other:?}"),
         }
     }
@@ -638,12 +746,7 @@ mod tests {
             a: u32,
         }
         let e = Toml.deserialize::<C>(b"# c\na = \"x\"\n").unwrap_err();
-        match e {
-            Error::Deserialize { line, column, .. } => {
-                assert_eq!((line, column), (Some(2), Some(5)));
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_eq!((e.line(), e.column()), (Some(2), Some(5)));
     }
 
     #[cfg(all(feature = "bincode", feature = "binary"))]

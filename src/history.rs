@@ -141,12 +141,14 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::atomic::{Durability, WriteOptions};
+use crate::codec::{self, Codec};
 use crate::envelope::{self, Fingerprint, Meta, Timestamp};
 use crate::error::{Error, Op, Result};
 use crate::format::AnyFormat;
+use crate::local::{self, Local};
 use crate::lock::Lock;
-use crate::payload::{self, Decode, Decoding, Payload, Validate};
 use crate::trust;
+use crate::version::VersionInfo;
 
 /// The version of the manifest's layout.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -158,40 +160,6 @@ const READ_RETRIES: usize = 1000;
 /// Collisions of the pointer's temporary name tolerated before giving up, as the engine's.
 #[cfg(unix)]
 const MAX_TEMP_ATTEMPTS: usize = 64;
-
-/// What is known about one version, from the manifest or from its envelope.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct VersionInfo {
-    /// The generation: the number in the file name and in the envelope.
-    pub generation: u64,
-    /// The version file.
-    pub path: PathBuf,
-    /// The run that wrote it.
-    pub run_id: Uuid,
-    /// When it was written (displays as RFC 3339 in UTC).
-    pub written_at: Timestamp,
-    /// The schema version of its value.
-    pub schema_version: u32,
-    /// Its size in bytes.
-    pub size: u64,
-    /// The envelope's CRC-32.
-    pub checksum: u32,
-}
-
-impl VersionInfo {
-    fn from_meta(path: PathBuf, meta: &Meta, size: u64) -> VersionInfo {
-        VersionInfo {
-            generation: meta.generation,
-            path,
-            run_id: meta.run_id,
-            written_at: meta.written_at,
-            schema_version: meta.schema_version,
-            size,
-            checksum: meta.checksum,
-        }
-    }
-}
 
 /// The state of the manifest file, as [`RawHistory::manifest_state`] finds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -744,7 +712,7 @@ impl RawHistory {
             format,
             split.payload,
             Stamp {
-                run_id: crate::run_id(),
+                run_id: None,
                 schema_version: meta.schema_version,
                 not_before: Some(meta.written_at),
             },
@@ -761,17 +729,10 @@ impl RawHistory {
         current: u64,
     ) -> Result<VersionInfo> {
         let generation = envelope::next_generation(current, &self.path)?;
-        let now = Timestamp::now();
-        let mut meta = Meta {
-            run_id: stamp.run_id,
-            written_at: stamp.not_before.map_or(now, |t| now.max(t)),
-            generation,
-            schema_version: stamp.schema_version,
-            checksum: 0,
-        };
         let mut crc = crc32fast::Hasher::new();
         crc.update(payload);
-        meta.checksum = envelope::checksum(crc, &meta);
+        let who = (stamp.run_id, stamp.schema_version);
+        let meta = codec::stamp(who, generation, stamp.not_before, crc);
 
         let path = self.version_path(generation);
         let write_error = |e: io::Error| Error::io(Op::Write, &path, e);
@@ -882,9 +843,10 @@ impl RawHistory {
         };
         let path = self.manifest_path();
         let sum = manifest.compute_checksum();
-        manifest.checksum = Some(sum.map_err(|e| crate::format::serialize_error(e).at(&path))?);
+        manifest.checksum =
+            Some(sum.map_err(|e| crate::format::serialize_error("json", e).at(&path))?);
         let bytes = serde_json::to_vec(&manifest)
-            .map_err(|e| crate::format::serialize_error(e).at(&path))?;
+            .map_err(|e| crate::format::serialize_error("json", e).at(&path))?;
         self.own_file_options().write(&path, bytes)
     }
 
@@ -953,7 +915,8 @@ struct Scan {
 
 /// Who and what a new version records.
 struct Stamp {
-    run_id: Uuid,
+    /// `None`: this process's run id.
+    run_id: Option<Uuid>,
     schema_version: u32,
     /// The new version is never dated earlier than this.
     not_before: Option<Timestamp>,
@@ -1094,15 +1057,12 @@ fn read_manifest(path: &Path) -> std::result::Result<Option<Manifest>, ()> {
 pub struct History<T> {
     value: T,
     raw: RawHistory,
-    schema_version: u32,
-    run_id: Option<Uuid>,
+    codec: Codec<T>,
     meta: Option<Meta>,
     /// The generation this handle last read or wrote (0: none).
     generation: u64,
     /// The payload this handle last read or wrote.
     payload: Option<Fingerprint>,
-    validate: Option<Validate<T>>,
-    decode: Option<Decode<T>>,
 }
 
 /// Builds a [`History<T>`]: `History::<T>::builder(path)`.
@@ -1128,23 +1088,14 @@ pub struct History<T> {
 /// ```
 pub struct HistoryBuilder<T> {
     path: PathBuf,
-    format: Option<AnyFormat>,
+    codec: codec::Settings<T>,
+    local: Local,
     keep: Option<usize>,
-    schema_version: u32,
-    options: WriteOptions,
-    run_id: Option<Uuid>,
-    lock_timeout: Option<Duration>,
-    max_size: Option<u64>,
-    validate: Option<Validate<T>>,
-    decode: Option<Decode<T>>,
 }
 
 impl<T> HistoryBuilder<T> {
-    /// The file format; by default chosen from the extension (`.json`, `.toml`, `.bin`).
-    pub fn format(mut self, format: impl crate::Format) -> Self {
-        self.format = Some(crate::format::any_of(&format));
-        self
-    }
+    codec::codec_setters!("History", codec);
+    local::local_setters!();
 
     /// Keep only the newest `n` versions (at least 1); by default all are kept.
     pub fn keep(mut self, n: usize) -> Self {
@@ -1152,103 +1103,16 @@ impl<T> HistoryBuilder<T> {
         self
     }
 
-    /// The schema version recorded in each new version (default 0); opening a history
-    /// whose current version has a higher one is [`Error::SchemaVersion`].
-    pub fn schema_version(mut self, version: u32) -> Self {
-        self.schema_version = version;
-        self
-    }
-
-    /// How much of a commit must reach stable storage (default [`Durability::Full`]).
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.options = self.options.durability(durability);
-        self
-    }
-
-    /// All options of the version and manifest writes.
-    pub fn write_options(mut self, options: WriteOptions) -> Self {
-        self.options = options;
-        self
-    }
-
-    /// The run id recorded in new versions instead of [`run_id()`](crate::run_id).
-    pub fn run_id(mut self, id: Uuid) -> Self {
-        self.run_id = Some(id);
-        self
-    }
-
-    /// Wait at most this long for the writer lock on a commit ([`Error::Locked`] after).
-    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.lock_timeout = Some(timeout);
-        self
-    }
-
-    /// Refuse to read a version larger than `bytes` ([`Error::TooLarge`], before it is
-    /// read); by default there is no limit.
-    pub fn max_size(mut self, bytes: u64) -> Self {
-        self.max_size = Some(bytes);
-        self
-    }
-
-    /// A check every value must pass, on every load (the current version and
-    /// [`version`](History::version)) and before every commit: `Err(reason)` is
-    /// [`Error::Invalid`], and nothing is written.
-    ///
-    /// ```
-    /// # #[cfg(feature = "json")] {
-    /// use atomic_persist::Error;
-    /// use atomic_persist::history::History;
-    /// # let dir = tempfile::tempdir()?;
-    /// # let path = dir.path().join("port.json");
-    /// let mut port = History::<u16>::builder(&path)
-    ///     .validate(|p| if *p >= 1024 { Ok(()) } else { Err(format!("{p} is privileged")) })
-    ///     .open_or_else(|| 8080)?;
-    /// port.set(8081)?;
-    /// assert!(matches!(port.set(80), Err(Error::Invalid { .. })));
-    /// # }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn validate(
-        mut self,
-        f: impl Fn(&T) -> std::result::Result<(), String> + Send + Sync + 'static,
-    ) -> Self {
-        self.validate = Some(Box::new(f));
-        self
-    }
-
-    /// How a version's payload becomes a value, instead of deserializing it as `T`: the
-    /// hook schema migrations use, as on
-    /// [`PersistedBuilder::decode`](crate::PersistedBuilder::decode). `f` gets the
-    /// version's schema version and its verified [`Payload`];
-    /// a version newer than [`schema_version`](Self::schema_version) is refused before.
-    /// A [`Persist`](crate::Persist) type's [`history_at`](crate::Persist::history_at)
-    /// sets it to the type's migration chain.
-    pub fn decode(mut self, f: fn(u32, Payload<'_>) -> Result<T>) -> Self {
-        self.decode = Some(f);
-        self
-    }
-
-    /// How a version becomes a value for the handle this builder opens.
-    fn decoding(&self) -> Decoding<'_, T> {
-        Decoding {
-            schema_version: self.schema_version,
-            decode: self.decode,
-            validate: self.validate.as_ref(),
-        }
-    }
-
-    fn raw(&self) -> Result<RawHistory> {
-        let format = match self.format {
-            Some(f) => f,
-            None => AnyFormat::from_path(&self.path)?,
-        };
+    /// The byte-level history and the codec this builder opens.
+    fn parts(self) -> Result<(RawHistory, Codec<T>)> {
+        let codec = self.codec.resolve(&self.path)?;
         let mut raw =
-            RawHistory::with_format(&self.path, format)?.write_options(self.options.clone());
+            RawHistory::with_format(&self.path, codec.format)?.write_options(self.local.options);
         raw.sweep_own();
         raw.keep = self.keep;
-        raw.lock_timeout = self.lock_timeout;
-        raw.max_size = self.max_size;
-        Ok(raw)
+        raw.lock_timeout = self.local.lock_timeout;
+        raw.max_size = self.local.max_size;
+        Ok((raw, codec))
     }
 }
 
@@ -1271,9 +1135,9 @@ impl<T: Serialize + DeserializeOwned> HistoryBuilder<T> {
     /// [`max_size`](crate::PersistedBuilder::max_size), and [`Error::Io`]
     /// when the read itself fails.
     pub fn open(self) -> Result<History<T>> {
-        let raw = self.raw()?;
-        match load::<T>(&raw, &self.decoding())? {
-            Some(loaded) => Ok(History::from_loaded(raw, self, loaded)),
+        let (raw, codec) = self.parts()?;
+        match load::<T>(&raw, &codec)? {
+            Some(loaded) => Ok(History::from_loaded(raw, codec, loaded)),
             None => Err(Error::NotFound { path: raw.path }),
         }
     }
@@ -1297,14 +1161,14 @@ impl<T: Serialize + DeserializeOwned> HistoryBuilder<T> {
     ///
     /// As [`open`](Self::open), except that a history with no version yet is not an error.
     pub fn open_or_else(self, f: impl FnOnce() -> T) -> Result<History<T>> {
-        let raw = self.raw()?;
-        let loaded = load::<T>(&raw, &self.decoding())?.unwrap_or_else(|| Loaded {
+        let (raw, codec) = self.parts()?;
+        let loaded = load::<T>(&raw, &codec)?.unwrap_or_else(|| Loaded {
             value: f(),
             generation: 0,
             payload: None,
             meta: None,
         });
-        Ok(History::from_loaded(raw, self, loaded))
+        Ok(History::from_loaded(raw, codec, loaded))
     }
 }
 
@@ -1317,10 +1181,7 @@ struct Loaded<T> {
 }
 
 /// Reads the current version; `None` when there is none.
-fn load<T: DeserializeOwned>(
-    raw: &RawHistory,
-    decoding: &Decoding<'_, T>,
-) -> Result<Option<Loaded<T>>> {
+fn load<T: DeserializeOwned>(raw: &RawHistory, codec: &Codec<T>) -> Result<Option<Loaded<T>>> {
     let Some((generation, bytes)) = raw.load_latest()? else {
         return Ok(None);
     };
@@ -1330,7 +1191,7 @@ fn load<T: DeserializeOwned>(
     };
     let split = envelope::split_for_decode(raw.format, &bytes, true, envelope::Edits::Refuse)
         .map_err(|e| e.at(&path))?;
-    let value = decoding.value(&path, raw.format, &bytes, &split)?;
+    let value = codec.value(&path, &bytes, &split)?;
     Ok(Some(Loaded {
         value,
         generation: generation
@@ -1343,16 +1204,11 @@ fn load<T: DeserializeOwned>(
 
 impl<T> fmt::Debug for HistoryBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HistoryBuilder")
-            .field("path", &self.path)
-            .field("format", &self.format)
+        let mut d = f.debug_struct("HistoryBuilder");
+        d.field("path", &self.path);
+        self.codec.debug_fields(&mut d);
+        d.field("local", &self.local)
             .field("keep", &self.keep)
-            .field("schema_version", &self.schema_version)
-            .field("options", &self.options)
-            .field("run_id", &self.run_id)
-            .field("lock_timeout", &self.lock_timeout)
-            .field("validate", &self.validate.is_some())
-            .field("decode", &self.decode.is_some())
             .finish()
     }
 }
@@ -1362,15 +1218,9 @@ impl<T: Serialize + DeserializeOwned> History<T> {
     pub fn builder(path: impl AsRef<Path>) -> HistoryBuilder<T> {
         HistoryBuilder {
             path: path.as_ref().to_path_buf(),
-            format: None,
+            codec: codec::Settings::default(),
+            local: Local::default(),
             keep: None,
-            schema_version: 0,
-            options: WriteOptions::new(),
-            run_id: None,
-            lock_timeout: None,
-            max_size: None,
-            validate: None,
-            decode: None,
         }
     }
 
@@ -1408,32 +1258,20 @@ impl<T: Serialize + DeserializeOwned> History<T> {
         Self::builder(path).open_or_default()
     }
 
-    fn from_loaded(raw: RawHistory, b: HistoryBuilder<T>, loaded: Loaded<T>) -> History<T> {
+    fn from_loaded(raw: RawHistory, codec: Codec<T>, loaded: Loaded<T>) -> History<T> {
         History {
             value: loaded.value,
             raw,
-            schema_version: b.schema_version,
-            run_id: b.run_id,
+            codec,
             meta: loaded.meta,
             generation: loaded.generation,
             payload: loaded.payload,
-            validate: b.validate,
-            decode: b.decode,
-        }
-    }
-
-    /// How a version becomes a value for this handle.
-    fn decoding(&self) -> Decoding<'_, T> {
-        Decoding {
-            schema_version: self.schema_version,
-            decode: self.decode,
-            validate: self.validate.as_ref(),
         }
     }
 
     /// Reads the current version into the handle; `false` when there is none.
     fn load(&mut self) -> Result<bool> {
-        let Some(loaded) = load::<T>(&self.raw, &self.decoding())? else {
+        let Some(loaded) = load::<T>(&self.raw, &self.codec)? else {
             return Ok(false);
         };
         self.value = loaded.value;
@@ -1491,7 +1329,7 @@ impl<T: Serialize + DeserializeOwned> History<T> {
     /// [`atomic`](crate::atomic) docs).
     pub fn commit(&mut self) -> Result<()> {
         let path = self.raw.path.clone();
-        payload::validate(self.validate.as_ref(), &self.value, &path)?;
+        self.codec.check(&self.value, &path)?;
         let mut payload = Vec::new();
         envelope::write_payload(self.raw.format, true, &self.value, &mut payload)
             .map_err(|e| e.at(&path))?;
@@ -1500,7 +1338,7 @@ impl<T: Serialize + DeserializeOwned> History<T> {
             && self
                 .meta
                 .as_ref()
-                .is_some_and(|m| m.schema_version == self.schema_version)
+                .is_some_and(|m| m.schema_version == self.codec.schema_version)
         {
             return Ok(());
         }
@@ -1514,8 +1352,8 @@ impl<T: Serialize + DeserializeOwned> History<T> {
             });
         }
         let stamp = Stamp {
-            run_id: self.run_id.unwrap_or_else(crate::run_id),
-            schema_version: self.schema_version,
+            run_id: self.codec.run_id,
+            schema_version: self.codec.schema_version,
             not_before: self.meta.as_ref().map(|m| m.written_at),
         };
         let info = self
@@ -1556,8 +1394,7 @@ impl<T: Serialize + DeserializeOwned> History<T> {
         let split =
             envelope::split_for_decode(self.raw.format, &bytes, true, envelope::Edits::Refuse)
                 .map_err(|e| e.at(&path))?;
-        self.decoding()
-            .value(&path, self.raw.format, &bytes, &split)
+        self.codec.value(&path, &bytes, &split)
     }
 
     /// Every version on disk, oldest first (see [`RawHistory::versions`]).

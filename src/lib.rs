@@ -137,11 +137,13 @@
 #[cfg(feature = "tokio")]
 pub mod asynchronous;
 pub mod atomic;
+mod codec;
 pub mod envelope;
 mod error;
 pub mod format;
 #[cfg(feature = "json")]
 pub mod history;
+mod local;
 pub mod lock;
 mod names;
 #[cfg(feature = "object-store")]
@@ -154,6 +156,7 @@ mod sys;
 #[cfg(feature = "toml")]
 mod toml_doc;
 mod trust;
+mod version;
 
 #[cfg(feature = "tokio")]
 pub use asynchronous::write_atomic_async;
@@ -186,11 +189,11 @@ pub use error::{BoxError, Category, CorruptKind, Error, FileKind, Op, Refusal, R
 pub use format::Binary;
 #[cfg(feature = "toml")]
 pub use format::Toml;
-pub use format::{AnyFormat, Format};
+pub use format::{AnyFormat, Format, FormatError};
 #[cfg(feature = "json")]
 pub use format::{Json, JsonPretty};
 #[cfg(feature = "json")]
-pub use history::{History, HistoryBuilder, RawHistory, VersionInfo};
+pub use history::{History, HistoryBuilder, RawHistory};
 pub use lock::Lock;
 #[cfg(feature = "object-store")]
 pub use object::{ObjectHistory, ObjectPersisted};
@@ -199,6 +202,7 @@ pub use persisted::{Persisted, PersistedBuilder};
 /// The `uuid` crate, whose [`Uuid`](uuid::Uuid) is a run id
 /// ([`Meta::run_id`], [`PersistedBuilder::run_id`]).
 pub use uuid;
+pub use version::VersionInfo;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -47,7 +47,6 @@
 //! may have gets `.{prefix}.{hash}.lock` instead: the first bytes of its name and 16 hex
 //! digits of the FNV-1a hash of the whole name, 255 bytes in all.
 
-use std::ffi::{OsStr, OsString};
 use std::fs::{File, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -84,7 +83,7 @@ impl Lock {
     pub fn path_for(data_path: impl AsRef<Path>) -> PathBuf {
         let data_path = data_path.as_ref();
         let name = data_path.file_name().unwrap_or(data_path.as_os_str());
-        data_path.with_file_name(sidecar_name(name))
+        data_path.with_file_name(crate::names::lock_name(name))
     }
 
     /// Takes the lock on `data_path`, waiting as long as another writer holds it.
@@ -168,33 +167,6 @@ impl Drop for Lock {
         // to the open file, not to this descriptor.
         let _ = self.file.unlock();
     }
-}
-
-/// The longest file name most filesystems allow (`NAME_MAX`).
-const NAME_MAX: usize = 255;
-
-/// `.{name}.lock`, or `.{prefix}.{hash}.lock` when that would be too long.
-fn sidecar_name(name: &OsStr) -> OsString {
-    let bytes = sys::name_bytes(name);
-    let mut out = vec![b'.'];
-    if bytes.len() + ".".len() + ".lock".len() <= NAME_MAX {
-        out.extend_from_slice(bytes);
-    } else {
-        let hash = format!(".{:016x}", fnv1a(bytes));
-        let room = NAME_MAX - ".".len() - hash.len() - ".lock".len();
-        out.extend_from_slice(&bytes[..room]);
-        out.extend_from_slice(hash.as_bytes());
-    }
-    out.extend_from_slice(b".lock");
-    sys::name_from_bytes(out)
-}
-
-/// 64-bit FNV-1a: the same in every process and on every platform, unlike std's
-/// randomly keyed hasher.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Read and write for each class that may write in `mode`; nothing for the others.
@@ -288,7 +260,7 @@ mod tests {
         let a = format!("{}a.json", "n".repeat(249));
         let b = format!("{}b.json", "n".repeat(249));
         let (la, lb) = (Lock::path_for(&a), Lock::path_for(&b));
-        assert_eq!(la.as_os_str().len(), NAME_MAX);
+        assert_eq!(la.as_os_str().len(), crate::names::NAME_MAX);
         assert_ne!(la, lb, "names that differ only past the prefix");
         assert_eq!(la, Lock::path_for(&a), "the same in every call");
     }

@@ -1,10 +1,12 @@
-//! The names of a history's files beside its pointer `{stem}.{ext}`: its versions
+//! The names of the files the crate keeps beside a data file: the writer lock's sidecar
+//! `.{name}.lock`, and a history's files beside its pointer `{stem}.{ext}`: its versions
 //! `{stem}.{generation}.{ext}` (`{name}.{generation}` without an extension) and its
 //! manifest `{stem}.manifest.json`.
 //!
-//! In one place below every layer, so that the history that makes the names, `sweep`
-//! (which must tell a pointer swap's temporary link from debris) and `verify` (which
-//! holds every version to having an envelope) read them alike. Names are compared as
+//! In one place below every layer, so that the lock and the history that make the
+//! names, `sweep` (which must tell a pointer swap's temporary link from debris, and
+//! find the lock that guards it) and `verify` (which holds every version to having an
+//! envelope) read them alike. Names are compared as
 //! bytes: they need not be UTF-8.
 
 use std::ffi::{OsStr, OsString};
@@ -61,6 +63,34 @@ pub(crate) fn version_of(name: &OsStr, candidate: &OsStr) -> Option<u64> {
     }
     let generation: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
     (generation.to_string().as_bytes() == digits).then_some(generation)
+}
+
+/// The longest file name most filesystems allow (`NAME_MAX`).
+pub(crate) const NAME_MAX: usize = 255;
+
+/// The writer lock sidecar's name beside the data file `name`: `.{name}.lock`, or
+/// `.{prefix}.{hash}.lock` when that would be too long.
+pub(crate) fn lock_name(name: &OsStr) -> OsString {
+    let bytes = sys::name_bytes(name);
+    let mut out = vec![b'.'];
+    if bytes.len() + ".".len() + ".lock".len() <= NAME_MAX {
+        out.extend_from_slice(bytes);
+    } else {
+        let hash = format!(".{:016x}", fnv1a(bytes));
+        let room = NAME_MAX - ".".len() - hash.len() - ".lock".len();
+        out.extend_from_slice(&bytes[..room]);
+        out.extend_from_slice(hash.as_bytes());
+    }
+    out.extend_from_slice(b".lock");
+    sys::name_from_bytes(out)
+}
+
+/// 64-bit FNV-1a: the same in every process and on every platform, unlike std's
+/// randomly keyed hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]

@@ -117,61 +117,6 @@ pub(crate) type Validate<T> =
 /// value.
 pub(crate) type Decode<T> = fn(u32, Payload<'_>) -> Result<T>;
 
-/// What a handle asks of a loaded file besides its bytes: the newest schema version it
-/// reads, how a payload becomes a value, and what a value must pass. Every handle
-/// (local or object, single value or history) decodes through [`Decoding::value`].
-pub(crate) struct Decoding<'a, T> {
-    pub(crate) schema_version: u32,
-    pub(crate) decode: Option<Decode<T>>,
-    pub(crate) validate: Option<&'a Validate<T>>,
-}
-
-impl<T: DeserializeOwned> Decoding<'_, T> {
-    /// The value of the file at `path` (its bytes `file`, split and verified): a newer
-    /// schema is [`Error::SchemaVersion`] before anything is decoded; then the decode
-    /// hook (given the file's schema version, or for a plain file, which does not say,
-    /// the handle's own) or plain deserialization; then the validate hook.
-    #[cfg_attr(
-        not(any(feature = "json", feature = "toml", feature = "binary")),
-        allow(
-            unreachable_code,
-            unused_variables,
-            reason = "no format: no file decodes"
-        )
-    )]
-    pub(crate) fn value(
-        &self,
-        path: &Path,
-        format: AnyFormat,
-        file: &[u8],
-        split: &Split<'_>,
-    ) -> Result<T> {
-        let found = split.meta.as_ref().map(|m| m.schema_version);
-        let newer = found.is_some_and(|f| f > self.schema_version);
-        // A hook sees the payload's bytes, and a newer schema is refused before any
-        // parse: both must see only what a full split accepts.
-        if split.unparsed && (newer || self.decode.is_some()) {
-            envelope::split(format, file, true).map_err(|e| e.at(path))?;
-        }
-        if let Some(found) = found
-            && newer
-        {
-            return Err(Error::SchemaVersion {
-                path: path.to_path_buf(),
-                found,
-                supported: self.schema_version,
-            });
-        }
-        let payload = Payload::new(path, format, file, split);
-        let value = match self.decode {
-            Some(decode) => decode(found.unwrap_or(self.schema_version), payload)?,
-            None => payload.deserialize()?,
-        };
-        validate(self.validate, &value, path)?;
-        Ok(value)
-    }
-}
-
 /// Runs the validate hook, if any, on a value just loaded or about to be committed.
 pub(crate) fn validate<T>(hook: Option<&Validate<T>>, value: &T, path: &Path) -> Result<()> {
     match hook {

@@ -27,7 +27,7 @@
 //!    the payload (see
 //!    [`envelope`](mod@crate::envelope)). TOML has no streaming serializer, so a TOML
 //!    value goes through one string (configs are small).
-//! 5. Commits the file with the configured [`Durability`]. With the envelope on, the
+//! 5. Commits the file with the configured [`Durability`](crate::Durability). With the envelope on, the
 //!    generation check is made again just before the rename, under the writer lock.
 //!
 //! # Writers: the lock and the generation check
@@ -127,18 +127,18 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use uuid::Uuid;
 
-use crate::atomic::{AtomicFile, Durability, WriteOptions};
-use crate::envelope::{self, Edits, Fingerprint, Hashing, Meta, Timestamp};
+use crate::atomic::AtomicFile;
+use crate::codec::{self, Codec};
+use crate::envelope::{self, Edits, Fingerprint, Hashing, Meta};
 use crate::error::{Error, Op, Result};
-use crate::format::{AnyFormat, Format};
+#[cfg(feature = "toml")]
+use crate::format::AnyFormat;
+use crate::local::{self, Local};
 use crate::lock::Lock;
-use crate::payload::{self, Decode, Decoding, Payload, Validate};
 use crate::sys;
 use crate::trust;
 
@@ -226,31 +226,12 @@ pub struct Persisted<T> {
 
 /// The builder's settings, kept by the `Persisted` they configure.
 struct Config<T> {
-    format: AnyFormat,
+    codec: Codec<T>,
     envelope: bool,
-    schema_version: u32,
-    options: WriteOptions,
-    run_id: Option<Uuid>,
-    validate: Option<Validate<T>>,
-    decode: Option<Decode<T>>,
+    local: Local,
     lock: bool,
-    /// `None`: wait as long as it takes.
-    lock_timeout: Option<Duration>,
-    /// `None`: read a file of any size.
-    max_size: Option<u64>,
     /// Whether a hand-edited text envelope loads.
     edits: Edits,
-}
-
-impl<T> Config<T> {
-    /// How a loaded file becomes a value for this handle.
-    fn decoding(&self) -> Decoding<'_, T> {
-        Decoding {
-            schema_version: self.schema_version,
-            decode: self.decode,
-            validate: self.validate.as_ref(),
-        }
-    }
 }
 
 /// What is on disk, as far as this handle knows.
@@ -354,71 +335,91 @@ struct Loaded<T> {
 /// # }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// The setters the four builders share ([`format`](Self::format) to
+/// [`decode`](Self::decode), and with [`History`](crate::History)'s
+/// [`durability`](Self::durability) to [`max_size`](Self::max_size)) are documented once
+/// for all; here is how three of them are used.
+///
+/// A writer that must not wait for long ([`lock_timeout`](Self::lock_timeout)):
+///
+/// ```
+/// # #[cfg(feature = "json")] {
+/// use atomic_persist::{lock::Lock, Error, Persisted};
+/// use std::time::Duration;
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("n.json");
+/// let mut p = Persisted::<u64>::builder(&path)
+///     .lock_timeout(Duration::ZERO)
+///     .open_or_default()?;
+/// let other = Lock::exclusive(&path)?; // another writer
+/// assert!(matches!(p.update_locked(|n| *n += 1), Err(Error::Locked { .. })));
+/// drop(other);
+/// p.update_locked(|n| *n += 1)?;
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// A schema migration by hand ([`decode`](Self::decode); `#[derive(Persist)]` writes
+/// this for you):
+///
+/// ```
+/// # #[cfg(feature = "json")] {
+/// use atomic_persist::Persisted;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct V1 { name: String }
+/// #[derive(Serialize, Deserialize)]
+/// struct V2 { name: String, tags: Vec<String> }
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("item.json");
+/// # Persisted::<V1>::builder(&path).envelope(true).schema_version(1)
+/// #     .open_or_else(|| V1 { name: "a".into() })?.commit()?;
+///
+/// let item = Persisted::<V2>::builder(&path)
+///     .envelope(true)
+///     .schema_version(2)
+///     .decode(|found, payload| match found {
+///         ..=1 => payload.deserialize::<V1>().map(|v1| V2 { name: v1.name, tags: vec![] }),
+///         _ => payload.deserialize(),
+///     })
+///     .open()?;
+/// assert_eq!(item.name, "a");
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// A bound on what a load reads ([`max_size`](Self::max_size)):
+///
+/// ```
+/// # #[cfg(feature = "json")] {
+/// use atomic_persist::{Error, Persisted};
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("big.json");
+/// std::fs::write(&path, format!("[{}0]", "0,".repeat(1000)))?;
+/// let opened = Persisted::<Vec<u8>>::builder(&path).max_size(1024).open();
+/// assert!(matches!(opened, Err(Error::TooLarge { limit: 1024, .. })));
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct PersistedBuilder<T> {
     path: PathBuf,
-    format: Option<AnyFormat>,
+    codec: codec::Settings<T>,
+    local: Local,
     envelope: bool,
-    schema_version: u32,
-    options: WriteOptions,
-    run_id: Option<Uuid>,
-    validate: Option<Validate<T>>,
-    decode: Option<Decode<T>>,
     lock: bool,
-    lock_timeout: Option<Duration>,
-    max_size: Option<u64>,
     hand_edits: bool,
 }
 
 impl<T> PersistedBuilder<T> {
-    /// The file format; by default it is chosen from the extension (`.json`, `.toml`,
-    /// `.bin`).
-    pub fn format(mut self, format: impl Format) -> Self {
-        self.format = Some(crate::format::any_of(&format));
-        self
-    }
+    codec::codec_setters!("Persisted", codec);
+    local::local_setters!();
 
     /// Wrap the value in the [envelope](mod@crate::envelope): metadata and a checksum
     /// verified on every load (default `false`: the file is the plain value).
     pub fn envelope(mut self, on: bool) -> Self {
         self.envelope = on;
-        self
-    }
-
-    /// The schema version written into the envelope (default 0). Loading an enveloped
-    /// file with a higher version is [`Error::SchemaVersion`].
-    pub fn schema_version(mut self, version: u32) -> Self {
-        self.schema_version = version;
-        self
-    }
-
-    /// How much of a commit must reach stable storage (default [`Durability::Full`]).
-    /// Applies to the current write options; a later
-    /// [`write_options`](Self::write_options) replaces it.
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.options = self.options.durability(durability);
-        self
-    }
-
-    /// All options of the atomic write: durability, mode, permissions.
-    pub fn write_options(mut self, options: WriteOptions) -> Self {
-        self.options = options;
-        self
-    }
-
-    /// The run id recorded in the envelope, instead of this process's
-    /// [`run_id()`](crate::run_id) (a job scheduler's own id, for example).
-    pub fn run_id(mut self, id: Uuid) -> Self {
-        self.run_id = Some(id);
-        self
-    }
-
-    /// A check of the value on every commit and load: `Err(reason)` refuses a commit with
-    /// [`Error::Invalid`] (the file is untouched) and makes a load fail the same way.
-    pub fn validate(
-        mut self,
-        f: impl Fn(&T) -> std::result::Result<(), String> + Send + Sync + 'static,
-    ) -> Self {
-        self.validate = Some(Box::new(f));
         self
     }
 
@@ -446,93 +447,8 @@ impl<T> PersistedBuilder<T> {
         self
     }
 
-    /// How long to wait for the writer lock before failing with [`Error::Locked`]
-    /// (naming the lock file). By default a writer waits as long as another holds the
-    /// lock, as `flock` does: a timeout that fires under load would turn slowness into
-    /// errors, and a holder that dies releases the lock anyway. `Duration::ZERO` tries
-    /// once and never waits.
-    ///
-    /// ```
-    /// # #[cfg(feature = "json")] {
-    /// use atomic_persist::{lock::Lock, Error, Persisted};
-    /// use std::time::Duration;
-    /// # let dir = tempfile::tempdir()?;
-    /// # let path = dir.path().join("n.json");
-    /// let mut p = Persisted::<u64>::builder(&path)
-    ///     .lock_timeout(Duration::ZERO)
-    ///     .open_or_default()?;
-    /// let other = Lock::exclusive(&path)?; // another writer
-    /// assert!(matches!(p.update_locked(|n| *n += 1), Err(Error::Locked { .. })));
-    /// drop(other);
-    /// p.update_locked(|n| *n += 1)?;
-    /// # }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.lock_timeout = Some(timeout);
-        self
-    }
-
-    /// How a loaded payload becomes a value, instead of deserializing it as `T`: `f`
-    /// gets the file's schema version (for a plain file, which does not say, the
-    /// builder's [`schema_version`](Self::schema_version)) and the
-    /// [`Payload`], checksum verified. A version newer than the builder's is refused
-    /// with [`Error::SchemaVersion`] before `f` is called. This is the hook schema
-    /// migrations use ([`Persist::decode`](crate::Persist::decode)).
-    ///
-    /// ```
-    /// # #[cfg(feature = "json")] {
-    /// use atomic_persist::Persisted;
-    /// use serde::{Deserialize, Serialize};
-    ///
-    /// #[derive(Serialize, Deserialize)]
-    /// struct V1 { name: String }
-    /// #[derive(Serialize, Deserialize)]
-    /// struct V2 { name: String, tags: Vec<String> }
-    /// # let dir = tempfile::tempdir()?;
-    /// # let path = dir.path().join("item.json");
-    /// # Persisted::<V1>::builder(&path).envelope(true).schema_version(1)
-    /// #     .open_or_else(|| V1 { name: "a".into() })?.commit()?;
-    ///
-    /// let item = Persisted::<V2>::builder(&path)
-    ///     .envelope(true)
-    ///     .schema_version(2)
-    ///     .decode(|found, payload| match found {
-    ///         ..=1 => payload.deserialize::<V1>().map(|v1| V2 { name: v1.name, tags: vec![] }),
-    ///         _ => payload.deserialize(),
-    ///     })
-    ///     .open()?;
-    /// assert_eq!(item.name, "a");
-    /// # }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn decode(mut self, f: fn(u32, Payload<'_>) -> Result<T>) -> Self {
-        self.decode = Some(f);
-        self
-    }
-
-    /// Refuse to read a file larger than `bytes` ([`Error::TooLarge`], before anything
-    /// is read): a bound on the memory a load takes when the file may come from
-    /// someone else. By default there is no limit.
-    ///
-    /// ```
-    /// # #[cfg(feature = "json")] {
-    /// use atomic_persist::{Error, Persisted};
-    /// # let dir = tempfile::tempdir()?;
-    /// # let path = dir.path().join("big.json");
-    /// std::fs::write(&path, format!("[{}0]", "0,".repeat(1000)))?;
-    /// let opened = Persisted::<Vec<u8>>::builder(&path).max_size(1024).open();
-    /// assert!(matches!(opened, Err(Error::TooLarge { limit: 1024, .. })));
-    /// # }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn max_size(mut self, bytes: u64) -> Self {
-        self.max_size = Some(bytes);
-        self
-    }
-
     /// Create the file's missing parent directories at the first commit (default
-    /// `false`); the same as [`WriteOptions::create_dirs`] on the
+    /// `false`); the same as [`WriteOptions::create_dirs`](crate::WriteOptions::create_dirs) on the
     /// [`write_options`](Self::write_options), so set it after those.
     ///
     /// ```
@@ -547,7 +463,7 @@ impl<T> PersistedBuilder<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn create_dirs(mut self, yes: bool) -> Self {
-        self.options = self.options.create_dirs(yes);
+        self.local.options = self.local.options.create_dirs(yes);
         self
     }
 
@@ -596,26 +512,17 @@ impl<T> PersistedBuilder<T> {
     }
 
     fn config(self) -> Result<(PathBuf, Config<T>)> {
-        let format = match self.format {
-            Some(f) => f,
-            None => AnyFormat::from_path(&self.path)?,
-        };
+        let codec = self.codec.resolve(&self.path)?;
         // A writer of this file killed mid-save left its temporary file: remove it now,
         // so that a job killed again and again does not pile them up (one listing of
         // the directory; a live writer's temp is locked and stays).
         let name = self.path.file_name().map(OsStr::to_os_string);
         crate::atomic::sweep_own(&self.path, |base| Some(base) == name.as_deref());
         let config = Config {
-            format,
+            codec,
             envelope: self.envelope,
-            schema_version: self.schema_version,
-            options: self.options,
-            run_id: self.run_id,
-            validate: self.validate,
-            decode: self.decode,
+            local: self.local,
             lock: self.lock,
-            lock_timeout: self.lock_timeout,
-            max_size: self.max_size,
             edits: match self.hand_edits {
                 true => Edits::Accept,
                 false => Edits::Refuse,
@@ -689,17 +596,13 @@ impl<T: Serialize + DeserializeOwned> PersistedBuilder<T> {
 
 impl<T: fmt::Debug> fmt::Debug for PersistedBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PersistedBuilder")
-            .field("path", &self.path)
-            .field("format", &self.format)
+        let mut d = f.debug_struct("PersistedBuilder");
+        d.field("path", &self.path);
+        self.codec.debug_fields(&mut d);
+        d.field("local", &self.local)
             .field("envelope", &self.envelope)
-            .field("schema_version", &self.schema_version)
-            .field("options", &self.options)
-            .field("run_id", &self.run_id)
-            .field("validate", &self.validate.is_some())
-            .field("decode", &self.decode.is_some())
             .field("lock", &self.lock)
-            .field("lock_timeout", &self.lock_timeout)
+            .field("hand_edits", &self.hand_edits)
             .finish()
     }
 }
@@ -740,16 +643,10 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
     pub fn builder(path: impl AsRef<Path>) -> PersistedBuilder<T> {
         PersistedBuilder {
             path: path.as_ref().to_path_buf(),
-            format: None,
+            codec: codec::Settings::default(),
+            local: Local::default(),
             envelope: false,
-            schema_version: 0,
-            options: WriteOptions::default(),
-            run_id: None,
-            validate: None,
-            decode: None,
             lock: false,
-            lock_timeout: None,
-            max_size: None,
             hand_edits: false,
         }
     }
@@ -973,8 +870,8 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
     /// The writer lock, waiting as configured.
     fn take_lock(&self) -> Result<Lock> {
         // The lock sidecar can be the first file a commit makes beside the file.
-        self.config.options.prepare_dirs(&self.path)?;
-        match self.config.lock_timeout {
+        self.config.local.options.prepare_dirs(&self.path)?;
+        match self.config.local.lock_timeout {
             None => Lock::exclusive(&self.path),
             Some(timeout) => Lock::exclusive_timeout(&self.path, timeout),
         }
@@ -1005,7 +902,7 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
             return Ok(Standing::Other { found: None });
         }
         let how = trust::Read {
-            limit: self.config.max_size,
+            limit: self.config.local.max_size,
             follow: true,
         };
         let bytes = match trust::read(&self.path, how) {
@@ -1013,7 +910,7 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
             Err(Error::NotFound { .. }) => return Ok(Standing::Other { found: None }),
             Err(e) => return Err(e),
         };
-        let format = self.config.format;
+        let format = self.config.codec.format;
         let split = envelope::split_with(format, &bytes, self.config.envelope, self.config.edits);
         let Ok(split) = split else {
             return Ok(Standing::Other { found: None }); // damaged: not what we wrote
@@ -1037,31 +934,19 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
         }
     }
 
-    /// The meta of the next commit, checksum still to come.
-    fn next_meta(&self) -> Result<Meta> {
-        let now = Timestamp::now();
-        let (generation, written_at) = match &self.meta {
-            // Never earlier than the last commit, whatever the clock did since.
-            Some(m) => (
-                envelope::next_generation(m.generation, &self.path)?,
-                now.max(m.written_at),
-            ),
-            None => (1, now),
-        };
-        Ok(Meta {
-            run_id: self.config.run_id.unwrap_or_else(crate::run_id),
-            written_at,
-            generation,
-            schema_version: self.config.schema_version,
-            checksum: 0,
-        })
+    /// The generation of the next commit: one past this handle's; for a forced commit
+    /// over another writer's version (`found`), never behind that one either.
+    fn next_generation(&self, found: Option<&Meta>) -> Result<u64> {
+        let after = |m: &Meta| envelope::next_generation(m.generation, &self.path);
+        let mine = self.meta.as_ref().map_or(Ok(1), after)?;
+        found.map_or(Ok(mine), |f| after(f).map(|theirs| mine.max(theirs)))
     }
 
     /// Steps 1-3 of a commit: validate, serialize into a hasher (or, for TOML, a string).
     fn stage(&self) -> Result<Staged> {
         let path = &self.path;
-        check(&self.config, &self.value, path)?;
-        let (format, enveloped) = (self.config.format, self.config.envelope);
+        self.config.codec.check(&self.value, path)?;
+        let (format, enveloped) = (self.config.codec.format, self.config.envelope);
         #[cfg(feature = "toml")]
         if format == AnyFormat::Toml {
             let (bytes, document) = self.toml_payload().map_err(|e| e.at(path))?;
@@ -1084,7 +969,11 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
         let mut h = Hashing::new(&mut spill);
         let mut buf = BufWriter::with_capacity(STREAM_BUFFER, &mut h);
         let serialized = envelope::write_payload(format, enveloped, &self.value, &mut buf)
-            .and_then(|()| buf.flush().map_err(crate::format::io_serialize_error));
+            .and_then(|()| {
+                let name = crate::Format::name(&format);
+                buf.flush()
+                    .map_err(|e| crate::format::io_serialize_error(name, e).unplaced())
+            });
         drop(buf);
         let (payload, crc, io) = (h.fingerprint(), h.crc, h.error);
         // A failure drops the temporary file, if there was one: nothing is renamed.
@@ -1111,9 +1000,9 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
 
     /// The commit's temporary file, with the envelope's head already in it.
     fn open_temp(&self) -> Result<AtomicFile> {
-        let mut file = self.config.options.create(&self.path)?;
+        let mut file = self.config.local.options.create(&self.path)?;
         if self.config.envelope {
-            envelope::write_head(self.config.format, &mut file)
+            envelope::write_head(self.config.codec.format, &mut file)
                 .map_err(|e| Error::io(Op::Write, &self.path, e))?;
         }
         Ok(file)
@@ -1144,9 +1033,13 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
         Ok((bytes, Some(doc)))
     }
 
+    /// A commit: steps 1-8 of the [module docs](self).
     fn write(&mut self, how: Commit) -> Result<()> {
-        let staged = self.stage()?;
-        let enveloped = self.config.envelope.then_some(self.config.schema_version);
+        #[cfg_attr(
+            not(feature = "toml"),
+            allow(unused_mut, reason = "only the TOML document is taken out")
+        )]
+        let mut staged = self.stage()?;
         // Locking for the whole commit: before looking at the file.
         let whole = match how {
             Commit::Held => None,
@@ -1154,51 +1047,97 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
             _ => None,
         };
         let locked = how == Commit::Held || whole.is_some();
+        let Some(found) = self.to_write(&staged, how)? else {
+            return Ok(()); // the same bytes are there; a temporary file, if any, is dropped
+        };
+        let enveloped = self
+            .config
+            .envelope
+            .then_some(self.config.codec.schema_version);
+        let payload = staged.payload;
+        #[cfg(feature = "toml")]
+        let document = staged.document.take();
+        let (file, meta) = self.filled_temp(staged, found.as_ref())?;
+        let written = self.rename(file, how, locked)?;
+        drop(whole);
+        self.disk = Some(OnDisk {
+            payload,
+            enveloped,
+            edited: false,
+        });
+        self.seen = Some(Seen::renamed(&self.path, written));
+        if meta.is_some() {
+            self.meta = meta;
+        }
+        #[cfg(feature = "toml")]
+        {
+            self.document = document;
+        }
+        Ok(())
+    }
+
+    /// Whether `staged` must be written: `None` when its bytes are already the file's
+    /// (this handle's version, a hand edit excepted), else the meta of the version it
+    /// replaces if that is another writer's (a plain or forced commit), or
+    /// [`Error::Conflict`] for an enveloped commit that another writer overtook.
+    fn to_write(&self, staged: &Staged, how: Commit) -> Result<Option<Option<Meta>>> {
+        let enveloped = self
+            .config
+            .envelope
+            .then_some(self.config.codec.schema_version);
         // A hand edit is re-stamped even when the value serializes to the same bytes.
         let unchanged = self.disk.is_some_and(|disk| {
             disk.payload == staged.payload && disk.enveloped == enveloped && !disk.edited
         });
-        let found = match self.standing(true)? {
-            // The same bytes are already there; a temporary file, if any, is dropped.
-            Standing::Same if unchanged => return Ok(()),
-            Standing::Same => None,
+        Ok(match self.standing(true)? {
+            Standing::Same if unchanged => None,
+            Standing::Same => Some(None),
             Standing::Other { found } if enveloped.is_some() && how != Commit::Forced => {
                 return Err(self.conflict(found));
             }
-            Standing::Other { found } => found,
-        };
-        let format = self.config.format;
-        let path = self.path.clone();
-        let write_error = |e: std::io::Error| Error::io(Op::Write, &path, e);
-        let (payload, crc) = (staged.payload, staged.crc);
-        let mut file = match (staged.file, &staged.bytes) {
-            // A large payload is in its temporary file already, head first.
+            Standing::Other { found } => Some(found),
+        })
+    }
+
+    /// The commit's temporary file with the whole file in it: the head and payload
+    /// (already there for a large payload) and, enveloped, the meta of the next
+    /// generation, which is returned.
+    fn filled_temp(
+        &self,
+        staged: Staged,
+        found: Option<&Meta>,
+    ) -> Result<(AtomicFile, Option<Meta>)> {
+        let write_error = |e: std::io::Error| Error::io(Op::Write, &self.path, e);
+        let mut file = match (staged.file, staged.bytes) {
             (Some(file), _) => file,
             (None, bytes) => {
                 let mut file = self.open_temp()?;
-                file.write_all(bytes.as_deref().unwrap_or_default())
+                file.write_all(&bytes.unwrap_or_default())
                     .map_err(write_error)?;
                 file
             }
         };
-        let meta = match enveloped {
-            Some(_) => {
-                let mut meta = self.next_meta()?;
-                if let Some(found) = &found {
-                    // A forced commit: never behind the generation it overwrites.
-                    let after = envelope::next_generation(found.generation, &self.path)?;
-                    meta.generation = meta.generation.max(after);
-                }
-                meta.checksum = envelope::checksum(crc, &meta);
-                envelope::write_tail(format, &meta, payload.len(), &mut file)
-                    .map_err(write_error)?;
-                Some(meta)
-            }
-            None => None,
-        };
-        // The generation check and the rename, as one step under the lock, unless it is
-        // held already; a forced commit locks too, not to land inside another's step.
-        let check_and_rename = enveloped.is_some() && !locked;
+        if !self.config.envelope {
+            return Ok((file, None));
+        }
+        let not_before = self.meta.as_ref().map(|m| m.written_at);
+        let meta = (self.config.codec).stamp(self.next_generation(found)?, not_before, staged.crc);
+        envelope::write_tail(
+            self.config.codec.format,
+            &meta,
+            staged.payload.len(),
+            &mut file,
+        )
+        .map_err(write_error)?;
+        Ok((file, Some(meta)))
+    }
+
+    /// Syncs and renames the temporary file into place (step 7), returning the new
+    /// version's identity. An enveloped commit not locked already takes the lock for
+    /// the generation check and the rename as one step; a forced commit locks too, not
+    /// to land inside another's step.
+    fn rename(&self, file: AtomicFile, how: Commit, locked: bool) -> Result<Option<sys::FileId>> {
+        let check_and_rename = self.config.envelope && !locked;
         let mut written = None;
         file.commit_with(|temp| {
             let guard = match check_and_rename {
@@ -1214,21 +1153,7 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
             written = temp.metadata().ok().as_ref().and_then(sys::file_id);
             Ok(guard)
         })?;
-        drop(whole);
-        self.disk = Some(OnDisk {
-            payload,
-            enveloped,
-            edited: false,
-        });
-        self.seen = Some(Seen::renamed(&self.path, written));
-        if meta.is_some() {
-            self.meta = meta;
-        }
-        #[cfg(feature = "toml")]
-        {
-            self.document = staged.document;
-        }
-        Ok(())
+        Ok(written)
     }
 }
 
@@ -1259,16 +1184,11 @@ impl<T: fmt::Debug> fmt::Debug for Persisted<T> {
         f.debug_struct("Persisted")
             .field("path", &self.path)
             .field("value", &self.value)
-            .field("format", &self.config.format)
+            .field("format", &self.config.codec.format)
             .field("envelope", &self.config.envelope)
             .field("meta", &self.meta)
             .finish_non_exhaustive()
     }
-}
-
-/// Runs the validate hook.
-fn check<T>(config: &Config<T>, value: &T, path: &Path) -> Result<()> {
-    payload::validate(config.validate.as_ref(), value, path)
 }
 
 /// Reads a whole file, keeping it open to tell its version later.
@@ -1282,11 +1202,11 @@ fn read_seen(path: &Path, limit: Option<u64>) -> Result<(Vec<u8>, Seen)> {
 }
 
 fn load<T: DeserializeOwned>(path: &Path, config: &Config<T>) -> Result<Loaded<T>> {
-    let (bytes, seen) = read_seen(path, config.max_size)?;
-    let format = config.format;
+    let (bytes, seen) = read_seen(path, config.local.max_size)?;
+    let format = config.codec.format;
     let split = envelope::split_for_decode(format, &bytes, config.envelope, config.edits)
         .map_err(|e| e.at(path))?;
-    let value: T = config.decoding().value(path, format, &bytes, &split)?;
+    let value: T = config.codec.value(path, &bytes, &split)?;
     let disk = OnDisk {
         payload: Fingerprint::of(split.payload),
         enveloped: split.meta.as_ref().map(|m| m.schema_version),

@@ -16,8 +16,11 @@ pub(crate) fn merged<T: Serialize + ?Sized>(
     old: &DocumentMut,
     value: &T,
 ) -> Result<(DocumentMut, Vec<u8>)> {
-    let text = toml::to_string(value).map_err(serialize_error)?;
-    let new: DocumentMut = text.parse().map_err(serialize_error)?;
+    let error = |e: crate::error::BoxError| serialize_error("toml", e).unplaced();
+    let text = toml::to_string(value).map_err(|e| error(e.into()))?;
+    let new: DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| error(e.into()))?;
     let mut doc = old.clone();
     merge_table(doc.as_table_mut(), new.as_table());
     let bytes = doc.to_string().into_bytes();

@@ -54,7 +54,7 @@ async fn named(h: &ObjectHistory<Checkpoint>) -> Vec<String> {
         .await
         .unwrap()
         .iter()
-        .map(|v| v.key.filename().unwrap().to_owned())
+        .map(|v| v.path.filename().unwrap().to_owned())
         .collect()
 }
 
@@ -115,7 +115,7 @@ async fn round_trip_and_versions(make: MakeStore) {
     );
     assert_eq!(named(&h).await, listed(&make, key).await);
     for v in &versions {
-        let name = v.key.as_ref();
+        let name = v.path.as_ref();
         assert!(name.starts_with("jobs/state.json.versions/"), "{name}");
         assert!(
             name.ends_with(".json") && name.contains(&format!("{:020}-", v.generation)),
@@ -463,7 +463,7 @@ async fn large_version_multipart(make: MakeStore) {
     let v = back.versions().await.unwrap();
     assert!(v.iter().all(|v| v.size > size as u64));
     assert_eq!(back.version(1).await.unwrap().blob.len(), size);
-    let meta = make().head(&v[1].key).await.unwrap();
+    let meta = make().head(&v[1].path).await.unwrap();
     assert_eq!(meta.size, v[1].size);
 }
 
@@ -623,23 +623,23 @@ async fn missing_or_damaged_version_is_corrupt(make: MakeStore) {
     h.set(step(2)).await.unwrap();
     let v = h.versions().await.unwrap();
     // Damaged, same size: the checksum catches it.
-    let mut bytes = get(&make, v[1].key.as_ref()).await;
+    let mut bytes = get(&make, v[1].path.as_ref()).await;
     let i = bytes.iter().position(|&b| b == b'2').unwrap();
     bytes[i] = b'3';
-    make().put(&v[1].key, bytes.into()).await.unwrap();
+    make().put(&v[1].path, bytes.into()).await.unwrap();
     assert_corrupt(
         ObjectHistory::<Checkpoint>::open(make(), key).await,
-        v[1].key.as_ref(),
+        v[1].path.as_ref(),
     );
     // Replaced by another valid version: the pointer's checksum catches it.
-    let first = get(&make, v[0].key.as_ref()).await;
-    make().put(&v[1].key, first.into()).await.unwrap();
+    let first = get(&make, v[0].path.as_ref()).await;
+    make().put(&v[1].path, first.into()).await.unwrap();
     assert_corrupt(
         ObjectHistory::<Checkpoint>::open(make(), key).await,
-        v[1].key.as_ref(),
+        v[1].path.as_ref(),
     );
     // Gone.
-    make().delete(&v[1].key).await.unwrap();
+    make().delete(&v[1].path).await.unwrap();
     let reason = assert_corrupt(ObjectHistory::<Checkpoint>::open(make(), key).await, key);
     assert!(reason.contains("does not exist"), "{reason}");
     assert_corrupt(
@@ -679,6 +679,39 @@ async fn validate_and_schema(make: MakeStore) {
         other => panic!("{other:?}"),
     }
     assert_eq!(build(2).open().await.unwrap().step, 5);
+}
+
+/// A decode hook gets each version's schema version: the current one and older
+/// versions read by `version` are migrated alike.
+async fn decode_hook_migrates_an_older_schema(make: MakeStore) {
+    let key = "migrated.json";
+    let mut v1 = ObjectHistory::<Checkpoint>::builder(make(), key)
+        .schema_version(1)
+        .open_or_default()
+        .await
+        .unwrap();
+    v1.set(step(5)).await.unwrap();
+    // Schema 2 counts steps in tenths.
+    let mut v2 = ObjectHistory::<Checkpoint>::builder(make(), key)
+        .schema_version(2)
+        .decode(|found, payload| {
+            let mut c: Checkpoint = payload.deserialize()?;
+            if found < 2 {
+                c.step *= 10;
+            }
+            Ok(c)
+        })
+        .open()
+        .await
+        .unwrap();
+    assert_eq!(v2.step, 50);
+    v2.set(step(60)).await.unwrap();
+    assert_eq!(v2.version(1).await.unwrap().step, 50);
+    assert_eq!(
+        v2.version(2).await.unwrap().step,
+        60,
+        "schema 2 is not migrated"
+    );
 }
 
 /// A pointer PUT that the store applied but reported as failed: refused as a retry
@@ -758,6 +791,7 @@ common::stores::behaviour_suite!(
     malformed_pointer_is_corrupt,
     missing_or_damaged_version_is_corrupt,
     validate_and_schema,
+    decode_hook_migrates_an_older_schema,
     applied_pointer_put_reported_as_failed,
 );
 

@@ -379,6 +379,46 @@ async fn validate_and_schema(make: MakeStore) {
     }
 }
 
+/// A decode hook gets the object's schema version and migrates an older one on load.
+async fn decode_hook_migrates_an_older_schema(make: MakeStore) {
+    let key = "migrated.json";
+    let mut v1 = ObjectPersisted::<Checkpoint>::builder(make(), key)
+        .envelope(true)
+        .schema_version(1)
+        .open_or_default()
+        .await
+        .unwrap();
+    v1.set(Checkpoint {
+        step: 5,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // Schema 2 counts steps in tenths.
+    let open_v2 = || {
+        ObjectPersisted::<Checkpoint>::builder(make(), key)
+            .envelope(true)
+            .schema_version(2)
+            .decode(|found, payload| {
+                let mut c: Checkpoint = payload.deserialize()?;
+                if found < 2 {
+                    c.step *= 10;
+                }
+                Ok(c)
+            })
+            .open()
+    };
+    let mut v2 = open_v2().await.unwrap();
+    assert_eq!(v2.step, 50);
+    v2.force_commit().await.unwrap();
+    assert_eq!(v2.meta().unwrap().schema_version, 2);
+    assert_eq!(
+        open_v2().await.unwrap().step,
+        50,
+        "a schema-2 object is not migrated again"
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // Large values: a multipart body behind a pointer
 
@@ -885,6 +925,7 @@ common::stores::behaviour_suite!(
     readers_never_see_partial_objects,
     cancelled_writer_leaves_no_partial_object,
     validate_and_schema,
+    decode_hook_migrates_an_older_schema,
     large_values_commit_through_a_pointer,
     readers_never_see_a_partial_object_during_a_multipart_commit,
     cancelled_multipart_writer_leaves_no_partial_object,

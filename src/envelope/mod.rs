@@ -121,7 +121,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::error::{CorruptKind, Error, Op, Result};
-use crate::format::{AnyFormat, Format};
+use crate::format::{AnyFormat, Format, FormatError};
 
 mod fingerprint;
 mod seal;
@@ -555,7 +555,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
                     return broken;
                 }
                 let origin = crate::format::line_column(file, split.offset);
-                crate::format::json_deserialize_error(e, origin)
+                crate::format::json_deserialize_error(e, origin).unplaced()
             })
         }
         #[cfg(feature = "toml")]
@@ -566,9 +566,12 @@ pub(crate) fn decode<T: DeserializeOwned>(
             }
             crate::format::toml_from_slice::<Data<T>>(file, split.payload, split.offset)
                 .map(|d| d.data)
+                .map_err(FormatError::unplaced)
         }
         #[allow(unreachable_patterns)]
-        _ => format.deserialize(split.payload),
+        _ => format
+            .deserialize(split.payload)
+            .map_err(FormatError::unplaced),
     }
 }
 
@@ -804,7 +807,7 @@ fn check_checksum(crc: crc32fast::Hasher, meta: Meta) -> Result<Meta> {
 /// Splits an envelope and checks its checksum, letting a mismatch in a text format pass
 /// as a hand edit when `edits` accepts one.
 fn split_envelope(format: AnyFormat, bytes: &[u8], edits: Edits) -> Result<Split<'_>> {
-    let (mut split, meta) = match format {
+    let (mut split, meta): Unchecked<'_> = match format {
         #[cfg(feature = "json")]
         AnyFormat::Json | AnyFormat::JsonPretty => split_json(bytes)?,
         #[cfg(feature = "toml")]
@@ -1115,19 +1118,19 @@ pub(crate) fn write_payload<T: Serialize + ?Sized, W: Write>(
     match format {
         #[cfg(feature = "json")]
         AnyFormat::JsonPretty if enveloped => serde_json::to_writer_pretty(Indent(&mut out), value)
-            .map_err(crate::format::serialize_error),
+            .map_err(|e| crate::format::json_serialize_error(e).unplaced()),
         #[cfg(feature = "toml")]
         AnyFormat::Toml if enveloped => {
             let mut text = toml::to_string(&TomlData { data: value })
-                .map_err(crate::format::serialize_error)?;
+                .map_err(|e| crate::format::serialize_error("toml", e).unplaced())?;
             if !text.ends_with('\n') {
                 text.push('\n');
             }
             out.write_all(b"\n")
                 .and_then(|()| out.write_all(text.as_bytes()))
-                .map_err(crate::format::io_serialize_error)
+                .map_err(|e| crate::format::io_serialize_error("toml", e).unplaced())
         }
-        _ => format.serialize(value, out),
+        _ => format.serialize(value, out).map_err(FormatError::unplaced),
     }
 }
 

@@ -20,14 +20,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use super::options::{Options, Validate};
+use super::options::Options;
 use super::store::{
     Multipart, Retry, create_unique, delete_quietly, get_bytes, head, key_path, same_version,
     store_error,
 };
+use crate::codec::Codec;
 use crate::envelope::{self, Fingerprint, Meta, Timestamp};
 use crate::error::{CorruptKind, Error, Op, Result};
 use crate::format::AnyFormat;
+use crate::version::VersionInfo;
 
 /// The first line of a pointer object, with the version of its layout.
 const POINTER_MAGIC: &str = "atomic-persist-history 1";
@@ -36,25 +38,9 @@ const POINTER_MAGIC: &str = "atomic-persist-history 1";
 /// named just before it could be read.
 const READ_RETRIES: usize = 100;
 
-/// What the pointer says about one retained version of an [`ObjectHistory`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ObjectVersionInfo {
-    /// The generation: the number in the object's name and in its envelope.
-    pub generation: u64,
-    /// The version object's key.
-    pub key: ObjectPath,
-    /// The run that wrote it.
-    pub run_id: Uuid,
-    /// When it was written (the writer's clock; displays as RFC 3339 in UTC).
-    pub written_at: Timestamp,
-    /// The schema version of its value.
-    pub schema_version: u32,
-    /// Its size in bytes.
-    pub size: u64,
-    /// The envelope's CRC-32.
-    pub checksum: u32,
-}
+/// What the pointer says about one retained version of an [`ObjectHistory`]: a
+/// [`VersionInfo`] whose `path` is the version object's key.
+pub type ObjectVersionInfo = VersionInfo<ObjectPath>;
 
 // ---------------------------------------------------------------------------------------
 // The pointer
@@ -216,9 +202,9 @@ impl Layout {
     }
 
     fn info(&self, e: &Entry) -> ObjectVersionInfo {
-        ObjectVersionInfo {
+        VersionInfo {
             generation: e.generation,
-            key: self.version_key(&e.name),
+            path: self.version_key(&e.name),
             run_id: e.run_id,
             written_at: e.written_at,
             schema_version: e.schema_version,
@@ -523,11 +509,8 @@ pub struct ObjectHistory<T> {
 }
 
 struct Config<T> {
-    format: AnyFormat,
+    codec: Codec<T>,
     keep: Option<usize>,
-    schema_version: u32,
-    run_id: Option<Uuid>,
-    validate: Option<Validate<T>>,
     max_attempts: u32,
     multipart: Multipart,
 }
@@ -560,11 +543,8 @@ impl<T> ObjectHistoryBuilder<T> {
     fn config(self) -> Result<(Arc<dyn ObjectStore>, Layout, Config<T>)> {
         let o = self.options;
         let config = Config {
-            format: o.resolve_format()?,
+            codec: o.codec.resolve(&o.key)?,
             keep: self.keep,
-            schema_version: o.schema_version,
-            run_id: o.run_id,
-            validate: o.validate,
             max_attempts: o.max_attempts,
             multipart: o.multipart,
         };
@@ -669,14 +649,9 @@ fn decode<'a, T: DeserializeOwned>(
     config: &Config<T>,
 ) -> Result<(T, Meta, &'a [u8])> {
     let path = key_path(&layout.version_key(&read.entry.name));
-    let split = read.verify(layout, config.format)?;
+    let split = read.verify(layout, config.codec.format)?;
     let meta = split.meta.clone().expect("verified: enveloped");
-    let decoding = crate::payload::Decoding {
-        schema_version: config.schema_version,
-        decode: None,
-        validate: config.validate.as_ref(),
-    };
-    let value = decoding.value(&path, config.format, &read.bytes, &split)?;
+    let value = config.codec.value(&path, &read.bytes, &split)?;
     Ok((value, meta, split.payload))
 }
 
@@ -785,7 +760,7 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
     pub async fn commit(&mut self) -> Result<()> {
         self.check(&self.value)?;
         let mut payload = Vec::new();
-        envelope::write_payload(self.config.format, true, &self.value, &mut payload)
+        envelope::write_payload(self.config.codec.format, true, &self.value, &mut payload)
             .map_err(|e| e.at(&key_path(&self.layout.key)))?;
         self.commit_payload(payload).await.map(|_| ())
     }
@@ -844,7 +819,8 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
     /// # Errors
     ///
     /// [`Error::NotFound`](crate::Error::NotFound) when there is no version `generation`;
-    /// as [`ObjectHistoryBuilder::open`] for a damaged one.
+    /// as [`ObjectHistoryBuilder::open`] for a damaged one or one that does not decode
+    /// or validate.
     pub async fn version(&self, generation: u64) -> Result<T> {
         let Some(read) = self
             .layout
@@ -853,9 +829,9 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
         else {
             return Err(self.layout.not_listed(generation));
         };
-        let path = key_path(&self.layout.version_key(&read.entry.name));
-        let split = read.verify(&self.layout, self.config.format)?;
-        envelope::decode(self.config.format, &read.bytes, &split).map_err(|e| e.at(&path))
+        // The same decode as the current version's: a migration and the validate hook
+        // apply to old versions too.
+        decode(&read, &self.layout, &self.config).map(|(value, ..)| value)
     }
 
     /// The retained versions, oldest first, as the pointer lists them now (empty when
@@ -985,13 +961,7 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
 
     /// Runs the validate hook.
     fn check(&self, value: &T) -> Result<()> {
-        match &self.config.validate {
-            Some(validate) => validate(value).map_err(|reason| Error::Invalid {
-                path: key_path(&self.layout.key),
-                reason,
-            }),
-            None => Ok(()),
-        }
+        self.config.codec.check(value, &key_path(&self.layout.key))
     }
 
     /// Steps 1 to 4 for an enveloped payload: returns the new generation.
@@ -1003,7 +973,7 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
             && self
                 .meta
                 .as_ref()
-                .is_some_and(|m| m.schema_version == self.config.schema_version)
+                .is_some_and(|m| m.schema_version == self.config.codec.schema_version)
         {
             // The same bytes: nothing to write if the pointer is still the one we saw.
             return match (&self.pointer, head(store, key).await) {
@@ -1092,19 +1062,12 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
         generation: u64,
         previous: Option<&Entry>,
     ) -> Result<(Vec<u8>, Meta, Entry)> {
-        let now = Timestamp::now();
-        let mut meta = Meta {
-            run_id: self.config.run_id.unwrap_or_else(crate::run_id),
-            // Never before the previous version, even if the clock went back.
-            written_at: previous.map_or(now, |e| now.max(e.written_at)),
-            generation,
-            schema_version: self.config.schema_version,
-            checksum: 0,
-        };
         let mut crc = crc32fast::Hasher::new();
         crc.update(payload);
-        meta.checksum = envelope::checksum(crc, &meta);
-        let format = self.config.format;
+        // Never before the previous version, even if the clock went back.
+        let not_before = previous.map(|e| e.written_at);
+        let meta = self.config.codec.stamp(generation, not_before, crc);
+        let format = self.config.codec.format;
         let mut bytes = Vec::with_capacity(payload.len() + 256);
         let path = key_path(&self.layout.key);
         envelope::write_head(format, &mut bytes).map_err(|e| Error::io(Op::Write, &path, e))?;
@@ -1182,7 +1145,7 @@ impl<T: fmt::Debug> fmt::Debug for ObjectHistory<T> {
             .field("store", &format_args!("{}", self.store))
             .field("key", &self.layout.key)
             .field("value", &self.value)
-            .field("format", &self.config.format)
+            .field("format", &self.config.codec.format)
             .field("keep", &self.config.keep)
             .field("meta", &self.meta)
             .field("pointer", &self.pointer)

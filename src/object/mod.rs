@@ -147,12 +147,11 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use uuid::Uuid;
 
-use crate::envelope::{self, Fingerprint, Hashing, Meta, Timestamp};
+use crate::codec::Codec;
+use crate::envelope::{self, Fingerprint, Hashing, Meta};
 use crate::error::{CorruptKind, Error, Op, Result};
-use crate::format::AnyFormat;
-use options::{Options, Validate};
+use options::Options;
 use pointer::Pointer;
 use store::{Multipart, Retry, get_bytes, head, key_path, same_version, store_error};
 
@@ -204,11 +203,8 @@ pub struct ObjectPersisted<T> {
 }
 
 struct Config<T> {
-    format: AnyFormat,
+    codec: Codec<T>,
     envelope: bool,
-    schema_version: u32,
-    run_id: Option<Uuid>,
-    validate: Option<Validate<T>>,
     max_attempts: u32,
     multipart: Multipart,
 }
@@ -255,11 +251,8 @@ impl<T> ObjectPersistedBuilder<T> {
     fn config(self) -> Result<(Arc<dyn ObjectStore>, ObjectPath, Config<T>)> {
         let o = self.options;
         let config = Config {
-            format: o.resolve_format()?,
+            codec: o.codec.resolve(&o.key)?,
             envelope: self.envelope,
-            schema_version: o.schema_version,
-            run_id: o.run_id,
-            validate: o.validate,
             max_attempts: o.max_attempts,
             multipart: o.multipart,
         };
@@ -569,13 +562,8 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
     /// fingerprint and the meta they carry.
     fn encode(&self, found_generation: u64) -> Result<(Vec<u8>, Fingerprint, Option<Meta>)> {
         let path = key_path(&self.key);
-        if let Some(validate) = &self.config.validate {
-            validate(&self.value).map_err(|reason| Error::Invalid {
-                path: path.clone(),
-                reason,
-            })?;
-        }
-        let (format, enveloped) = (self.config.format, self.config.envelope);
+        self.config.codec.check(&self.value, &path)?;
+        let (format, enveloped) = (self.config.codec.format, self.config.envelope);
         let mut out = Vec::new();
         if enveloped {
             envelope::write_head(format, &mut out).map_err(|e| Error::io(Op::Write, &path, e))?;
@@ -585,19 +573,12 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
         let (payload, crc) = (h.fingerprint(), h.crc);
         let meta = match enveloped {
             true => {
-                let now = Timestamp::now();
-                let (generation, written_at) = match &self.meta {
-                    Some(m) => (m.generation + 1, now.max(m.written_at)),
-                    None => (1, now),
-                };
-                let mut meta = Meta {
-                    run_id: self.config.run_id.unwrap_or_else(crate::run_id),
-                    written_at,
-                    generation: generation.max(found_generation + 1),
-                    schema_version: self.config.schema_version,
-                    checksum: 0,
-                };
-                meta.checksum = envelope::checksum(crc, &meta);
+                let next = |g| envelope::next_generation(g, &path);
+                let mine = self.meta.as_ref().map_or(Ok(1), |m| next(m.generation))?;
+                // A forced commit: never behind the generation it overwrites.
+                let generation = mine.max(next(found_generation)?);
+                let not_before = self.meta.as_ref().map(|m| m.written_at);
+                let meta = self.config.codec.stamp(generation, not_before, crc);
                 envelope::write_tail(format, &meta, payload.len(), &mut out)
                     .map_err(|e| Error::io(Op::Write, &path, e))?;
                 Some(meta)
@@ -608,7 +589,10 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
     }
 
     async fn write(&mut self, mode: Mode) -> Result<()> {
-        let enveloped = self.config.envelope.then_some(self.config.schema_version);
+        let enveloped = self
+            .config
+            .envelope
+            .then_some(self.config.codec.schema_version);
         // A forced commit never goes back in generations: read what it overwrites.
         let found = match (mode, enveloped) {
             (Mode::Forced, Some(_)) => self.current_generation().await?,
@@ -711,7 +695,7 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
         if let Some(pointer) = Pointer::parse(&self.key, &bytes) {
             return Ok(pointer.map_or(0, |p| p.generation));
         }
-        Ok(envelope::split(self.config.format, &bytes, true)
+        Ok(envelope::split(self.config.codec.format, &bytes, true)
             .ok()
             .and_then(|s| s.meta)
             .map_or(0, |m| m.generation))
@@ -745,7 +729,7 @@ impl<T: fmt::Debug> fmt::Debug for ObjectPersisted<T> {
             .field("store", &format_args!("{}", self.store))
             .field("key", &self.key)
             .field("value", &self.value)
-            .field("format", &self.config.format)
+            .field("format", &self.config.codec.format)
             .field("envelope", &self.config.envelope)
             .field("meta", &self.meta)
             .field("version", &self.version)
@@ -827,16 +811,11 @@ async fn load<T: DeserializeOwned>(
         body,
     } = fetch(store, key).await?;
     let path = key_path(key);
-    let format = config.format;
+    let format = config.codec.format;
     let split =
         envelope::split_for_decode(format, &bytes, config.envelope, envelope::Edits::Refuse)
             .map_err(|e| e.at(&path))?;
-    let decoding = crate::payload::Decoding {
-        schema_version: config.schema_version,
-        decode: None,
-        validate: config.validate.as_ref(),
-    };
-    let value: T = decoding.value(&path, format, &bytes, &split)?;
+    let value: T = config.codec.value(&path, &bytes, &split)?;
     let disk = (
         Fingerprint::of(split.payload),
         split.meta.as_ref().map(|m| m.schema_version),

@@ -886,7 +886,7 @@ pub struct HistoryFixture {
     pub manifest_path: PathBuf,
     pub v2_path: PathBuf,
     pub values: Vec<Record>,
-    pub truth: Vec<atomic_persist::history::VersionInfo>,
+    pub truth: Vec<atomic_persist::VersionInfo>,
     pub manifest: Vec<u8>,
     pub v2: Vec<u8>,
 }
@@ -917,10 +917,7 @@ pub fn history_fixture(dir: &Path) -> HistoryFixture {
     }
 }
 
-fn same_info(
-    a: &atomic_persist::history::VersionInfo,
-    b: &atomic_persist::history::VersionInfo,
-) -> bool {
+fn same_info(a: &atomic_persist::VersionInfo, b: &atomic_persist::VersionInfo) -> bool {
     (
         a.generation,
         &a.path,
@@ -942,7 +939,7 @@ fn same_info(
 
 /// Whether the manifest `bytes` has an entry that says exactly `info` (the documented
 /// cache: an entry is trusted when its generation and size match the file's).
-fn manifest_says(bytes: &[u8], info: &atomic_persist::history::VersionInfo) -> bool {
+fn manifest_says(bytes: &[u8], info: &atomic_persist::VersionInfo) -> bool {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
         return false;
     };
