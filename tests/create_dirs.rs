@@ -130,21 +130,15 @@ fn a_derived_type_with_create_dirs_saves_into_a_new_directory() {
 fn made_and_synced(log: &str) -> (Vec<PathBuf>, BTreeSet<(usize, PathBuf)>) {
     let (mut made, mut synced) = (Vec::new(), BTreeSet::new());
     let mut fds: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let quoted = |s: &str| s.split('"').nth(1).map(PathBuf::from);
-    for line in log.lines() {
-        let Some((call, ret)) = line.rsplit_once(" = ") else {
-            continue;
-        };
-        let call = call.trim_end();
-        let ret = ret.split(' ').next().unwrap_or("");
-        if (call.contains("mkdir(") || call.contains("mkdirat(")) && ret == "0" {
-            made.extend(quoted(call));
-        } else if (call.contains("open(") || call.contains("openat("))
-            && call.contains("O_DIRECTORY")
-        {
-            fds.extend(quoted(call).map(|p| (ret.to_owned(), p)));
-        } else if let Some(fd) = call.split("fsync(").nth(1).map(|r| r.trim_end_matches(')')) {
-            synced.extend(fds.get(fd).map(|p| (made.len(), p.clone())));
+    for call in common::strace::parse(log) {
+        let path = call.quoted().map(PathBuf::from);
+        match call.name.as_str() {
+            "mkdir" | "mkdirat" if call.ok() => made.extend(path),
+            "open" | "openat" if call.args.contains("O_DIRECTORY") => {
+                fds.extend(path.map(|p| (call.ret.clone(), p)))
+            }
+            "fsync" => synced.extend(fds.get(call.first_arg()).map(|p| (made.len(), p.clone()))),
+            _ => {}
         }
     }
     (made, synced)

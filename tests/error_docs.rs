@@ -4,21 +4,9 @@
 //! or `pub async fn`, or a provided method of a `pub trait`, whose signature returns
 //! `Result` (a builder setter that only takes a closure returning one is not counted).
 
-use std::path::{Path, PathBuf};
+mod common;
 
-/// Files under `dir`, recursively, ending in `.rs`.
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(rust_files(&path));
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            files.push(path);
-        }
-    }
-    files
-}
+use std::path::Path;
 
 /// The signature starting at line `i`: up to its body or its `;`.
 fn signature(lines: &[&str], i: usize) -> String {
@@ -88,7 +76,7 @@ fn every_public_fn_returning_result_documents_its_errors() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut missing = Vec::new();
     let mut checked = 0;
-    for file in rust_files(&src) {
+    for file in common::rust_files(&src) {
         let rel = file
             .strip_prefix(&src)
             .unwrap()

@@ -60,6 +60,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use atomic_persist::{Error, WriteOptions};
+use common::strace::{Call, parse as parse_log};
 
 const TEST: &str = "every_injected_syscall_error_gives_a_typed_error_and_keeps_the_old_file";
 const SLOPPY_TEST: &str = "the_fault_sweep_catches_a_writer_that_ignores_errors";
@@ -471,57 +472,6 @@ fn child_main() {
 
 // ---------------------------------------------------------------------------------
 // The strace log
-
-/// One syscall line of an strace log.
-#[derive(Clone, Debug)]
-struct Call {
-    name: String,
-    args: String,
-    /// The return value as printed (`0`, `-1`, `4`, ...).
-    ret: String,
-    /// The errno name of a failed call (`EIO`), empty otherwise.
-    errno: String,
-    injected: bool,
-    /// This call's invocation number among calls of the same name (1-based).
-    nth: usize,
-}
-
-/// Parses an `strace -o` log of one thread (no pid prefixes).
-fn parse_log(log: &str) -> Vec<Call> {
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    let mut out = Vec::new();
-    for line in log.lines() {
-        let name: String = line
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        if name.is_empty() || !line[name.len()..].starts_with('(') {
-            continue; // signals, exit lines, "<... resumed>"
-        }
-        let Some((head, tail)) = line.rsplit_once(" = ") else {
-            continue;
-        };
-        let args = head[name.len() + 1..].trim_end().trim_end_matches(')');
-        let mut tail = tail.split(' ');
-        let ret = tail.next().unwrap_or("").to_owned();
-        let errno = if ret == "-1" {
-            tail.next().unwrap_or("").to_owned()
-        } else {
-            String::new()
-        };
-        let nth = counts.entry(name.clone()).or_default();
-        *nth += 1;
-        out.push(Call {
-            nth: *nth,
-            name,
-            args: args.to_owned(),
-            ret,
-            errno,
-            injected: line.ends_with("(INJECTED)"),
-        });
-    }
-    out
-}
 
 /// The calls between the begin and end markers; `None` when a marker is missing.
 fn save_window(calls: &[Call]) -> Option<&[Call]> {

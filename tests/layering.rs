@@ -5,6 +5,8 @@
 //! `crate::B` (in a `use`, a path, or a `use crate::{.., B, ..}` group), comments left
 //! out.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -18,25 +20,12 @@ fn modules(src: &Path) -> BTreeMap<String, Vec<PathBuf>> {
             continue;
         }
         if path.is_dir() {
-            out.insert(name, rust_files(&path));
+            out.insert(name, common::rust_files(&path));
         } else if path.extension().is_some_and(|e| e == "rs") {
             out.insert(name, vec![path]);
         }
     }
     out
-}
-
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(rust_files(&path));
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            files.push(path);
-        }
-    }
-    files
 }
 
 /// The modules named after `crate::` in `text` (comments removed).

@@ -265,18 +265,13 @@ fn no_wider(state: State, fin: State) -> bool {
 fn temp_states(log: &str) -> Vec<(State, Vec<State>)> {
     let mut scenarios: Vec<(State, Vec<State>)> = Vec::new();
     let mut fd: Option<String> = None;
-    for line in log.lines() {
-        let Some(call) = line.split_once(' ').map(|(_, c)| c.trim_start()) else {
-            continue;
-        };
-        if let Some(rest) = call.split_once("\"/nonexistent/scenario-").map(|(_, r)| r) {
-            let spec: Vec<u32> = rest
-                .split('"')
-                .next()
-                .unwrap()
-                .split('-')
-                .map(|n| u32::from_str_radix(n, 8).unwrap())
-                .collect();
+    let octal = |s: &str| u32::from_str_radix(s.trim_start_matches('0'), 8).unwrap_or(0);
+    for call in common::strace::parse(log) {
+        if let Some(rest) = call
+            .quoted()
+            .and_then(|p| p.strip_prefix("/nonexistent/scenario-"))
+        {
+            let spec: Vec<u32> = rest.split('-').map(octal).collect();
             let fin = State {
                 uid: spec[0],
                 gid: spec[1],
@@ -289,41 +284,32 @@ fn temp_states(log: &str) -> Vec<(State, Vec<State>)> {
         let Some((_, states)) = scenarios.last_mut() else {
             continue;
         };
-        let args = |c: &str| -> Option<(Vec<String>, String)> {
-            // `fchmod(4, 0640)             = 0`: strace pads before the result.
-            let (inner, ret) = c.rsplit_once(" = ")?;
-            let inner = inner.trim_end().strip_suffix(')')?.split_once('(')?.1;
-            Some((
-                inner.split(", ").map(str::to_owned).collect(),
-                ret.split(' ').next()?.to_owned(),
-            ))
-        };
-        if call.starts_with("openat(") && (call.contains("O_EXCL") || call.contains("O_TMPFILE")) {
-            let (a, ret) = args(call).unwrap();
-            let m = u32::from_str_radix(a[3].trim_start_matches('0'), 8).unwrap_or(0);
+        let a: Vec<&str> = call.args.split(", ").collect();
+        let new = call.args.contains("O_EXCL") || call.args.contains("O_TMPFILE");
+        if call.name == "openat" && new {
             // The child runs with umask 0, so the mode passed is the mode the file gets.
             states.push(State {
                 uid: 0,
                 gid: 0,
-                mode: m,
+                mode: octal(a[3]),
             });
-            fd = Some(ret);
-        } else if let Some(f) = &fd {
-            let Some((a, ret)) = args(call) else { continue };
-            if &a[0] != f || ret != "0" {
-                continue;
-            }
-            let mut s = *states.last().unwrap();
-            if call.starts_with("fchown(") {
+            fd = Some(call.ret.clone());
+            continue;
+        }
+        if fd.as_deref() != Some(a[0]) || !call.ok() {
+            continue;
+        }
+        let mut s = *states.last().unwrap();
+        match call.name.as_str() {
+            "fchown" => {
                 s.uid = a[1].parse().unwrap();
                 s.gid = a[2].parse().unwrap();
                 s.mode &= !0o6000; // chown clears setuid and setgid
-                states.push(s);
-            } else if call.starts_with("fchmod(") {
-                s.mode = u32::from_str_radix(a[1].trim_start_matches('0'), 8).unwrap_or(0);
-                states.push(s);
             }
+            "fchmod" => s.mode = octal(a[1]),
+            _ => continue,
         }
+        states.push(s);
     }
     scenarios
 }
@@ -376,14 +362,8 @@ fn the_temp_file_is_never_more_readable_than_the_final_file() {
     let log = dir.path().join("strace.log");
     let work = dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
-    let child = common::child(test, work.to_str().unwrap());
-    let mut cmd = std::process::Command::new("strace");
-    cmd.args(["-f", "-qq", "-e", "trace=openat,fchown,fchmod", "-o"])
-        .arg(&log)
-        .arg(child.get_program())
-        .args(child.get_args())
-        .envs(child.get_envs().filter_map(|(k, v)| Some((k, v?))));
-    common::run_child(cmd, "trace-ok");
+    let work = work.to_str().unwrap();
+    common::strace_child(test, work, "openat,fchown,fchmod", &log, "trace-ok");
     let log = std::fs::read_to_string(&log).unwrap();
     let scenarios = temp_states(&log);
     assert_eq!(

@@ -1,7 +1,12 @@
 //! What each durability level costs in flushes, read from an `strace` of real saves:
 //! `Full` syncs the file and then, after the rename, the directory; `Data` only the file;
-//! `None` nothing. No other flushing syscall is made, and the file is synced before the
-//! rename that publishes it.
+//! `None` nothing. No other flushing syscall is made (every call that can flush is
+//! traced: `fsync`, `fdatasync`, `sync`, `syncfs`, `sync_file_range`, `msync`), and the
+//! file is synced before the rename that publishes it.
+//!
+//! Two controls show that the counting can fail: a save with std alone (fsync the file,
+//! rename, fsync the directory) must read as `Full` does, and the same save with one
+//! more fsync of the file must read as one sync more.
 
 mod common;
 
@@ -14,6 +19,37 @@ const LEVELS: [Durability; 3] = [Durability::Full, Durability::Data, Durability:
 
 /// One save: durability, anonymous temp, no_clobber, destination exists.
 type Case = (Durability, bool, bool, bool);
+
+/// The controls: a save with std alone, and the same with one fsync too many.
+const CONTROLS: [(&str, &[&str]); 2] = [
+    ("control", &["file-sync", "publish", "dir-sync"]),
+    (
+        "control-extra-fsync",
+        &["file-sync", "file-sync", "publish", "dir-sync"],
+    ),
+];
+
+/// A save with std alone: fsync the temporary file (twice when `extra`), rename, fsync
+/// the directory (opened with `O_DIRECTORY`, as the crate does, so it reads alike).
+fn std_save(path: &Path, bytes: &[u8], extra: bool) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let temp = path.with_file_name(".control.tmp");
+    let mut file = std::fs::File::create_new(&temp).unwrap();
+    file.write_all(bytes).unwrap();
+    file.sync_data().unwrap();
+    if extra {
+        file.sync_all().unwrap();
+    }
+    drop(file);
+    std::fs::rename(&temp, path).unwrap();
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::DIRECTORY.bits() as i32)
+        .open(path.parent().unwrap())
+        .unwrap();
+    dir.sync_all().unwrap();
+}
 
 fn cases() -> Vec<Case> {
     let mut v = Vec::new();
@@ -36,54 +72,46 @@ fn label(c: &Case) -> String {
 }
 
 /// The calls that matter in one case, in order: `file-sync`, `dir-sync`, `other-sync`,
-/// `publish` (rename or link).
+/// `publish` (rename or link). Cases begin at a failed open of
+/// `/nonexistent/flush-{label}`.
 fn events(log: &str) -> BTreeMap<String, Vec<&'static str>> {
     let mut out: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
     let mut current: Option<String> = None;
     let (mut dir_fd, mut file_fd) = (None::<String>, None::<String>);
-    for line in log.lines() {
-        let Some((_, call)) = line.split_once(' ') else {
-            continue;
-        };
-        let call = call.trim_start();
-        if let Some(rest) = call.split_once("\"/nonexistent/flush-").map(|(_, r)| r) {
-            let name = rest.split('"').next().unwrap().to_owned();
-            current = (name != "end").then(|| name.clone());
+    for call in common::strace::parse(log) {
+        if let Some(rest) = call
+            .quoted()
+            .and_then(|p| p.strip_prefix("/nonexistent/flush-"))
+        {
+            current = (rest != "end").then(|| rest.to_owned());
             if let Some(c) = &current {
                 out.insert(c.clone(), Vec::new());
             }
             (dir_fd, file_fd) = (None, None);
             continue;
         }
-        let Some(c) = &current else { continue };
-        let Some((head, ret)) = call.rsplit_once(" = ") else {
+        let Some(ev) = current.as_ref().and_then(|c| out.get_mut(c)) else {
             continue;
         };
-        let ret = ret.split(' ').next().unwrap().to_owned();
-        let Some((name, args)) = head
-            .trim_end()
-            .strip_suffix(')')
-            .and_then(|h| h.split_once('('))
-        else {
-            continue;
-        };
-        let first = args.split(", ").next().unwrap_or("").to_owned();
-        let ev = out.get_mut(c).unwrap();
-        match name {
-            "open" | "openat" if args.contains("O_DIRECTORY") => dir_fd = Some(ret),
+        let (args, fd) = (&call.args, call.first_arg());
+        match call.name.as_str() {
+            "open" | "openat" if args.contains("O_DIRECTORY") => dir_fd = Some(call.ret.clone()),
             "open" | "openat" if args.contains("O_EXCL") || args.contains("O_TMPFILE") => {
-                file_fd = Some(ret)
+                file_fd = Some(call.ret.clone())
             }
-            "fsync" | "fdatasync" => ev.push(if Some(&first) == dir_fd.as_ref() {
+            "fsync" | "fdatasync" => ev.push(if Some(fd) == dir_fd.as_deref() {
                 "dir-sync"
-            } else if Some(&first) == file_fd.as_ref() {
+            } else if Some(fd) == file_fd.as_deref() {
                 "file-sync"
             } else {
                 "other-sync"
             }),
-            "sync" | "syncfs" | "sync_file_range" | "msync" => ev.push("other-sync"),
-            "rename" | "renameat" | "renameat2" if ret == "0" => ev.push("publish"),
-            "link" | "linkat" if ret == "0" => ev.push("publish"),
+            "sync" | "syncfs" | "sync_file_range" | "sync_file_range2" | "msync" => {
+                ev.push("other-sync")
+            }
+            "rename" | "renameat" | "renameat2" | "link" | "linkat" if call.ok() => {
+                ev.push("publish")
+            }
             _ => {}
         }
     }
@@ -107,6 +135,10 @@ fn each_durability_level_issues_exactly_its_flushes() {
                 .write(&path, b"new")
                 .unwrap();
         }
+        for (i, (label, _)) in CONTROLS.iter().enumerate() {
+            let _ = std::fs::File::open(format!("/nonexistent/flush-{label}"));
+            std_save(&Path::new(&dir).join(format!("c{i}")), b"new", i == 1);
+        }
         let _ = std::fs::File::open("/nonexistent/flush-end");
         println!("flush-ok");
         return;
@@ -123,7 +155,7 @@ fn each_durability_level_issues_exactly_its_flushes() {
     common::strace_child(
         test,
         work.to_str().unwrap(),
-        "%file,%desc",
+        "%file,%desc,sync,syncfs,sync_file_range,msync",
         &log,
         "flush-ok",
     );
@@ -148,6 +180,12 @@ fn each_durability_level_issues_exactly_its_flushes() {
         let got = events.get(&label(&c)).cloned().unwrap_or_default();
         if got != want {
             problems.push(format!("{}: got {got:?}, want {want:?}", label(&c)));
+        }
+    }
+    for (label, want) in CONTROLS {
+        let got = events.get(label).cloned().unwrap_or_default();
+        if got != want {
+            problems.push(format!("{label}: got {got:?}, want {want:?}"));
         }
     }
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));

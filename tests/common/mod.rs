@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod stores;
+pub mod strace;
 
 /// Set in a child process to the role it plays; absent in the test runner itself.
 pub const ROLE: &str = "ATOMIC_PERSIST_TEST_ROLE";
@@ -383,6 +384,20 @@ impl Drop for Tmpfs {
             let _ = Command::new("umount").arg("-l").arg(&self.path).status();
         }
     }
+}
+
+/// Files under `dir`, recursively, ending in `.rs` (the source checks' input).
+pub fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// Whether `strace` is installed and may trace here (containers may forbid ptrace).
