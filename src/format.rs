@@ -70,7 +70,7 @@ use crate::error::{BoxError, Error, Result};
 /// let back: Vec<u32> = Json.deserialize(&bytes)?;
 /// assert_eq!(back, [1, 2, 3]);
 /// # }
-/// # Ok::<(), atomic_persist::Error>(())
+/// # Ok::<(), atomic_persist::FormatError>(())
 /// ```
 pub trait Format: sealed::Sealed {
     /// The format's name in messages, such as `"json"`.

@@ -733,9 +733,24 @@ impl RawHistory {
         crc.update(payload);
         let who = (stamp.run_id, stamp.schema_version);
         let meta = codec::stamp(who, generation, stamp.not_before, crc);
-
         let path = self.version_path(generation);
-        let write_error = |e: io::Error| Error::io(Op::Write, &path, e);
+        let size = self.write_version(format, payload, &meta, &path)?;
+        self.publish(generation, &path)?;
+        let info = VersionInfo::from_meta(path, &meta, size);
+        self.after_swap(&info);
+        Ok(info)
+    }
+
+    /// Step 3: the version file at `path`, durable under its name; returns its size. On
+    /// an error nothing names it, so a file left at `path` is removed.
+    fn write_version(
+        &self,
+        format: AnyFormat,
+        payload: &[u8],
+        meta: &Meta,
+        path: &Path,
+    ) -> Result<u64> {
+        let write_error = |e: io::Error| Error::io(Op::Write, path, e);
         // The version's name must be durable before a pointer naming it can be: with
         // `Data` the engine would skip the directory sync after its rename, and a power
         // cut could keep the swapped pointer but not the version's name.
@@ -743,29 +758,28 @@ impl RawHistory {
             Durability::Data => self.own_file_options().durability(Durability::Full),
             _ => self.own_file_options(),
         };
-        let mut file = version_options.create(&path)?;
+        let mut file = version_options.create(path)?;
         envelope::write_head(format, &mut file).map_err(write_error)?;
         file.write_all(payload).map_err(write_error)?;
-        envelope::write_tail(format, &meta, payload.len() as u64, &mut file)
-            .map_err(write_error)?;
+        envelope::write_tail(format, meta, payload.len() as u64, &mut file).map_err(write_error)?;
         let size = file.commit().and_then(|()| {
-            std::fs::metadata(&path)
+            std::fs::metadata(path)
                 .map(|m| m.len())
-                .map_err(|e| Error::io(Op::Inspect, &path, e))
+                .map_err(|e| Error::io(Op::Inspect, path, e))
         });
-        let size = match size {
-            Ok(size) => size,
-            Err(e) => {
-                // The pointer still names the previous version. The engine's error may
-                // come after its rename (`Op::SyncDir`), or the size may be unknown:
-                // a file at `path` is debris either way.
-                let _ = std::fs::remove_file(&path);
-                return Err(e);
-            }
-        };
+        if size.is_err() {
+            // The engine's error may come after its rename (`Op::SyncDir`), or the size
+            // may be unknown: a file at `path` is debris either way.
+            let _ = std::fs::remove_file(path);
+        }
+        size
+    }
 
+    /// Step 4: points `latest` at version `generation` (at `path`). When the pointer did
+    /// not move, the new version is debris and is removed.
+    fn publish(&self, generation: u64, path: &Path) -> Result<()> {
         match self.swap_pointer(generation) {
-            Ok(()) => {}
+            Ok(()) => Ok(()),
             // The pointer names the new version already: only the directory sync after
             // the rename failed. The new version stays; retention and the manifest wait
             // for the next commit (removing versions while the swap may not be durable
@@ -774,16 +788,12 @@ impl RawHistory {
                 e @ Error::Io {
                     op: Op::SyncDir, ..
                 },
-            ) => return Err(e),
+            ) => Err(e),
             Err(e) => {
-                // The pointer still names the previous version; the new file is debris.
-                let _ = std::fs::remove_file(&path);
-                return Err(e);
+                let _ = std::fs::remove_file(path);
+                Err(e)
             }
         }
-        let info = VersionInfo::from_meta(path, &meta, size);
-        self.after_swap(&info);
-        Ok(info)
     }
 
     /// Retention and the manifest: the commit has happened, so their errors are not the

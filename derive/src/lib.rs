@@ -179,50 +179,101 @@ const FORMATS: &[(&str, &str)] = &[
 fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
     let opts = Options::from_derive_input(input)?;
     let mut errors = darling::Error::accumulator();
+    let format = format_tokens(&opts, &mut errors);
+    let durability = durability_tokens(&opts, &mut errors);
+    check_keys(&opts, &mut errors);
+    errors.finish()?;
 
-    let format = match &opts.format {
-        Some(f) => match FORMATS.iter().find(|(name, _)| *name == f.value()) {
-            // Spanned on the literal: with the format's feature off, the missing variant
-            // is reported there.
-            Some((_, variant)) => {
-                let variant = syn::Ident::new(variant, f.span());
-                quote_spanned! {f.span()=>
-                    ::core::option::Option::Some(::atomic_persist::AnyFormat::#variant)
-                }
-            }
-            None => {
-                let names: Vec<String> = FORMATS.iter().map(|(n, _)| format!("\"{n}\"")).collect();
-                errors.push(
-                    darling::Error::custom(format!(
-                        "unknown format `{}`: expected one of {}",
-                        f.value(),
-                        names.join(", ")
-                    ))
-                    .with_span(f),
-                );
-                quote!(::core::option::Option::None)
-            }
-        },
+    let ident = &opts.ident;
+    let path = opts.path.as_ref().expect("checked above");
+    let app = match &opts.app {
+        Some(a) => quote!(::core::option::Option::Some(#a)),
         None => quote!(::core::option::Option::None),
     };
-    let durability = match opts.durability.as_ref().map(|d| (d, d.value())) {
+    let flag = |b: &Option<Bool>| b.as_ref().is_some_and(|b| b.0);
+    let (envelope, hand_edits) = (flag(&opts.envelope), flag(&opts.hand_edits));
+    let create_dirs = flag(&opts.create_dirs);
+    let version = opts.version.as_ref().map_or(0, |v| v.value);
+    let (impl_generics, ty_generics, _) = opts.generics.split_for_impl();
+    let where_clause = where_clause(&opts);
+    let generic = !opts.generics.params.is_empty();
+    let migrate = opts
+        .migrate_from
+        .as_ref()
+        .map(|older| migrate_fn(older, generic));
+    // For a type without parameters the version order is checked by a free constant,
+    // which `cargo check` evaluates; a generic type checks it when `decode` is compiled.
+    let order = match &opts.migrate_from {
+        Some(older) if !generic => {
+            let check = order_check(older, &quote!(#ident));
+            quote!(const _: () = #check;)
+        }
+        _ => quote!(),
+    };
+
+    Ok(quote! {
+        #order
+        impl #impl_generics ::atomic_persist::Persist for #ident #ty_generics #where_clause {
+            const PATH: &'static str = #path;
+            const APP: ::core::option::Option<&'static str> = #app;
+            const FORMAT: ::core::option::Option<::atomic_persist::AnyFormat> = #format;
+            const ENVELOPE: bool = #envelope;
+            const HAND_EDITS: bool = #hand_edits;
+            const CREATE_DIRS: bool = #create_dirs;
+            const DURABILITY: ::atomic_persist::Durability = #durability;
+            const VERSION: u32 = #version;
+            #migrate
+        }
+    })
+}
+
+/// `Persist::FORMAT` for the `format` key: an unknown name is an error on it.
+fn format_tokens(opts: &Options, errors: &mut darling::error::Accumulator) -> TokenStream {
+    let Some(f) = &opts.format else {
+        return quote!(::core::option::Option::None);
+    };
+    match FORMATS.iter().find(|(name, _)| *name == f.value()) {
+        // Spanned on the literal: with the format's feature off, the missing variant is
+        // reported there.
+        Some((_, variant)) => {
+            let variant = syn::Ident::new(variant, f.span());
+            quote_spanned! {f.span()=>
+                ::core::option::Option::Some(::atomic_persist::AnyFormat::#variant)
+            }
+        }
+        None => {
+            let names: Vec<String> = FORMATS.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+            let message = format!(
+                "unknown format `{}`: expected one of {}",
+                f.value(),
+                names.join(", ")
+            );
+            errors.push(darling::Error::custom(message).with_span(f));
+            quote!(::core::option::Option::None)
+        }
+    }
+}
+
+/// `Persist::DURABILITY` for the `durability` key (default `Full`).
+fn durability_tokens(opts: &Options, errors: &mut darling::error::Accumulator) -> TokenStream {
+    match opts.durability.as_ref().map(|d| (d, d.value())) {
         None => quote!(::atomic_persist::Durability::Full),
         Some((_, v)) if v == "full" => quote!(::atomic_persist::Durability::Full),
         Some((_, v)) if v == "data" => quote!(::atomic_persist::Durability::Data),
         Some((_, v)) if v == "none" => quote!(::atomic_persist::Durability::None),
         Some((d, v)) => {
-            errors.push(
-                darling::Error::custom(format!(
-                    "unknown durability `{v}`: expected \"full\", \"data\" or \"none\""
-                ))
-                .with_span(d),
-            );
+            let message =
+                format!("unknown durability `{v}`: expected \"full\", \"data\" or \"none\"");
+            errors.push(darling::Error::custom(message).with_span(d));
             quote!(::atomic_persist::Durability::Full)
         }
-    };
+    }
+}
+
+/// The rules between keys: `version` needs the envelope, `migrate_from` a `version`,
+/// every type a `path`, and `app` the `app-dirs` feature.
+fn check_keys(opts: &Options, errors: &mut darling::error::Accumulator) {
     let envelope = opts.envelope.as_ref().is_some_and(|b| b.0);
-    let hand_edits = opts.hand_edits.as_ref().is_some_and(|b| b.0);
-    let create_dirs = opts.create_dirs.as_ref().is_some_and(|b| b.0);
     if let Some(v) = &opts.version
         && !envelope
     {
@@ -264,64 +315,29 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
             .with_span(a),
         );
     }
-    errors.finish()?;
+}
 
-    let ident = &opts.ident;
-    let path = opts.path.as_ref().expect("checked above");
-    let app = match &opts.app {
-        Some(a) => quote!(::core::option::Option::Some(#a)),
-        None => quote!(::core::option::Option::None),
-    };
-    let version = opts.version.as_ref().map_or(0, |v| v.value);
-    let (impl_generics, ty_generics, _) = opts.generics.split_for_impl();
-    let mut where_clause = opts.generics.where_clause.clone();
-    if !opts.generics.params.is_empty() {
-        // The trait's supertraits, for whichever parameters serde's derive needs them.
-        where_clause
-            .get_or_insert_with(|| syn::parse_quote!(where))
-            .predicates
-            .push(syn::parse_quote! {
-                #ident #ty_generics: ::atomic_persist::__private::serde::Serialize
-                    + ::atomic_persist::__private::serde::de::DeserializeOwned
-            });
-        // And the older type of a generic chain is `Persist` only under its own bounds.
-        if let Some(older) = &opts.migrate_from {
-            let bound = quote_spanned!(older.span()=> #older: ::atomic_persist::Persist);
-            where_clause
-                .get_or_insert_with(|| syn::parse_quote!(where))
-                .predicates
-                .push(syn::parse_quote!(#bound));
-        }
+/// The impl's `where` clause: the type's own, plus for a generic type the trait's
+/// supertraits (for whichever parameters serde's derive needs them) and, for a generic
+/// chain, the older type being `Persist` under its own bounds.
+fn where_clause(opts: &Options) -> Option<syn::WhereClause> {
+    let mut clause = opts.generics.where_clause.clone();
+    if opts.generics.params.is_empty() {
+        return clause;
     }
-    let generic = !opts.generics.params.is_empty();
-    let migrate = opts
-        .migrate_from
-        .as_ref()
-        .map(|older| migrate_fn(older, generic));
-    // For a type without parameters the version order is checked by a free constant,
-    // which `cargo check` evaluates; a generic type checks it when `decode` is compiled.
-    let order = match &opts.migrate_from {
-        Some(older) if !generic => {
-            let check = order_check(older, &quote!(#ident));
-            quote!(const _: () = #check;)
-        }
-        _ => quote!(),
-    };
-
-    Ok(quote! {
-        #order
-        impl #impl_generics ::atomic_persist::Persist for #ident #ty_generics #where_clause {
-            const PATH: &'static str = #path;
-            const APP: ::core::option::Option<&'static str> = #app;
-            const FORMAT: ::core::option::Option<::atomic_persist::AnyFormat> = #format;
-            const ENVELOPE: bool = #envelope;
-            const HAND_EDITS: bool = #hand_edits;
-            const CREATE_DIRS: bool = #create_dirs;
-            const DURABILITY: ::atomic_persist::Durability = #durability;
-            const VERSION: u32 = #version;
-            #migrate
-        }
-    })
+    let (ident, (_, ty_generics, _)) = (&opts.ident, opts.generics.split_for_impl());
+    let predicates = &mut clause
+        .get_or_insert_with(|| syn::parse_quote!(where))
+        .predicates;
+    predicates.push(syn::parse_quote! {
+        #ident #ty_generics: ::atomic_persist::__private::serde::Serialize
+            + ::atomic_persist::__private::serde::de::DeserializeOwned
+    });
+    if let Some(older) = &opts.migrate_from {
+        let bound = quote_spanned!(older.span()=> #older: ::atomic_persist::Persist);
+        predicates.push(syn::parse_quote!(#bound));
+    }
+    clause
 }
 
 /// `assert!` that `older`'s version is below `this` one's, spanned on `older`.

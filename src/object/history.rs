@@ -966,21 +966,9 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
 
     /// Steps 1 to 4 for an enveloped payload: returns the new generation.
     async fn commit_payload(&mut self, payload: Vec<u8>) -> Result<u64> {
-        let store = &*self.store;
-        let key = &self.layout.key;
         let fingerprint = Fingerprint::of(&payload);
-        if self.payload == Some(fingerprint)
-            && self
-                .meta
-                .as_ref()
-                .is_some_and(|m| m.schema_version == self.config.codec.schema_version)
-        {
-            // The same bytes: nothing to write if the pointer is still the one we saw.
-            return match (&self.pointer, head(store, key).await) {
-                (Some(v), Ok(m)) if same_version(v, &m) => Ok(self.generation()),
-                (_, Err(e @ Error::Io { .. })) => Err(e),
-                _ => Err(self.conflict().await),
-            };
+        if self.unchanged(fingerprint) {
+            return self.still_current().await;
         }
         let put_mode = match (&self.pointer, &self.manifest) {
             (Some(v), _) => PutMode::Update(v.clone()),
@@ -988,63 +976,16 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
             (None, Some(_)) => return Err(self.conflict().await),
         };
         let previous = self.manifest.as_ref().map(|m| m.current());
-        let generation = previous
-            .map_or(0, |e| e.generation)
-            .checked_add(1)
-            .ok_or_else(|| Error::GenerationOverflow {
-                path: key_path(&self.layout.key),
-            })?;
-
-        // Step 2: the version object.
-        let (bytes, meta, entry) = self.encode_version(&payload, generation, previous)?;
-        let version_key = self.layout.version_key(&entry.name);
-        if let Err(e) = create_unique(
-            store,
-            &version_key,
-            Bytes::from(bytes),
-            self.config.multipart,
-        )
-        .await
-        {
-            // Nothing names it; a single PUT that failed may still have been stored.
-            delete_quietly(store, &version_key).await;
-            return Err(e);
-        }
-
-        // Step 3: the pointer, conditionally.
-        let mut entries = self
-            .manifest
-            .as_ref()
-            .map_or_else(Vec::new, |m| m.entries.clone());
-        entries.push(entry.clone());
-        let excess = self
-            .config
-            .keep
-            .map_or(0, |k| entries.len().saturating_sub(k));
-        let dropped: Vec<Entry> = entries.drain(..excess).collect();
-        let manifest = Manifest { entries };
-        let result = store
-            .put_opts(
-                key,
-                PutPayload::from(manifest.render().into_bytes()),
-                PutOptions::from(put_mode),
-            )
-            .await;
-        let pointer = match result {
-            Ok(put) => Some(UpdateVersion::from(put)),
-            Err(
-                object_store::Error::Precondition { .. }
-                | object_store::Error::AlreadyExists { .. },
-            ) => self.refused(&entry).await?,
-            // The PUT may have been applied: the version object stays.
-            Err(e) => return Err(store_error(Op::Put, key, e)),
-        };
-
+        let generation = previous.map_or(0, |e| e.generation);
+        let generation = envelope::next_generation(generation, &key_path(&self.layout.key))?;
+        let (meta, entry) = self.put_version(&payload, generation, previous).await?;
+        let (manifest, dropped) = self.next_manifest(&entry);
+        let pointer = self.put_pointer(&manifest, put_mode, &entry).await?;
         // Step 4: retention. Only when the pointer is known to be ours: a newer one may
         // have dropped other versions, or none.
         if pointer.is_some() {
             for e in &dropped {
-                delete_quietly(store, &self.layout.version_key(&e.name)).await;
+                delete_quietly(&*self.store, &self.layout.version_key(&e.name)).await;
             }
         }
         self.pointer = pointer;
@@ -1052,6 +993,82 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
         self.meta = Some(meta);
         self.payload = Some(fingerprint);
         Ok(generation)
+    }
+
+    /// Whether a payload with `fingerprint` is the current version's, in the same schema.
+    fn unchanged(&self, fingerprint: Fingerprint) -> bool {
+        let schema = self.config.codec.schema_version;
+        self.payload == Some(fingerprint)
+            && self
+                .meta
+                .as_ref()
+                .is_some_and(|m| m.schema_version == schema)
+    }
+
+    /// An unchanged commit: nothing to write if the pointer is still the one this handle
+    /// saw (the current generation), else a conflict.
+    async fn still_current(&self) -> Result<u64> {
+        match (&self.pointer, head(&*self.store, &self.layout.key).await) {
+            (Some(v), Ok(m)) if same_version(v, &m) => Ok(self.generation()),
+            (_, Err(e @ Error::Io { .. })) => Err(e),
+            _ => Err(self.conflict().await),
+        }
+    }
+
+    /// Step 2: the version object of `payload` as `generation`, created under a key no
+    /// other writer uses; its meta and pointer line.
+    async fn put_version(
+        &self,
+        payload: &[u8],
+        generation: u64,
+        previous: Option<&Entry>,
+    ) -> Result<(Meta, Entry)> {
+        let store = &*self.store;
+        let (bytes, meta, entry) = self.encode_version(payload, generation, previous)?;
+        let version_key = self.layout.version_key(&entry.name);
+        let multipart = self.config.multipart;
+        if let Err(e) = create_unique(store, &version_key, Bytes::from(bytes), multipart).await {
+            // Nothing names it; a single PUT that failed may still have been stored.
+            delete_quietly(store, &version_key).await;
+            return Err(e);
+        }
+        Ok((meta, entry))
+    }
+
+    /// The pointer's next content with `entry` added, and the entries retention drops.
+    fn next_manifest(&self, entry: &Entry) -> (Manifest, Vec<Entry>) {
+        let mut entries = (self.manifest.as_ref()).map_or_else(Vec::new, |m| m.entries.clone());
+        entries.push(entry.clone());
+        let keep = self.config.keep;
+        let excess = keep.map_or(0, |k| entries.len().saturating_sub(k));
+        let dropped = entries.drain(..excess).collect();
+        (Manifest { entries }, dropped)
+    }
+
+    /// Step 3: the pointer, conditionally on the version this handle saw. Its new
+    /// version, or `None` when a PUT the store refused had in fact been applied (see
+    /// [`refused`](Self::refused)).
+    async fn put_pointer(
+        &self,
+        manifest: &Manifest,
+        put_mode: PutMode,
+        entry: &Entry,
+    ) -> Result<Option<UpdateVersion>> {
+        let key = &self.layout.key;
+        let body = PutPayload::from(manifest.render().into_bytes());
+        match self
+            .store
+            .put_opts(key, body, PutOptions::from(put_mode))
+            .await
+        {
+            Ok(put) => Ok(Some(UpdateVersion::from(put))),
+            Err(
+                object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. },
+            ) => self.refused(entry).await,
+            // The PUT may have been applied: the version object stays.
+            Err(e) => Err(store_error(Op::Put, key, e)),
+        }
     }
 
     /// The version object of `payload` as generation `generation`: its bytes, meta and
