@@ -94,7 +94,7 @@ fn assert_corrupt<T: std::fmt::Debug>(r: Result<T, Error>, key: &str) -> String 
 /// Commits round-trip; the versions are listed oldest first with their keys, sizes and
 /// generations; each opens as a local enveloped file; an unchanged value makes no
 /// version; a missing history is NotFound.
-async fn round_trip_and_versions(make: MakeStore) {
+async fn commits_read_back_and_list_as_versions_oldest_first(make: MakeStore) {
     let key = "jobs/state.json";
     let mut h = open(&make, key).await;
     assert_eq!(h.generation(), 0);
@@ -169,7 +169,7 @@ async fn round_trip_and_versions(make: MakeStore) {
 
 /// `keep(3)`: after 7 commits the pointer lists the newest 3 (5, 6, 7), and only their
 /// objects are left in the store.
-async fn retention_keeps_n(make: MakeStore) {
+async fn keep_n_leaves_only_the_newest_n_versions(make: MakeStore) {
     let key = "kept.json";
     let mut h = ObjectHistory::<Checkpoint>::builder(make(), key)
         .keep(3)
@@ -197,7 +197,7 @@ async fn retention_keeps_n(make: MakeStore) {
 
 /// `rollback(g)` is a new generation with version g's payload; it is conditional like a
 /// commit.
-async fn rollback(make: MakeStore) {
+async fn rollback_is_a_new_generation_with_the_old_payload(make: MakeStore) {
     let key = "rollback.json";
     let mut h = open(&make, key).await;
     for n in 1..=3 {
@@ -242,7 +242,7 @@ async fn rollback(make: MakeStore) {
 
 /// Two handles: the one that did not see the other's commit gets `Conflict` and its
 /// version object is deleted again; an unchanged value of a stale handle is a conflict.
-async fn conflict(make: MakeStore) {
+async fn a_stale_handle_gets_a_conflict_and_its_version_is_deleted(make: MakeStore) {
     let key = "conflict.json";
     let (mut a, mut b) = (open(&make, key).await, open(&make, key).await);
     a.set(step(1)).await.unwrap();
@@ -273,7 +273,7 @@ async fn conflict(make: MakeStore) {
 /// 16 writers that all saw the same pointer commit at once, round after round: exactly
 /// one wins each round, the others get `Conflict`, and the pointer lists exactly the
 /// winners' versions, generations 1..=ROUNDS, each with its winner's value.
-async fn sixteen_writers_race(make: MakeStore) {
+async fn sixteen_racing_writers_have_one_winner_per_round(make: MakeStore) {
     const WRITERS: u32 = 16;
     const ROUNDS: u64 = 5;
     let key = "race.json";
@@ -381,7 +381,7 @@ async fn update_retry_loses_nothing(make: MakeStore) {
 
 /// With `keep(1)` every commit deletes the previous version, under the readers' feet:
 /// readers opening the history over and over always get a complete value.
-async fn readers_racing_writers_with_keep_1(make: MakeStore) {
+async fn readers_racing_writers_with_keep_1_see_only_complete_versions(make: MakeStore) {
     let key = "keep1.json";
     let size = 256 * 1024;
     let fill = |n: u64| ["a", "b"][n as usize % 2];
@@ -439,7 +439,7 @@ async fn readers_racing_writers_with_keep_1(make: MakeStore) {
 
 /// A 12 MiB version, above a 1 MiB multipart threshold, goes up in 5 MiB parts and
 /// round-trips.
-async fn large_version_multipart(make: MakeStore) {
+async fn a_large_version_goes_up_in_parts_and_reads_back(make: MakeStore) {
     let key = "large.json";
     let size = 12 * 1024 * 1024;
     let build = || {
@@ -653,7 +653,7 @@ async fn missing_or_damaged_version_is_corrupt(make: MakeStore) {
 }
 
 /// The validate hook runs on commit and load; a newer schema is refused.
-async fn validate_and_schema(make: MakeStore) {
+async fn refused_values_and_newer_schemas_are_typed_errors(make: MakeStore) {
     let key = "validated.json";
     let build = |schema| {
         ObjectHistory::<Checkpoint>::builder(make(), key)
@@ -718,7 +718,7 @@ async fn decode_hook_migrates_an_older_schema(make: MakeStore) {
 /// would be (`412`), the commit has happened and returns `Ok`, its version kept; any
 /// other error is returned, the version is kept too (the pointer names it), and the
 /// handle's next commit is a conflict until it reloads.
-async fn applied_pointer_put_reported_as_failed(make: MakeStore) {
+async fn a_pointer_put_applied_but_reported_as_failed_is_a_commit(make: MakeStore) {
     let key = "applied.json";
     let fail = Arc::new(Mutex::new(None));
     let store: Arc<dyn ObjectStore> = Arc::new(AppliedThenFailed {
@@ -778,21 +778,21 @@ async fn applied_pointer_put_reported_as_failed(make: MakeStore) {
 // In memory
 
 common::stores::behaviour_suite!(
-    round_trip_and_versions,
-    retention_keeps_n,
-    rollback,
-    conflict,
-    sixteen_writers_race,
+    commits_read_back_and_list_as_versions_oldest_first,
+    keep_n_leaves_only_the_newest_n_versions,
+    rollback_is_a_new_generation_with_the_old_payload,
+    a_stale_handle_gets_a_conflict_and_its_version_is_deleted,
+    sixteen_racing_writers_have_one_winner_per_round,
     update_retry_loses_nothing,
-    readers_racing_writers_with_keep_1,
-    large_version_multipart,
+    readers_racing_writers_with_keep_1_see_only_complete_versions,
+    a_large_version_goes_up_in_parts_and_reads_back,
     cancelled_writer_leaves_pointer_complete,
     sweep_removes_old_orphans_only,
     malformed_pointer_is_corrupt,
     missing_or_damaged_version_is_corrupt,
-    validate_and_schema,
+    refused_values_and_newer_schemas_are_typed_errors,
     decode_hook_migrates_an_older_schema,
-    applied_pointer_put_reported_as_failed,
+    a_pointer_put_applied_but_reported_as_failed_is_a_commit,
 );
 
 // ---------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ async fn open(make: &MakeStore, key: &str) -> ObjectPersisted<Checkpoint> {
 // ---------------------------------------------------------------------------------
 // The behavioural suite
 
-async fn round_trip(make: MakeStore) {
+async fn a_commit_reads_back_as_the_same_envelope_a_file_holds(make: MakeStore) {
     let key = "jobs/round-trip.json";
     let mut p = open(&make, key).await;
     assert!(p.meta().is_none() && p.version().is_none());
@@ -81,7 +81,7 @@ async fn round_trip(make: MakeStore) {
     }
 }
 
-async fn conflict_and_force(make: MakeStore) {
+async fn a_stale_handle_gets_a_conflict_and_force_commit_overwrites(make: MakeStore) {
     let key = "conflict.json";
     let (mut a, mut b) = (open(&make, key).await, open(&make, key).await);
     a.set(Checkpoint {
@@ -132,7 +132,7 @@ async fn conflict_and_force(make: MakeStore) {
 
 /// 16 writers that all saw the same version commit at once, round after round: exactly
 /// one wins each round, the 15 others get `Conflict`.
-async fn sixteen_writers_race(make: MakeStore) {
+async fn sixteen_racing_writers_have_one_winner_per_round(make: MakeStore) {
     const WRITERS: u32 = 16;
     const ROUNDS: u64 = 6;
     let key = "race.json";
@@ -312,7 +312,7 @@ async fn cancelled_writer_leaves_no_partial_object(make: MakeStore) {
     }
 }
 
-async fn validate_and_schema(make: MakeStore) {
+async fn refused_values_newer_schemas_and_damage_are_typed_errors(make: MakeStore) {
     let key = "validated.json";
     let mut p = ObjectPersisted::<Checkpoint>::builder(make(), key)
         .envelope(true)
@@ -671,7 +671,7 @@ async fn sweep_bodies_removes_only_old_orphans(make: MakeStore) {
 /// happened and returns `Ok` — a large value's new body is kept, not deleted under its
 /// pointer. Any other error is returned; the object (and body) stay, and the handle's
 /// next commit is a conflict until it reloads.
-async fn an_applied_put_reported_as_failed(make: MakeStore) {
+async fn a_put_applied_but_reported_as_failed_is_a_commit(make: MakeStore) {
     for big in [false, true] {
         let key = if big {
             "applied-large.json"
@@ -918,13 +918,13 @@ mod slow_parts {
 // In memory
 
 common::stores::behaviour_suite!(
-    round_trip,
-    conflict_and_force,
-    sixteen_writers_race,
+    a_commit_reads_back_as_the_same_envelope_a_file_holds,
+    a_stale_handle_gets_a_conflict_and_force_commit_overwrites,
+    sixteen_racing_writers_have_one_winner_per_round,
     update_retry_loses_nothing,
     readers_never_see_partial_objects,
     cancelled_writer_leaves_no_partial_object,
-    validate_and_schema,
+    refused_values_newer_schemas_and_damage_are_typed_errors,
     decode_hook_migrates_an_older_schema,
     large_values_commit_through_a_pointer,
     readers_never_see_a_partial_object_during_a_multipart_commit,
@@ -932,7 +932,7 @@ common::stores::behaviour_suite!(
     a_lost_race_with_a_large_value_leaves_no_body,
     a_missing_or_damaged_body_is_corrupt,
     sweep_bodies_removes_only_old_orphans,
-    an_applied_put_reported_as_failed,
+    a_put_applied_but_reported_as_failed_is_a_commit,
 );
 
 #[tokio::test]
