@@ -18,7 +18,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 
 use atomic_persist::Error;
-use atomic_persist::object::{ObjectHistory, ObjectPersisted};
+use atomic_persist::{ObjectHistory, ObjectPersisted};
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use serde::{Deserialize, Serialize};

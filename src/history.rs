@@ -204,7 +204,7 @@ enum Pointer {
 ///
 /// ```
 /// # #[cfg(feature = "json")] {
-/// use atomic_persist::history::{History, RawHistory};
+/// use atomic_persist::{History, RawHistory};
 /// # let dir = tempfile::tempdir()?;
 /// # let path = dir.path().join("state.json");
 /// let mut h = History::<u32>::builder(&path).open_or_default()?;
@@ -554,7 +554,7 @@ impl RawHistory {
     ///
     /// ```
     /// # #[cfg(feature = "json")] {
-    /// use atomic_persist::history::{History, RawHistory};
+    /// use atomic_persist::{History, RawHistory};
     /// # let dir = tempfile::tempdir()?;
     /// # let path = dir.path().join("doc.json");
     /// let mut h = History::<u32>::open_or_default(&path)?;
@@ -1048,7 +1048,7 @@ fn read_manifest(path: &Path) -> std::result::Result<Option<Manifest>, ()> {
 ///
 /// ```
 /// # #[cfg(feature = "json")] {
-/// use atomic_persist::history::History;
+/// use atomic_persist::History;
 /// # let dir = tempfile::tempdir()?;
 /// # let path = dir.path().join("config.json");
 /// let mut config = History::<Vec<String>>::builder(&path).keep(10).open_or_default()?;
@@ -1080,7 +1080,7 @@ pub struct History<T> {
 /// ```
 /// # #[cfg(feature = "toml")] {
 /// use atomic_persist::Durability;
-/// use atomic_persist::history::History;
+/// use atomic_persist::History;
 /// use std::time::Duration;
 /// # let dir = tempfile::tempdir()?;
 /// # let path = dir.path().join("settings.toml");

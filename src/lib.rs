@@ -108,6 +108,20 @@
 //! the payload first, then the meta with a CRC-32 over the payload's exact bytes and the
 //! meta, in a shape that stays a valid JSON or TOML document.
 //!
+//! # Where things are
+//!
+//! Every type and function a program uses is at the crate root: `atomic_persist::X`,
+//! one path each (the examples use no other). The public modules are the chapters of
+//! the reference, not a second way in: [`atomic`] (the save protocol and its
+//! `# Security`), [`persisted`] (what a commit does, in order, and how writers are
+//! ordered), [`history`] (its layout and fault promises), [`lock`], [`persist`] (the
+//! derive's keys and migrations), [`envelope`] (the on-disk format, byte for byte, with
+//! `verify` and `seal`), [`format`](mod@format), and `object` and `asynchronous` under their
+//! features. Besides their docs they hold only what their chapter alone needs, such as
+//! [`history::ManifestState`] or the [`envelope`] functions the command-line tool calls.
+//! The implementation (the platform layer, the codec every handle shares, the names of
+//! the files beside a data file) is private.
+//!
 //! # Feature flags
 //!
 //! - `json` (default): [`Json`] and [`JsonPretty`], for `.json` files.

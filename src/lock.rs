@@ -59,7 +59,7 @@ use crate::trust;
 /// An exclusive writer lock on a data file, held until dropped.
 ///
 /// ```
-/// use atomic_persist::lock::Lock;
+/// use atomic_persist::Lock;
 /// # let dir = tempfile::tempdir()?;
 /// # let path = dir.path().join("counter.json");
 /// let lock = Lock::exclusive(&path)?;              // waits for other writers

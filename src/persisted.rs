@@ -345,7 +345,7 @@ struct Loaded<T> {
 ///
 /// ```
 /// # #[cfg(feature = "json")] {
-/// use atomic_persist::{lock::Lock, Error, Persisted};
+/// use atomic_persist::{Error, Lock, Persisted};
 /// use std::time::Duration;
 /// # let dir = tempfile::tempdir()?;
 /// # let path = dir.path().join("n.json");

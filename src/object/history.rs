@@ -463,7 +463,7 @@ impl Read {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), atomic_persist::Error> {
 /// use std::sync::Arc;
-/// use atomic_persist::object::ObjectHistory;
+/// use atomic_persist::ObjectHistory;
 /// use object_store::memory::InMemory;
 ///
 /// let store = Arc::new(InMemory::new()); // or an AmazonS3 from AmazonS3Builder
