@@ -451,6 +451,62 @@ impl AtomicFile {
     }
 }
 
+/// The steps of a commit, one at a time, for a [`Batch`](crate::Batch) that runs each
+/// step for all its files before the next: so that its files' data can be made durable
+/// together, and each directory synced once.
+impl AtomicFile {
+    /// Batch step 1: the file complete, with its final permissions, and named (an
+    /// anonymous temp gets a temporary name, never the destination's: nothing is in place
+    /// before every file's data is durable).
+    pub(crate) fn batch_stage(&mut self) -> Result<()> {
+        self.file
+            .flush()
+            .map_err(|e| self.staged.error(Op::Write, e))?;
+        let file = self.file.get_ref();
+        self.staged.finish(file)?;
+        if self.staged.temp.is_none() {
+            self.staged.link_as(file, false)?;
+        }
+        Ok(())
+    }
+
+    /// Batch step 2, one file at a time: its data durable, as the durability asks.
+    pub(crate) fn batch_sync(&self) -> Result<()> {
+        self.staged.sync(self.file.get_ref())
+    }
+
+    /// Batch step 2, one filesystem at a time: everything written to this file's
+    /// filesystem durable at once (`syncfs`); `false` where the platform has no such call,
+    /// and nothing was done.
+    pub(crate) fn batch_sync_filesystem(&self) -> Result<bool> {
+        if self.staged.durability == Durability::None {
+            return Ok(true);
+        }
+        let synced = sys::sync_filesystem(self.file.get_ref());
+        synced.map_err(|e| self.staged.error(Op::SyncFile, e))
+    }
+
+    /// Which filesystem the file is on (`None` where the platform does not say).
+    pub(crate) fn batch_filesystem(&self) -> Option<u64> {
+        sys::filesystem_id(self.file.get_ref())
+    }
+
+    /// Batch step 3: renamed over the destination.
+    pub(crate) fn batch_rename(&mut self) -> Result<()> {
+        self.staged.rename_into_place()
+    }
+
+    /// Batch step 4: the directory the file was renamed in, durable under `Full`.
+    pub(crate) fn batch_sync_dir(&self) -> Result<()> {
+        self.staged.sync_dir()
+    }
+
+    /// The directory the destination is in (after following symlinks).
+    pub(crate) fn dir_path(&self) -> &Path {
+        &self.staged.target.dir_path
+    }
+}
+
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.file.write(buf)
@@ -614,85 +670,112 @@ impl Staged {
         file: File,
         before_rename: impl FnOnce(&File) -> Result<G>,
     ) -> Result<()> {
-        // The bytes are all written: only now may the file carry setuid/setgid/sticky.
-        match self.perms.finish(&file) {
-            Ok(changed) => self.metadata_changed |= changed,
-            Err(e) => return Err(self.error(Op::SetPermissions, e)),
-        }
-        if self.durability != Durability::None {
-            // The data (and size) of a file created with its final metadata needs only
-            // fdatasync; a chown/chmod after creation is persisted only by a full fsync.
-            let synced = if self.metadata_changed {
-                file.sync_all()
-            } else {
-                file.sync_data()
-            };
-            if let Err(e) = synced {
-                // Never rename after a failed sync: the data may not be on disk.
-                return Err(self.error(Op::SyncFile, e));
-            }
-        }
+        self.finish(&file)?;
+        self.sync(&file)?;
         let guard = before_rename(&file)?;
         if self.temp.is_none() {
             self.link_anonymous(&file)?;
         }
-        let (dir, name) = (&self.target.dir, &self.target.name);
-        let Some(temp) = self.temp.take() else {
+        if self.temp.is_none() {
             // A no-clobber anonymous file was linked straight into place: that link is
             // the change to the directory, and needs its sync like a rename does.
             drop(guard);
             drop(file);
-            if self.durability == Durability::Full {
-                dir.sync().map_err(|e| self.error(Op::SyncDir, e))?;
-            }
-            return Ok(());
-        };
-        let renamed = if self.no_clobber {
-            dir.rename_noreplace(&temp, name)
-        } else {
-            dir.rename(&temp, name)
-        };
-        drop(guard);
-        if let Err(e) = renamed {
-            self.temp = Some(temp); // still ours to remove
-            return Err(match e.kind() {
-                io::ErrorKind::AlreadyExists if self.no_clobber => Error::AlreadyExists {
-                    path: self.target.path.clone(),
-                },
-                _ => self.error(Op::Rename, e),
-            });
+            return self.sync_dir();
         }
+        let renamed = self.rename_into_place();
+        drop(guard);
+        renamed?;
         drop(file);
-        if self.durability == Durability::Full {
-            // The rename is only a change to the directory: without this sync a power cut
-            // can bring the old entry back.
-            dir.sync().map_err(|e| self.error(Op::SyncDir, e))?;
+        // The rename is only a change to the directory: without this sync a power cut
+        // can bring the old entry back.
+        self.sync_dir()
+    }
+
+    /// The bytes are all written: only now may the file carry setuid/setgid/sticky.
+    fn finish(&mut self, file: &File) -> Result<()> {
+        match self.perms.finish(file) {
+            Ok(changed) => self.metadata_changed |= changed,
+            Err(e) => return Err(self.error(Op::SetPermissions, e)),
         }
         Ok(())
+    }
+
+    /// Step 4: the file's data durable, as the durability asks (never rename after a
+    /// failed sync: the data may not be on disk).
+    fn sync(&self, file: &File) -> Result<()> {
+        if self.durability == Durability::None {
+            return Ok(());
+        }
+        // The data (and size) of a file created with its final metadata needs only
+        // fdatasync; a chown/chmod after creation is persisted only by a full fsync.
+        let synced = match self.metadata_changed {
+            true => file.sync_all(),
+            false => file.sync_data(),
+        };
+        synced.map_err(|e| self.error(Op::SyncFile, e))
+    }
+
+    /// Step 5: renames the named temporary file over the destination (never over an
+    /// existing one with `no_clobber`). On failure the name stays ours to remove.
+    fn rename_into_place(&mut self) -> Result<()> {
+        let (dir, name) = (&self.target.dir, &self.target.name);
+        let Some(temp) = self.temp.take() else {
+            return Ok(()); // linked into place already
+        };
+        let renamed = match self.no_clobber {
+            true => dir.rename_noreplace(&temp, name),
+            false => dir.rename(&temp, name),
+        };
+        let Err(e) = renamed else { return Ok(()) };
+        self.temp = Some(temp);
+        Err(match e.kind() {
+            io::ErrorKind::AlreadyExists if self.no_clobber => Error::AlreadyExists {
+                path: self.target.path.clone(),
+            },
+            _ => self.error(Op::Rename, e),
+        })
+    }
+
+    /// Step 6: the directory's entries durable, under `Full`.
+    fn sync_dir(&self) -> Result<()> {
+        if self.durability != Durability::Full {
+            return Ok(());
+        }
+        self.target
+            .dir
+            .sync()
+            .map_err(|e| self.error(Op::SyncDir, e))
     }
 
     /// Names an anonymous temporary file: the destination itself for a no-clobber save
     /// (`link` never replaces), otherwise a fresh temporary name to rename from.
     fn link_anonymous(&mut self, file: &File) -> Result<()> {
-        let name = if self.no_clobber {
-            self.target.name.clone()
-        } else {
-            temp_name(&self.target.name)
+        self.link_as(file, self.no_clobber)?;
+        if self.durability != Durability::None && sys::sync_again_after_link(file) {
+            file.sync_data().map_err(|e| self.error(Op::SyncFile, e))?;
+        }
+        Ok(())
+    }
+
+    /// Links an anonymous temporary file to the destination's name when `into_place`,
+    /// else to a fresh temporary name.
+    fn link_as(&mut self, file: &File, into_place: bool) -> Result<()> {
+        let name = match into_place {
+            true => self.target.name.clone(),
+            false => temp_name(&self.target.name),
         };
         match self.target.dir.link_anonymous(file, &name) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && self.no_clobber => {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && into_place => {
                 return Err(Error::AlreadyExists {
                     path: self.target.path.clone(),
                 });
             }
             Err(e) => return Err(self.error(Op::Rename, e)),
         }
-        if !self.no_clobber {
+        if !into_place {
             self.temp = Some(name);
-        }
-        if self.durability != Durability::None && sys::sync_again_after_link(file) {
-            file.sync_data().map_err(|e| self.error(Op::SyncFile, e))?;
         }
         Ok(())
     }

@@ -185,6 +185,19 @@ pub enum Error {
         reason: Refusal,
     },
 
+    /// A [`Batch`](crate::Batch) commit failed after it had begun to rename its files
+    /// into place: the files in `committed` are new (for a failed directory sync, new
+    /// but perhaps not yet durable), every other file of the batch is as it was, and no
+    /// temporary file is left. `source` says what failed, naming its file.
+    #[error("batch stopped with {} of its files committed: {source}", committed.len())]
+    Batch {
+        /// The destinations already replaced, in the order they were renamed.
+        committed: Vec<PathBuf>,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// The file's generation is `u64::MAX`: no commit can follow it. Only a damaged or
     /// forged file gets there; nothing was written.
     #[error("{} is at the last generation (u64::MAX); no commit can follow it", path.display())]
@@ -396,6 +409,7 @@ impl Error {
             Error::Serialize { .. } | Error::Invalid { .. } | Error::UnknownFormat { .. } => {
                 Category::Caller
             }
+            Error::Batch { source, .. } => source.category(),
         }
     }
 
@@ -418,6 +432,7 @@ impl Error {
             | Error::NotEnveloped { path }
             | Error::GenerationOverflow { path }
             | Error::TooLarge { path, .. } => path,
+            Error::Batch { source, .. } => source.path(),
         }
     }
 
@@ -445,6 +460,7 @@ impl Error {
                     *p = path.to_path_buf();
                 }
             }
+            Error::Batch { .. } => {}
         }
         self
     }

@@ -151,6 +151,7 @@
 #[cfg(feature = "tokio")]
 pub mod asynchronous;
 pub mod atomic;
+pub mod batch;
 mod codec;
 pub mod envelope;
 mod error;
@@ -197,6 +198,7 @@ pub use atomic::{AtomicFile, Durability, Swept, WriteOptions, sweep, write_atomi
 /// ```
 #[cfg(feature = "derive")]
 pub use atomic_persist_derive::Persist;
+pub use batch::{Batch, BatchSync};
 pub use envelope::{Meta, Timestamp, run_id};
 pub use error::{BoxError, Category, CorruptKind, Error, FileKind, Op, Refusal, Result};
 #[cfg(feature = "binary")]

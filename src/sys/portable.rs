@@ -256,6 +256,16 @@ impl Dir {
     }
 }
 
+/// No `syncfs` here: each file of a batch is synced on its own.
+pub(crate) fn sync_filesystem(_file: &File) -> io::Result<bool> {
+    Ok(false)
+}
+
+/// No device numbers here.
+pub(crate) fn filesystem_id(_file: &File) -> Option<u64> {
+    None
+}
+
 pub(crate) fn sync_again_after_link(_file: &File) -> bool {
     false
 }

@@ -458,6 +458,27 @@ fn set_owner(file: &File, uid: u32, gid: u32) -> io::Result<()> {
     }
 }
 
+/// Makes everything written to `file`'s filesystem durable at once: `syncfs` on Linux
+/// (`Ok(false)` elsewhere, where nothing was done and each file must be synced).
+pub(crate) fn sync_filesystem(file: &File) -> io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::fs::syncfs(file)?;
+        Ok(true)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        Ok(false)
+    }
+}
+
+/// The device `file` is on: files with the same one share a filesystem.
+pub(crate) fn filesystem_id(file: &File) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata().ok().map(|m| m.dev())
+}
+
 /// Whether the filesystem ignores an fsync done before an anonymous file was linked, so
 /// that it must be synced again once it has a name.
 pub(crate) fn sync_again_after_link(file: &File) -> bool {
