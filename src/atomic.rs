@@ -317,9 +317,15 @@ impl WriteOptions {
     /// [`Error::AlreadyExists`] with `no_clobber`;
     /// [`Error::Refused`] as for [`write`](Self::write).
     pub fn create(&self, path: impl AsRef<Path>) -> Result<AtomicFile> {
-        let (staged, file) = Staged::new(self, path.as_ref())?;
+        self.create_buffered(path.as_ref(), BUFFER)
+    }
+
+    /// [`create`](Self::create) with a write buffer of `capacity` bytes (0: every write
+    /// goes straight to the file, for a caller that writes all its bytes at once).
+    pub(crate) fn create_buffered(&self, path: &Path, capacity: usize) -> Result<AtomicFile> {
+        let (staged, file) = Staged::new(self, path)?;
         Ok(AtomicFile {
-            file: BufWriter::with_capacity(BUFFER, file),
+            file: BufWriter::with_capacity(capacity, file),
             staged,
         })
     }
@@ -499,6 +505,12 @@ impl AtomicFile {
     /// Batch step 4: the directory the file was renamed in, durable under `Full`.
     pub(crate) fn batch_sync_dir(&self) -> Result<()> {
         self.staged.sync_dir()
+    }
+
+    /// The identity of the staged file (the version it will be once renamed).
+    pub(crate) fn batch_identity(&self) -> Option<sys::FileId> {
+        let meta = self.file.get_ref().metadata().ok()?;
+        sys::file_id(&meta)
     }
 
     /// The directory the destination is in (after following symlinks).

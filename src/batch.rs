@@ -48,12 +48,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::atomic::{AtomicFile, WriteOptions};
 use crate::error::{Error, Result};
+use crate::lock::Lock;
+use crate::sys;
 
 /// How a [`Batch`] makes its files' data durable before it renames them (step 2 of the
 /// [module docs](self)).
@@ -70,45 +72,69 @@ pub enum BatchSync {
 }
 
 /// Many files, each replaced atomically, made durable together: see the
-/// [module docs](self).
-pub struct Batch {
+/// [module docs](self). `'a` is how long the typed handles it commits
+/// ([`Persisted::stage`](crate::Persisted::stage)) stay borrowed.
+pub struct Batch<'a> {
     options: WriteOptions,
     sync: BatchSync,
     /// The staged files, in the order they will be renamed; one per destination.
-    files: Vec<AtomicFile>,
+    files: Vec<Entry<'a>>,
+    /// Where each destination is in `files`.
+    index: HashMap<PathBuf, usize>,
 }
 
-impl Default for Batch {
+/// One staged file, and the typed handle it commits, if any.
+struct Entry<'a> {
+    file: AtomicFile,
+    member: Option<Box<dyn Member + 'a>>,
+}
+
+/// A typed handle committed through a batch: what its own commit does just before and
+/// just after its rename.
+pub(crate) trait Member {
+    /// Just before the renames: the writer lock, when the handle's commit takes one, and
+    /// its generation check ([`Error::Conflict`] stops the whole batch before any
+    /// rename).
+    fn before_rename(&self) -> Result<Option<Lock>>;
+
+    /// Once its file is in place, identified by `written`: the handle now holds that
+    /// version.
+    fn renamed(&mut self, written: Option<sys::FileId>);
+}
+
+impl Default for Batch<'_> {
     fn default() -> Self {
         Batch::new()
     }
 }
 
-impl Batch {
+impl<'a> Batch<'a> {
     /// An empty batch whose files are written with the default [`WriteOptions`].
-    pub fn new() -> Batch {
+    pub fn new() -> Batch<'a> {
         Batch::with_options(WriteOptions::default())
     }
 
     /// An empty batch whose files are written with `options` (durability, mode,
-    /// `no_clobber`, ...), each as [`WriteOptions::write`] would write it.
-    pub fn with_options(options: WriteOptions) -> Batch {
+    /// `no_clobber`, ...), each as [`WriteOptions::write`] would write it. A typed
+    /// handle's file is written with the handle's own options.
+    pub fn with_options(options: WriteOptions) -> Batch<'a> {
         Batch {
             options,
             sync: BatchSync::default(),
             files: Vec::new(),
+            index: HashMap::new(),
         }
     }
 
     /// How the files' data is made durable (default [`BatchSync::Filesystem`]).
-    pub fn sync(mut self, how: BatchSync) -> Batch {
+    pub fn sync(mut self, how: BatchSync) -> Batch<'a> {
         self.sync = how;
         self
     }
 
     /// Stages `bytes` as the new content of `path`: its temporary file is written now,
     /// and the destination replaced at [`commit`](Self::commit). Staging a destination
-    /// again replaces what was staged for it before.
+    /// again replaces what was staged for it before (in its place in the order).
     ///
     /// # Errors
     ///
@@ -117,10 +143,12 @@ impl Batch {
     /// [`Error::Refused`] for a destination that is not a regular file or that another
     /// user planted in a shared directory. The batch is unchanged by a failed call.
     pub fn write(&mut self, path: impl AsRef<Path>, bytes: impl AsRef<[u8]>) -> Result<()> {
-        let mut file = self.options.create(path)?;
+        // No write buffer: the bytes go to the file in one call, and a batch of many
+        // files does not keep a buffer for each.
+        let mut file = self.options.create_buffered(path.as_ref(), 0)?;
         std::io::Write::write_all(&mut file, bytes.as_ref())
             .map_err(|e| Error::io(crate::Op::Write, file.path(), e))?;
-        self.add(file);
+        self.add(file, None);
         Ok(())
     }
 
@@ -133,15 +161,30 @@ impl Batch {
     /// As [`WriteOptions::create`].
     pub fn create(&mut self, path: impl AsRef<Path>) -> Result<&mut AtomicFile> {
         let file = self.options.create(path)?;
-        Ok(self.add(file))
+        Ok(self.add(file, None))
     }
 
-    /// Adds `file`, dropping (and so removing the temporary file of) an earlier one for
-    /// the same destination.
-    fn add(&mut self, file: AtomicFile) -> &mut AtomicFile {
-        self.files.retain(|f| f.path() != file.path());
-        self.files.push(file);
-        self.files.last_mut().expect("just pushed")
+    /// Adds `file` (committing `member`), in the place of an earlier one for the same
+    /// destination, which is dropped (its temporary file removed).
+    pub(crate) fn add(
+        &mut self,
+        file: AtomicFile,
+        member: Option<Box<dyn Member + 'a>>,
+    ) -> &mut AtomicFile {
+        let entry = Entry { file, member };
+        let i = match self.index.get(entry.file.path()) {
+            Some(&i) => {
+                self.files[i] = entry;
+                i
+            }
+            None => {
+                self.index
+                    .insert(entry.file.path().to_path_buf(), self.files.len());
+                self.files.push(entry);
+                self.files.len() - 1
+            }
+        };
+        &mut self.files[i].file
     }
 
     /// How many files are staged.
@@ -155,9 +198,9 @@ impl Batch {
     }
 
     /// The staged destinations (after following symlinks), in the order they will be
-    /// renamed.
+    /// renamed: the order each was first staged.
     pub fn paths(&self) -> impl Iterator<Item = &Path> {
-        self.files.iter().map(AtomicFile::path)
+        self.files.iter().map(|e| e.file.path())
     }
 
     /// Replaces every staged destination, each atomically, and makes them durable
@@ -173,28 +216,56 @@ impl Batch {
     /// all renames, when every file is new but not known to be durable); no temporary
     /// file is left.
     pub fn commit(mut self) -> Result<()> {
-        for file in &mut self.files {
-            file.batch_stage()?;
+        for entry in &mut self.files {
+            entry.file.batch_stage()?;
         }
         // The data of every file is durable before any of them gets its name: a power
         // cut must not keep a new name over data that never reached the disk.
         self.sync_data()?;
-        let mut committed = Vec::with_capacity(self.files.len());
-        for file in &mut self.files {
-            if let Err(e) = file.batch_rename() {
-                return Err(batch_error(committed, e));
-            }
-            committed.push(file.path().to_path_buf());
+        if let Err((renamed, e)) = self.rename_all() {
+            return Err(batch_error(self.committed(renamed), e));
         }
         // Each directory once: its entries hold every rename made in it.
-        let mut synced = BTreeSet::new();
-        for file in &self.files {
-            if synced.insert(file.dir_path().to_path_buf())
-                && let Err(e) = file.batch_sync_dir()
+        let mut synced = HashSet::new();
+        for entry in &self.files {
+            if synced.insert(entry.file.dir_path())
+                && let Err(e) = entry.file.batch_sync_dir()
             {
-                return Err(batch_error(committed, e));
+                return Err(batch_error(self.committed(self.files.len()), e));
             }
         }
+        Ok(())
+    }
+
+    /// The destinations of the first `n` files.
+    fn committed(&self, n: usize) -> Vec<PathBuf> {
+        let files = self.files[..n].iter();
+        files.map(|e| e.file.path().to_path_buf()).collect()
+    }
+
+    /// Step 3: every file renamed into place, in order; on a failure, how many were and
+    /// the error. The typed handles' locks are all taken (in path order, so two batches
+    /// cannot each wait for the other) and their generation checks made before the
+    /// first rename, and held until the last.
+    fn rename_all(&mut self) -> std::result::Result<(), (usize, Error)> {
+        let mut order: Vec<&Entry<'a>> = self.files.iter().filter(|e| e.member.is_some()).collect();
+        order.sort_by(|a, b| a.file.path().cmp(b.file.path()));
+        let mut locks = Vec::new();
+        for entry in order {
+            let member = entry.member.as_ref().expect("filtered");
+            locks.push(member.before_rename().map_err(|e| (0, e))?);
+        }
+        for (i, entry) in self.files.iter_mut().enumerate() {
+            let written = match entry.member {
+                Some(_) => entry.file.batch_identity(),
+                None => None,
+            };
+            entry.file.batch_rename().map_err(|e| (i, e))?;
+            if let Some(member) = &mut entry.member {
+                member.renamed(written);
+            }
+        }
+        drop(locks);
         Ok(())
     }
 
@@ -202,8 +273,16 @@ impl Batch {
     fn sync_data(&self) -> Result<()> {
         let whole = self.sync == BatchSync::Filesystem;
         let mut synced = BTreeSet::new();
-        for file in &self.files {
-            match file.batch_filesystem() {
+        // Files in one directory share its filesystem: one `fstat` per directory.
+        let mut filesystems: HashMap<&Path, Option<u64>> = HashMap::new();
+        for file in self.files.iter().map(|e| &e.file) {
+            let fs = match whole {
+                true => *filesystems
+                    .entry(file.dir_path())
+                    .or_insert_with(|| file.batch_filesystem()),
+                false => None,
+            };
+            match fs {
                 // Every file is fully written already: one `syncfs` covers them all.
                 Some(fs) if whole && synced.contains(&fs) => {}
                 Some(fs) if whole && file.batch_sync_filesystem()? => {
@@ -224,8 +303,8 @@ impl Batch {
     /// left is debris for [`sweep`](crate::sweep)).
     pub fn abort(self) -> Result<()> {
         let mut first = Ok(());
-        for file in self.files {
-            let removed = file.abort();
+        for entry in self.files {
+            let removed = entry.file.abort();
             if first.is_ok() {
                 first = removed;
             }
@@ -246,7 +325,7 @@ fn batch_error(committed: Vec<PathBuf>, source: Error) -> Error {
     }
 }
 
-impl fmt::Debug for Batch {
+impl fmt::Debug for Batch<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Batch")
             .field("options", &self.options)

@@ -943,7 +943,7 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
     }
 
     /// Steps 1-3 of a commit: validate, serialize into a hasher (or, for TOML, a string).
-    fn stage(&self) -> Result<Staged> {
+    fn serialize_value(&self) -> Result<Staged> {
         let path = &self.path;
         self.config.codec.check(&self.value, path)?;
         let (format, enveloped) = (self.config.codec.format, self.config.envelope);
@@ -1039,7 +1039,7 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
             not(feature = "toml"),
             allow(unused_mut, reason = "only the TOML document is taken out")
         )]
-        let mut staged = self.stage()?;
+        let mut staged = self.serialize_value()?;
         // Locking for the whole commit: before looking at the file.
         let whole = match how {
             Commit::Held => None,
@@ -1050,29 +1050,98 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
         let Some(found) = self.to_write(&staged, how)? else {
             return Ok(()); // the same bytes are there; a temporary file, if any, is dropped
         };
-        let enveloped = self
-            .config
-            .envelope
-            .then_some(self.config.codec.schema_version);
         let payload = staged.payload;
         #[cfg(feature = "toml")]
         let document = staged.document.take();
         let (file, meta) = self.filled_temp(staged, found.as_ref())?;
         let written = self.rename(file, how, locked)?;
         drop(whole);
-        self.disk = Some(OnDisk {
+        self.committed(Written {
             payload,
+            meta,
+            #[cfg(feature = "toml")]
+            document,
+            id: written,
+        });
+        Ok(())
+    }
+
+    /// After a rename: this handle now holds the version `written`.
+    fn committed(&mut self, written: Written) {
+        let enveloped = (self.config.envelope).then_some(self.config.codec.schema_version);
+        self.disk = Some(OnDisk {
+            payload: written.payload,
             enveloped,
             edited: false,
         });
-        self.seen = Some(Seen::renamed(&self.path, written));
-        if meta.is_some() {
-            self.meta = meta;
+        self.seen = Some(Seen::renamed(&self.path, written.id));
+        if written.meta.is_some() {
+            self.meta = written.meta;
         }
         #[cfg(feature = "toml")]
         {
-            self.document = document;
+            self.document = written.document;
         }
+    }
+
+    /// Stages this handle's commit in `batch`, to be renamed into place with the
+    /// batch's other files at [`Batch::commit`](crate::Batch::commit): the value is
+    /// validated and serialized now, as [`commit`](Self::commit) would, and nothing is
+    /// staged when it is unchanged. The generation check of an enveloped file (and the
+    /// writer lock, for an enveloped or [`lock`](PersistedBuilder::lock)ing handle) is
+    /// made just before the batch's renames, every lock held until the last rename: an
+    /// [`Error::Conflict`] then stops the whole batch before any file changes. Once the
+    /// batch has renamed this file, the handle holds the new version, as after a commit.
+    ///
+    /// The handle stays borrowed until the batch is committed or dropped.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Self::commit), for what is done now: [`Error::Invalid`],
+    /// [`Error::Serialize`], [`Error::Conflict`] when another writer has committed since
+    /// this handle last loaded or committed, and the errors of creating the temporary
+    /// file.
+    ///
+    /// ```
+    /// # #[cfg(feature = "json")] {
+    /// use atomic_persist::{Batch, Persisted};
+    /// # let dir = tempfile::tempdir()?;
+    /// let open = |name: &str| Persisted::<u64>::builder(dir.path().join(name)).envelope(true).open_or_default();
+    /// let (mut a, mut b) = (open("a.json")?, open("b.json")?);
+    /// *a.get_mut() = 1;
+    /// *b.get_mut() = 2;
+    /// let mut batch = Batch::new();
+    /// a.stage(&mut batch)?;
+    /// b.stage(&mut batch)?;
+    /// batch.commit()?; // both files, two flushes
+    /// assert_eq!((a.meta().unwrap().generation, *b), (1, 2));
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn stage<'a>(&'a mut self, batch: &mut crate::Batch<'a>) -> Result<()> {
+        #[cfg_attr(
+            not(feature = "toml"),
+            allow(unused_mut, reason = "only the TOML document is taken out")
+        )]
+        let mut staged = self.serialize_value()?;
+        let Some(found) = self.to_write(&staged, Commit::Checked)? else {
+            return Ok(()); // unchanged: nothing to stage
+        };
+        let payload = staged.payload;
+        #[cfg(feature = "toml")]
+        let document = staged.document.take();
+        let (file, meta) = self.filled_temp(staged, found.as_ref())?;
+        let member = InBatch {
+            handle: self,
+            written: Some(Written {
+                payload,
+                meta,
+                #[cfg(feature = "toml")]
+                document,
+                id: None,
+            }),
+        };
+        batch.add(file, Some(Box::new(member)));
         Ok(())
     }
 
@@ -1154,6 +1223,46 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
             Ok(guard)
         })?;
         Ok(written)
+    }
+}
+
+/// What a commit wrote: the version the handle holds once it is in place.
+struct Written {
+    payload: Fingerprint,
+    /// Its meta, when enveloped.
+    meta: Option<Meta>,
+    #[cfg(feature = "toml")]
+    document: Option<toml_edit::DocumentMut>,
+    /// Its identity, once renamed.
+    id: Option<sys::FileId>,
+}
+
+/// A [`Persisted`] commit staged in a [`Batch`](crate::Batch).
+struct InBatch<'a, T> {
+    handle: &'a mut Persisted<T>,
+    /// Taken once the file is renamed.
+    written: Option<Written>,
+}
+
+impl<T: Serialize + DeserializeOwned> crate::batch::Member for InBatch<'_, T> {
+    fn before_rename(&self) -> Result<Option<Lock>> {
+        let h = &*self.handle;
+        if !(h.config.envelope || h.config.lock) {
+            return Ok(None);
+        }
+        let lock = h.take_lock()?;
+        if h.config.envelope
+            && let Standing::Other { found } = h.standing(true)?
+        {
+            return Err(h.conflict(found));
+        }
+        Ok(Some(lock))
+    }
+
+    fn renamed(&mut self, id: Option<sys::FileId>) {
+        if let Some(written) = self.written.take() {
+            self.handle.committed(Written { id, ..written });
+        }
     }
 }
 

@@ -168,6 +168,87 @@ fn each_file_keeps_its_mode_as_a_single_save_does() {
 }
 
 // ---------------------------------------------------------------------------------
+// Typed handles in a batch
+
+fn enveloped(path: &Path) -> atomic_persist::Persisted<u64> {
+    atomic_persist::Persisted::<u64>::builder(path)
+        .envelope(true)
+        .open_or_default()
+        .unwrap()
+}
+
+#[test]
+fn staged_handles_are_committed_by_the_batch_and_hold_the_new_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    let (mut a, mut b) = (enveloped(&pa), enveloped(&pb));
+    *a.get_mut() = 1;
+    *b.get_mut() = 2;
+    let mut batch = Batch::new();
+    a.stage(&mut batch).unwrap();
+    b.stage(&mut batch).unwrap();
+    batch.write(dir.path().join("raw.bin"), b"raw").unwrap();
+    batch.commit().unwrap();
+    assert_eq!(*enveloped(&pa), 1);
+    assert_eq!(*enveloped(&pb), 2);
+    assert_eq!(a.meta().unwrap().generation, 1);
+    // The handle knows the version the batch wrote: its next commit is no conflict.
+    a.set(3).unwrap();
+    assert_eq!(a.meta().unwrap().generation, 2);
+}
+
+#[test]
+fn an_unchanged_handle_stages_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.json");
+    let mut a = enveloped(&path);
+    a.set(5).unwrap();
+    let mut batch = Batch::new();
+    a.stage(&mut batch).unwrap();
+    assert!(batch.is_empty());
+}
+
+#[test]
+fn staging_a_handle_another_writer_overtook_is_a_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.json");
+    let mut mine = enveloped(&path);
+    enveloped(&path).set(9).unwrap(); // another writer
+    *mine.get_mut() = 1;
+    let mut batch = Batch::new();
+    match mine.stage(&mut batch) {
+        Err(Error::Conflict {
+            expected: 0,
+            found: 1,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_conflict_found_before_the_renames_stops_the_batch_before_any_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    let (mut a, mut b) = (enveloped(&pa), enveloped(&pb));
+    *a.get_mut() = 1;
+    *b.get_mut() = 2;
+    let mut batch = Batch::new();
+    a.stage(&mut batch).unwrap();
+    b.stage(&mut batch).unwrap();
+    batch.write(dir.path().join("raw.bin"), b"raw").unwrap();
+    enveloped(&pb).set(7).unwrap(); // another writer, after staging
+    match batch.commit() {
+        Err(Error::Conflict { path, .. }) => assert_eq!(path, pb),
+        other => panic!("{other:?}"),
+    }
+    assert!(!pa.exists(), "a was not renamed");
+    assert!(!dir.path().join("raw.bin").exists());
+    assert_eq!(*enveloped(&pb), 7, "the other writer's commit stands");
+    assert!(common::temps(dir.path()).is_empty());
+}
+
+// ---------------------------------------------------------------------------------
 // Flushes, counted with strace
 
 /// Files per traced batch.
