@@ -147,6 +147,7 @@ use crate::error::{Error, Op, Result};
 use crate::format::AnyFormat;
 use crate::local::{self, Local};
 use crate::lock::Lock;
+use crate::pointer;
 use crate::trust;
 use crate::version::VersionInfo;
 
@@ -156,10 +157,6 @@ pub const MANIFEST_VERSION: u32 = 1;
 /// How often a reader resolves the pointer again when retention removed the version it
 /// named just before it could read it.
 const READ_RETRIES: usize = 1000;
-
-/// Collisions of the pointer's temporary name tolerated before giving up, as the engine's.
-#[cfg(unix)]
-const MAX_TEMP_ATTEMPTS: usize = 64;
 
 /// The state of the manifest file, as [`RawHistory::manifest_state`] finds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -369,54 +366,12 @@ impl RawHistory {
         }
     }
 
-    /// What is at the pointer's path. A link is the pointer only if its owner may be
-    /// trusted there (another user's link in a shared directory could name a version
-    /// they forged); anything but a link or a regular file is refused.
-    #[cfg(unix)]
+    /// What the pointer says ([`pointer::read`], then checked to name a version).
     fn pointer(&self) -> Result<Pointer> {
-        // A link replaced by a file between the `lstat` and the `readlink` is read again;
-        // bounded, so that a writer flipping it forever cannot hold a reader here.
-        for _ in 0..READ_RETRIES {
-            let Some(entry) = trust::inspect(&self.path)? else {
-                return Ok(Pointer::Absent);
-            };
-            if !entry.is_file() && !entry.is_symlink() {
-                let kind = entry.kind();
-                return Err(Error::refused(
-                    &self.path,
-                    crate::Refusal::NotRegular { kind },
-                ));
-            }
-            trust::check_owner_of(&self.path, &entry)?;
-            if entry.is_file() {
-                return Ok(Pointer::Plain);
-            }
-            match std::fs::read_link(&self.path) {
-                Ok(target) => return self.pointer_target(target.as_os_str()),
-                Err(e) if e.kind() == io::ErrorKind::InvalidInput => continue,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Pointer::Absent),
-                Err(e) => return Err(Error::io(Op::Inspect, &self.path, e)),
-            }
-        }
-        let e = io::Error::other("the pointer kept changing between lstat and readlink");
-        Err(Error::io(Op::Inspect, &self.path, e))
-    }
-
-    #[cfg(not(unix))]
-    fn pointer(&self) -> Result<Pointer> {
-        match trust::read(&self.path, self.read_how()).map_err(|e| match e {
-            Error::NotFound { .. } => io::Error::from(io::ErrorKind::NotFound),
-            e => io::Error::other(e),
-        }) {
-            Ok(bytes) => match bytes.strip_prefix(POINTER_PREFIX.as_bytes()) {
-                Some(rest) => {
-                    let name = std::str::from_utf8(rest).unwrap_or("").trim_end();
-                    self.pointer_target(OsStr::new(name))
-                }
-                None => Ok(Pointer::Plain),
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Pointer::Absent),
-            Err(e) => Err(Error::io(Op::Read, &self.path, e)),
+        match pointer::read(&self.path, self.read_how())? {
+            pointer::Found::Absent => Ok(Pointer::Absent),
+            pointer::Found::Plain => Ok(Pointer::Plain),
+            pointer::Found::Target(target) => self.pointer_target(&target),
         }
     }
 
@@ -860,61 +815,11 @@ impl RawHistory {
         self.own_file_options().write(&path, bytes)
     }
 
-    /// Step 4: point `latest` at `generation`.
-    ///
-    /// Every step is on one handle of the history's directory, so a rename of the
-    /// directory meanwhile cannot split the link, the rename and the sync.
-    #[cfg(unix)]
+    /// Step 4: points `latest` at version `generation` ([`pointer::swap`]).
     fn swap_pointer(&self, generation: u64) -> Result<()> {
-        let target = self.version_name(generation);
-        let name = self.path.file_name().unwrap_or_default();
-        let dir =
-            crate::sys::Dir::open(&self.dir).map_err(|e| Error::io(Op::OpenDir, &self.path, e))?;
-        let temp = self.temp_link(&dir, &target, name)?;
-        // The rename is the commit point: readers see the old link or the new one.
-        if let Err(e) = dir.rename(&temp, name) {
-            let _ = dir.remove(&temp);
-            return Err(Error::io(Op::Rename, &self.path, e));
-        }
-        // Full: the new link must survive a power cut once the commit returns.
-        if self.options.durability_level() == Durability::Full {
-            dir.sync()
-                .map_err(|e| Error::io(Op::SyncDir, &self.path, e))?;
-        }
-        Ok(())
-    }
-
-    /// A fresh temporary symlink to `target` beside the pointer, returning its name. A
-    /// taken name (debris, or planted) is drawn again, a bounded number of times.
-    #[cfg(unix)]
-    fn temp_link(&self, dir: &crate::sys::Dir, target: &OsStr, name: &OsStr) -> Result<OsString> {
-        for _ in 0..MAX_TEMP_ATTEMPTS {
-            let candidate = crate::atomic::temp_name(name);
-            match dir.symlink(target, &candidate) {
-                Ok(()) => return Ok(candidate),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::io(Op::CreateTemp, &self.path, e)),
-            }
-        }
-        let e = io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary name");
-        Err(Error::io(Op::CreateTemp, &self.path, e))
-    }
-
-    /// Step 4 without symlinks: replace the pointer file atomically.
-    #[cfg(not(unix))]
-    fn swap_pointer(&self, generation: u64) -> Result<()> {
-        let target = self.version_name(generation);
-        let line = format!("{POINTER_PREFIX}{}\n", target.to_string_lossy());
-        self.options
-            .clone()
-            .preserve_permissions(false)
-            .write(&self.path, line)
+        pointer::swap(&self.path, &self.version_name(generation), &self.options)
     }
 }
-
-/// The pointer file's line on platforms without symlinks.
-#[cfg(not(unix))]
-const POINTER_PREFIX: &str = "atomic-persist-latest ";
 
 /// What a scan of the version files found.
 struct Scan {

@@ -166,6 +166,7 @@ pub mod object;
 mod payload;
 pub mod persist;
 pub mod persisted;
+mod pointer;
 mod random;
 mod sys;
 #[cfg(feature = "toml")]
