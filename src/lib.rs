@@ -168,6 +168,7 @@ pub mod persist;
 pub mod persisted;
 mod pointer;
 mod random;
+pub mod snapshot;
 mod sys;
 #[cfg(feature = "toml")]
 mod toml_doc;
@@ -216,6 +217,7 @@ pub use lock::Lock;
 pub use object::{ObjectHistory, ObjectPersisted};
 pub use persist::{Payload, Persist};
 pub use persisted::{Persisted, PersistedBuilder};
+pub use snapshot::{Snapshot, SnapshotBuilder, Transaction, View};
 /// The `uuid` crate, whose [`Uuid`](uuid::Uuid) is a run id
 /// ([`Meta::run_id`], [`PersistedBuilder::run_id`]).
 pub use uuid;

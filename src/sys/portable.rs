@@ -254,6 +254,18 @@ impl Dir {
     pub(crate) fn sync(&self) -> io::Result<()> {
         Ok(())
     }
+
+    pub(crate) fn create_dir(&self, name: &OsStr) -> io::Result<()> {
+        std::fs::create_dir(self.0.join(name))
+    }
+
+    pub(crate) fn open_dir(&self, name: &OsStr) -> io::Result<Dir> {
+        Dir::open(&self.0.join(name))
+    }
+
+    pub(crate) fn sync_filesystem(&self) -> io::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// No `syncfs` here: each file of a batch is synced on its own.

@@ -441,6 +441,41 @@ impl Dir {
     pub(crate) fn sync(&self) -> io::Result<()> {
         Ok(rustix::fs::fsync(&self.0)?)
     }
+
+    /// Creates the directory `name` (`EEXIST` if anything is there), with the mode the
+    /// umask allows.
+    pub(crate) fn create_dir(&self, name: &OsStr) -> io::Result<()> {
+        Ok(rustix::fs::mkdirat(
+            &self.0,
+            name,
+            Mode::from_raw_mode(0o777),
+        )?)
+    }
+
+    /// Opens the directory `name` in this one, never through a link.
+    pub(crate) fn open_dir(&self, name: &OsStr) -> io::Result<Dir> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        Ok(Dir(rustix::fs::openat(
+            &self.0,
+            name,
+            flags,
+            Mode::empty(),
+        )?))
+    }
+
+    /// Makes everything written to this directory's filesystem durable at once (`syncfs`
+    /// on Linux); `false` elsewhere, where nothing was done.
+    pub(crate) fn sync_filesystem(&self) -> io::Result<bool> {
+        #[cfg(target_os = "linux")]
+        {
+            rustix::fs::syncfs(&self.0)?;
+            Ok(true)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            Ok(false)
+        }
+    }
 }
 
 /// `fchown`, tolerating `EPERM` for a caller that is not root: an ordinary user may not

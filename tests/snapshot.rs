@@ -1,0 +1,335 @@
+//! `Snapshot`: sets of files that change all at once; readers that never mix two sets;
+//! writers ordered by the generation check; retention; the flushes of a commit
+//! (strace); a SIGKILL soak of a writer with an in-place writer as the control.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use atomic_persist::{CorruptKind, Error, Snapshot};
+
+fn open(path: &Path) -> Snapshot {
+    Snapshot::builder(path).open_or_create().unwrap()
+}
+
+fn commit(snap: &Snapshot, files: &[(&str, &[u8])]) -> u64 {
+    let mut tx = snap.begin().unwrap();
+    for (name, bytes) in files {
+        tx.write(name, bytes).unwrap();
+    }
+    tx.commit().unwrap()
+}
+
+#[test]
+fn a_commit_makes_the_new_set_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = open(&dir.path().join("ckpt"));
+    assert!(matches!(snap.current(), Err(Error::NotFound { .. })));
+    assert_eq!(commit(&snap, &[("a.bin", b"a1"), ("b.bin", b"b1")]), 1);
+    let view = snap.current().unwrap();
+    assert_eq!(view.generation(), 1);
+    assert_eq!(view.read("a.bin").unwrap(), b"a1");
+    assert_eq!(view.read("b.bin").unwrap(), b"b1");
+    common::assert_only(dir.path(), &[".ckpt.lock", "ckpt", "ckpt.1"]);
+}
+
+#[test]
+fn the_next_commit_replaces_the_whole_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = open(&dir.path().join("ckpt"));
+    commit(&snap, &[("a.bin", b"a1"), ("old.bin", b"x")]);
+    commit(&snap, &[("a.bin", b"a2")]);
+    let view = snap.current().unwrap();
+    assert_eq!(view.read("a.bin").unwrap(), b"a2");
+    assert!(matches!(view.read("old.bin"), Err(Error::NotFound { .. })));
+}
+
+#[test]
+fn nothing_changes_before_commit_and_a_dropped_transaction_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = open(&dir.path().join("ckpt"));
+    commit(&snap, &[("a.bin", b"a1")]);
+    let mut tx = snap.begin().unwrap();
+    tx.write("a.bin", b"a2").unwrap();
+    assert_eq!(snap.current().unwrap().read("a.bin").unwrap(), b"a1");
+    drop(tx);
+    common::assert_only(dir.path(), &[".ckpt.lock", "ckpt", "ckpt.1"]);
+}
+
+#[test]
+fn a_view_reads_its_own_generation_after_a_newer_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = open(&dir.path().join("ckpt"));
+    commit(&snap, &[("a.bin", b"a1"), ("b.bin", b"b1")]);
+    let view = snap.current().unwrap();
+    commit(&snap, &[("a.bin", b"a2"), ("b.bin", b"b2")]);
+    assert_eq!(
+        (view.read("a.bin").unwrap(), view.read("b.bin").unwrap()),
+        (b"a1".to_vec(), b"b1".to_vec())
+    );
+}
+
+#[test]
+fn keep_n_leaves_the_newest_n_generations() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = Snapshot::builder(dir.path().join("ckpt"))
+        .keep(2)
+        .open_or_create()
+        .unwrap();
+    for _ in 0..4 {
+        commit(&snap, &[("a.bin", b"a")]);
+    }
+    assert_eq!(snap.generations().unwrap(), [3, 4]);
+}
+
+#[test]
+fn a_view_whose_generation_retention_removed_reads_not_found_never_another_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = Snapshot::builder(dir.path().join("ckpt"))
+        .keep(1)
+        .open_or_create()
+        .unwrap();
+    commit(&snap, &[("a.bin", b"a1")]);
+    let view = snap.current().unwrap();
+    commit(&snap, &[("a.bin", b"a2")]);
+    assert!(matches!(view.read("a.bin"), Err(Error::NotFound { .. })));
+    assert_eq!(snap.current().unwrap().read("a.bin").unwrap(), b"a2");
+}
+
+#[test]
+fn a_writer_another_writer_overtook_gets_a_conflict_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = open(&dir.path().join("ckpt"));
+    let mut slow = snap.begin().unwrap();
+    slow.write("a.bin", b"slow").unwrap();
+    commit(&snap, &[("a.bin", b"fast")]);
+    match slow.commit() {
+        Err(Error::Conflict {
+            expected: 0,
+            found: 1,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(snap.current().unwrap().read("a.bin").unwrap(), b"fast");
+    common::assert_only(dir.path(), &[".ckpt.lock", "ckpt", "ckpt.1"]);
+}
+
+#[test]
+fn put_and_get_go_through_the_format_and_the_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt");
+    let snap = Snapshot::builder(&path)
+        .envelope(true)
+        .open_or_create()
+        .unwrap();
+    let mut tx = snap.begin().unwrap();
+    tx.put("state.json", &vec![1u32, 2, 3]).unwrap();
+    tx.put("conf.toml", &std::collections::BTreeMap::from([("k", 1)]))
+        .unwrap();
+    assert_eq!(tx.commit().unwrap(), 1);
+    let view = snap.current().unwrap();
+    assert_eq!(view.get::<Vec<u32>>("state.json").unwrap(), [1, 2, 3]);
+    assert_eq!(
+        view.get::<std::collections::BTreeMap<String, u32>>("conf.toml")
+            .unwrap()["k"],
+        1
+    );
+    let meta = atomic_persist::envelope::verify(view.path().join("state.json"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(meta.generation, 1, "stamped with the snapshot's generation");
+    assert!(matches!(
+        view.get::<String>("state.json"),
+        Err(Error::Deserialize { .. })
+    ));
+}
+
+#[test]
+fn a_name_that_is_not_one_plain_file_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = open(&dir.path().join("ckpt"));
+    let mut tx = snap.begin().unwrap();
+    for name in ["a/b", "..", "/etc/passwd", ""] {
+        match tx.write(name, b"x") {
+            Err(Error::Io { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::InvalidInput, "{name:?}")
+            }
+            other => panic!("{name:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_regular_file_at_the_pointer_is_a_bad_pointer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt");
+    std::fs::write(&path, b"not a pointer").unwrap();
+    match Snapshot::builder(&path).open_or_create() {
+        Err(Error::Corrupt {
+            kind: CorruptKind::BadPointer,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_generation_left_by_a_writer_killed_before_its_swap_does_not_block_the_next_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = open(&dir.path().join("ckpt"));
+    commit(&snap, &[("a.bin", b"a1")]);
+    // What a writer killed between its rename and its pointer swap leaves.
+    std::fs::create_dir(dir.path().join("ckpt.2")).unwrap();
+    std::fs::write(dir.path().join("ckpt.2/a.bin"), b"never current").unwrap();
+    assert_eq!(commit(&snap, &[("a.bin", b"a2")]), 2);
+    assert_eq!(snap.current().unwrap().read("a.bin").unwrap(), b"a2");
+}
+
+// ---------------------------------------------------------------------------------
+// Flushes, counted with strace
+
+#[test]
+fn a_snapshot_commit_of_100_files_flushes_twice() {
+    let test = "a_snapshot_commit_of_100_files_flushes_twice";
+    if let Some(dir) = common::role() {
+        let snap = open(&Path::new(&dir).join("ckpt"));
+        let _ = std::fs::File::open("/nonexistent/commit-begin");
+        let mut tx = snap.begin().unwrap();
+        for i in 0..100 {
+            tx.write(format!("f{i}"), [i as u8; 64]).unwrap();
+        }
+        tx.commit().unwrap();
+        let _ = std::fs::File::open("/nonexistent/commit-end");
+        println!("snapshot-ok");
+        return;
+    }
+    if !common::have_strace() {
+        return common::skip(test, "strace is not installed");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("strace.log");
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let trace =
+        "open,openat,fsync,fdatasync,syncfs,sync,sync_file_range,msync,rename,renameat,renameat2";
+    common::strace_child(test, work.to_str().unwrap(), trace, &log, "snapshot-ok");
+    let calls = common::strace::parse(&std::fs::read_to_string(&log).unwrap());
+    let marker = |m: &str| calls.iter().position(|c| c.quoted() == Some(m)).unwrap();
+    let (begin, end) = (
+        marker("/nonexistent/commit-begin"),
+        marker("/nonexistent/commit-end"),
+    );
+    let seen: Vec<&str> = calls[begin..end]
+        .iter()
+        .filter_map(|c| match c.name.as_str() {
+            "fsync" | "fdatasync" | "syncfs" | "sync" | "sync_file_range" | "msync" => {
+                Some(c.name.as_str())
+            }
+            "rename" | "renameat" | "renameat2" if c.ok() => Some("rename"),
+            _ => None,
+        })
+        .collect();
+    // The set durable at once, then the directory's rename and the pointer's, then the
+    // parent directory once: 2 flushes.
+    assert_eq!(seen, ["syncfs", "rename", "rename", "fsync"], "{seen:?}");
+}
+
+// ---------------------------------------------------------------------------------
+// Killed writers
+
+/// Files per set in the soak.
+const SOAK_FILES: usize = 6;
+
+/// The soak's child: commits set after set, each file of set `N` holding version `N`,
+/// printing `ack N` after each; `naive` rewrites the files of one directory in place.
+fn soak_writer(role: &str) {
+    let (how, dir) = role.split_once(':').unwrap();
+    let dir = PathBuf::from(dir);
+    let snap = open(&dir.join("ckpt"));
+    for version in 1.. {
+        let bytes = common::version_bytes(version);
+        if how == "naive" {
+            let set = dir.join("ckpt.1");
+            std::fs::create_dir_all(&set).unwrap();
+            for i in 0..SOAK_FILES {
+                atomic_persist::write_atomic(set.join(format!("f{i}")), &bytes).unwrap();
+            }
+            if version == 1 {
+                std::os::unix::fs::symlink("ckpt.1", dir.join("ckpt")).unwrap();
+            }
+        } else {
+            let mut tx = snap.begin().unwrap();
+            for i in 0..SOAK_FILES {
+                tx.write(format!("f{i}"), &bytes).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        println!("ack {version}");
+    }
+}
+
+/// What a recovered snapshot shows wrong after `kills` kills of the `how` writer: a set
+/// that mixes versions, a torn file, or a set behind the last acknowledged commit.
+fn soak(test: &str, how: &str, kills: usize) -> Vec<String> {
+    let mut rng = common::Rng::from_clock();
+    let mut wrong = Vec::new();
+    for kill in 0..kills {
+        let dir = tempfile::tempdir().unwrap();
+        let role = format!("{how}:{}", dir.path().display());
+        let mut cmd = common::child(test, &role);
+        let mut child = common::spawn(cmd.stdout(Stdio::piped()));
+        let delay = Duration::from_millis(rng.below(30));
+        let acked = common::kill_after_first_ack(&mut child, delay, "the snapshot writer");
+        let view = open(&dir.path().join("ckpt")).current().unwrap();
+        let versions: Result<Vec<u64>, String> = (0..SOAK_FILES)
+            .map(|i| common::parse_version(&view.read(format!("f{i}")).unwrap()))
+            .collect();
+        match &versions {
+            Err(e) => wrong.push(format!("kill {kill}: a torn file: {e}")),
+            Ok(v) if v.iter().any(|x| *x != v[0]) => {
+                wrong.push(format!("kill {kill}: one set mixes versions {v:?}"))
+            }
+            Ok(v) if v[0] < acked => wrong.push(format!(
+                "kill {kill}: set {} behind the acknowledged {acked}",
+                v[0]
+            )),
+            Ok(_) => {}
+        }
+    }
+    wrong
+}
+
+#[test]
+fn a_killed_snapshot_writer_leaves_one_whole_set_no_older_than_acknowledged() {
+    let test = "a_killed_snapshot_writer_leaves_one_whole_set_no_older_than_acknowledged";
+    if let Some(role) = common::role() {
+        return soak_writer(&role);
+    }
+    let kills = 50;
+    let wrong = soak(test, "snapshot", kills);
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+    common::report(&format!(
+        "snapshot soak: {kills} SIGKILLs of a writer of {SOAK_FILES}-file sets; every recovered set one generation, none behind the last acknowledged"
+    ));
+}
+
+#[test]
+fn the_snapshot_soak_catches_a_set_rewritten_in_place() {
+    let test = "the_snapshot_soak_catches_a_set_rewritten_in_place";
+    if let Some(role) = common::role() {
+        return soak_writer(&role);
+    }
+    let kills = 50;
+    let wrong = soak(test, "naive", kills);
+    common::report(&format!(
+        "snapshot soak control: {} problems in {kills} kills of a writer that saves each file atomically in one directory",
+        wrong.len()
+    ));
+    assert!(
+        !wrong.is_empty(),
+        "no mixed set in {kills} kills: the soak cannot fail"
+    );
+}
