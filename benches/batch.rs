@@ -1,5 +1,5 @@
-//! Many files saved at once: `Batch` against a loop of `write_atomic`, a loop of
-//! atomic-write-file, and the std-only floors of a batch.
+//! Many files saved at once: `Batch` and a `Snapshot` commit against a loop of
+//! `write_atomic`, a loop of atomic-write-file, and the std-only floors of each.
 //!
 //! Each round saves the same set of files (every file changed) once through every
 //! implementation, in a rotating order, each into its own directory; the tables give
@@ -33,13 +33,15 @@ use stats::{median_ci, paired_ratio};
 
 type Res<T = ()> = Result<T, Box<dyn Error>>;
 
-const IMPLEMENTATIONS: [&str; 6] = [
+const IMPLEMENTATIONS: [&str; 8] = [
     "loop of `write_atomic`",
     "loop of atomic-write-file 0.3",
     "`Batch` (`BatchSync::Filesystem`: syncfs)",
     "`Batch` (`BatchSync::EachFile`)",
     "std floor: fdatasync each, rename each, fsync the directory",
     "std floor: syncfs, rename each, fsync the directory",
+    "`Snapshot` commit (`keep(2)`)",
+    "std floor: new directory, syncfs, swap a pointer symlink, fsync the directory",
 ];
 
 /// Saves `files` files of `size` bytes (round `round`'s contents) into `dir` with
@@ -68,7 +70,43 @@ fn save(i: usize, dir: &Path, files: usize, size: usize, round: usize) -> Res {
             }
             batch.commit()?;
         }
-        _ => floor(dir, files, &bytes, i == 5)?,
+        4 | 5 => floor(dir, files, &bytes, i == 5)?,
+        6 => {
+            let snap = atomic_persist::Snapshot::builder(dir.join("ckpt"))
+                .keep(2)
+                .open_or_create()?;
+            let mut tx = snap.begin()?;
+            for f in 0..files {
+                tx.write(format!("f{f}"), bytes(f))?;
+            }
+            tx.commit()?;
+        }
+        _ => snapshot_floor(dir, files, &bytes, round)?,
+    }
+    Ok(())
+}
+
+/// A snapshot with std alone: a new directory of files, one `syncfs`, a symlink to it
+/// renamed over the pointer, one fsync of the directory; the generation two back
+/// removed, as `keep(2)` does.
+fn snapshot_floor(dir: &Path, files: usize, bytes: &dyn Fn(usize) -> Vec<u8>, round: usize) -> Res {
+    let generation = dir.join(format!("set.{round}"));
+    let _ = std::fs::remove_dir_all(&generation); // the warm-up's, when round 0 again
+    std::fs::create_dir(&generation)?;
+    let mut last = None;
+    for f in 0..files {
+        let mut file = File::create_new(generation.join(format!("f{f}")))?;
+        file.write_all(&bytes(f))?;
+        last = Some(file);
+    }
+    rustix::fs::syncfs(last.as_ref().expect("files"))?;
+    let link = dir.join(".set.tmp");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(format!("set.{round}"), &link)?;
+    std::fs::rename(&link, dir.join("set"))?;
+    File::open(dir)?.sync_all()?;
+    if round >= 2 {
+        let _ = std::fs::remove_dir_all(dir.join(format!("set.{}", round - 2)));
     }
     Ok(())
 }
@@ -151,7 +189,7 @@ fn table(label: &str, base: &Path, files: usize, size: usize, rounds: usize) -> 
         );
     }
     // Each against its own floor.
-    for (i, floor) in [(2, 5), (3, 4)] {
+    for (i, floor) in [(2, 5), (3, 4), (6, 7)] {
         let (m, lo, hi) = paired_ratio(&times[i], &times[floor]);
         println!(
             "\n{} / {}: {m:.3}× [{lo:.3}, {hi:.3}]",
@@ -181,9 +219,18 @@ fn smoke(base: &Path) -> Res {
     for i in 0..IMPLEMENTATIONS.len() {
         let dir = fresh_dir(base, &format!("smoke-{i}"))?;
         save(i, &dir, 5, 100, 7)?;
+        let set = match i {
+            6 => atomic_persist::Snapshot::builder(dir.join("ckpt"))
+                .open_or_create()?
+                .current()?
+                .path()
+                .to_path_buf(),
+            7 => dir.join("set"),
+            _ => dir.clone(),
+        };
         for f in 0..5 {
             assert_eq!(
-                std::fs::read(dir.join(format!("f{f}")))?,
+                std::fs::read(set.join(format!("f{f}")))?,
                 vec![(f + 7) as u8; 100]
             );
         }
