@@ -125,6 +125,7 @@ impl SnapshotBuilder {
             lock_timeout: self.lock_timeout,
         };
         snap.latest_generation()?;
+        snap.sweep_own();
         Ok(snap)
     }
 }
@@ -264,6 +265,8 @@ impl Snapshot {
             let dir = parent
                 .open_dir(&name)
                 .map_err(|e| Error::io(Op::CreateTemp, self.dir.join(&name), e))?;
+            // Held while the transaction lives: a cleanup never takes it for debris.
+            let _ = dir.try_lock();
             return Ok(Transaction {
                 snap: self,
                 parent,
@@ -293,6 +296,24 @@ impl Snapshot {
         match self.lock_timeout {
             None => Lock::exclusive(&self.path),
             Some(t) => Lock::exclusive_timeout(&self.path, t),
+        }
+    }
+
+    /// Removes the directories of transactions that a killed writer left (a live one
+    /// holds a lock on its directory and stays). Best effort, one listing.
+    fn sweep_own(&self) {
+        let Ok(names) = sys::list_names(self.dir_or_dot()) else {
+            return;
+        };
+        let Ok(parent) = self.parent() else { return };
+        for name in names.iter().filter(|n| is_temp_dir_of(&self.name, n)) {
+            if parent
+                .open_dir(name)
+                .and_then(|d| d.try_lock())
+                .unwrap_or(false)
+            {
+                let _ = std::fs::remove_dir_all(self.dir.join(name));
+            }
         }
     }
 
@@ -332,6 +353,26 @@ fn temp_dir_name(name: &OsStr) -> OsString {
     let mut out = bytes[..bytes.len() - ".tmp".len()].to_vec();
     out.extend_from_slice(b".gen");
     sys::name_from_bytes(out)
+}
+
+/// Whether `candidate` is a generation being written for the pointer `name`:
+/// `.{name}.{12 random characters}.gen`, exactly as [`temp_dir_name`] makes it.
+fn is_temp_dir_of(name: &OsStr, candidate: &OsStr) -> bool {
+    let shape = |rest: &[u8]| {
+        let Some(random) = rest.strip_suffix(b".gen") else {
+            return false;
+        };
+        random.len() == 12
+            && random
+                .iter()
+                .all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(c))
+    };
+    let bytes = sys::name_bytes(candidate);
+    bytes
+        .strip_prefix(b".")
+        .and_then(|b| b.strip_prefix(sys::name_bytes(name)))
+        .and_then(|b| b.strip_prefix(b"."))
+        .is_some_and(shape)
 }
 
 /// A new set of files being written: see [`Snapshot::begin`]. Dropped without
@@ -576,5 +617,27 @@ impl fmt::Debug for View {
             .field("path", &self.path)
             .field("generation", &self.generation)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_directory_is_told_from_other_names() {
+        let name = OsStr::new("ckpt");
+        assert!(is_temp_dir_of(name, &temp_dir_name(name)));
+        for other in [
+            "ckpt.aaaaaaaaaaaa.gen",   // no leading dot
+            "xckpt.aaaaaaaaaaaa.gen",  // another name
+            ".ckpt.aaaaaaaaaaa.gen",   // 11 characters
+            ".ckpt.aaaaaaaaaaaa.tmp",  // the engine's temporary file
+            ".ckpt.AAAAAAAAAAAA.gen",  // not the alphabet
+            ".ckpt2.aaaaaaaaaaaa.gen", // another pointer
+            "ckpt.3",                  // a generation
+        ] {
+            assert!(!is_temp_dir_of(name, OsStr::new(other)), "{other}");
+        }
     }
 }

@@ -118,6 +118,23 @@ fn a_writer_another_writer_overtook_gets_a_conflict_and_changes_nothing() {
 }
 
 #[test]
+fn opening_removes_a_killed_writers_transaction_but_not_a_live_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt");
+    let snap = open(&path);
+    let mut live = snap.begin().unwrap();
+    live.write("a.bin", b"live").unwrap();
+    // What a killed writer leaves: a transaction directory nobody holds.
+    let dead = dir.path().join(".ckpt.aaaaaaaaaaaa.gen");
+    std::fs::create_dir(&dead).unwrap();
+    std::fs::write(dead.join("a.bin"), b"dead").unwrap();
+    let other = open(&path);
+    assert!(!dead.exists(), "the dead transaction is removed");
+    assert_eq!(live.commit().unwrap(), 1, "the live one commits");
+    assert_eq!(other.current().unwrap().read("a.bin").unwrap(), b"live");
+}
+
+#[test]
 fn put_and_get_go_through_the_format_and_the_envelope() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ckpt");
@@ -284,6 +301,13 @@ fn soak(test: &str, how: &str, kills: usize) -> Vec<String> {
         let delay = Duration::from_millis(rng.below(30));
         let acked = common::kill_after_first_ack(&mut child, delay, "the snapshot writer");
         let view = open(&dir.path().join("ckpt")).current().unwrap();
+        // The open removed what the killed writer's transaction left.
+        let debris: Vec<_> = (common::names(dir.path()).into_iter())
+            .filter(|n| n.to_string_lossy().ends_with(".gen"))
+            .collect();
+        if how != "naive" && !debris.is_empty() {
+            wrong.push(format!("kill {kill}: left after open: {debris:?}"));
+        }
         let versions: Result<Vec<u64>, String> = (0..SOAK_FILES)
             .map(|i| common::parse_version(&view.read(format!("f{i}")).unwrap()))
             .collect();

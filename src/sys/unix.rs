@@ -463,6 +463,17 @@ impl Dir {
         )?))
     }
 
+    /// Takes an exclusive `flock` on this directory without waiting: `false` when
+    /// another open handle holds one (held until this handle is closed).
+    pub(crate) fn try_lock(&self) -> io::Result<bool> {
+        use rustix::fs::FlockOperation;
+        match rustix::fs::flock(&self.0, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Makes everything written to this directory's filesystem durable at once (`syncfs`
     /// on Linux); `false` elsewhere, where nothing was done.
     pub(crate) fn sync_filesystem(&self) -> io::Result<bool> {
