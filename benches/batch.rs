@@ -33,7 +33,7 @@ use stats::{median_ci, paired_ratio};
 
 type Res<T = ()> = Result<T, Box<dyn Error>>;
 
-const IMPLEMENTATIONS: [&str; 8] = [
+const IMPLEMENTATIONS: [&str; 10] = [
     "loop of `write_atomic`",
     "loop of atomic-write-file 0.3",
     "`Batch` (`BatchSync::Filesystem`: syncfs)",
@@ -41,6 +41,8 @@ const IMPLEMENTATIONS: [&str; 8] = [
     "std floor: fdatasync each, rename each, fsync the directory",
     "std floor: syncfs, rename each, fsync the directory",
     "`Snapshot` commit (`keep(2)`)",
+    "std floor: new directory, syncfs, swap a pointer symlink, fsync the directory, remove the one two back",
+    "`Snapshot` commit (every generation kept)",
     "std floor: new directory, syncfs, swap a pointer symlink, fsync the directory",
 ];
 
@@ -71,25 +73,34 @@ fn save(i: usize, dir: &Path, files: usize, size: usize, round: usize) -> Res {
             batch.commit()?;
         }
         4 | 5 => floor(dir, files, &bytes, i == 5)?,
-        6 => {
-            let snap = atomic_persist::Snapshot::builder(dir.join("ckpt"))
-                .keep(2)
-                .open_or_create()?;
+        6 | 8 => {
+            let builder = atomic_persist::Snapshot::builder(dir.join("ckpt"));
+            let snap = match i {
+                6 => builder.keep(2),
+                _ => builder,
+            }
+            .open_or_create()?;
             let mut tx = snap.begin()?;
             for f in 0..files {
                 tx.write(format!("f{f}"), bytes(f))?;
             }
             tx.commit()?;
         }
-        _ => snapshot_floor(dir, files, &bytes, round)?,
+        _ => snapshot_floor(dir, files, &bytes, round, i == 7)?,
     }
     Ok(())
 }
 
 /// A snapshot with std alone: a new directory of files, one `syncfs`, a symlink to it
-/// renamed over the pointer, one fsync of the directory; the generation two back
-/// removed, as `keep(2)` does.
-fn snapshot_floor(dir: &Path, files: usize, bytes: &dyn Fn(usize) -> Vec<u8>, round: usize) -> Res {
+/// renamed over the pointer, one fsync of the directory; with `prune`, the generation
+/// two back removed, as `keep(2)` does.
+fn snapshot_floor(
+    dir: &Path,
+    files: usize,
+    bytes: &dyn Fn(usize) -> Vec<u8>,
+    round: usize,
+    prune: bool,
+) -> Res {
     let generation = dir.join(format!("set.{round}"));
     let _ = std::fs::remove_dir_all(&generation); // the warm-up's, when round 0 again
     std::fs::create_dir(&generation)?;
@@ -105,7 +116,7 @@ fn snapshot_floor(dir: &Path, files: usize, bytes: &dyn Fn(usize) -> Vec<u8>, ro
     std::os::unix::fs::symlink(format!("set.{round}"), &link)?;
     std::fs::rename(&link, dir.join("set"))?;
     File::open(dir)?.sync_all()?;
-    if round >= 2 {
+    if prune && round >= 2 {
         let _ = std::fs::remove_dir_all(dir.join(format!("set.{}", round - 2)));
     }
     Ok(())
@@ -189,7 +200,7 @@ fn table(label: &str, base: &Path, files: usize, size: usize, rounds: usize) -> 
         );
     }
     // Each against its own floor.
-    for (i, floor) in [(2, 5), (3, 4), (6, 7)] {
+    for (i, floor) in [(2, 5), (3, 4), (6, 7), (8, 9)] {
         let (m, lo, hi) = paired_ratio(&times[i], &times[floor]);
         println!(
             "\n{} / {}: {m:.3}× [{lo:.3}, {hi:.3}]",
@@ -220,12 +231,12 @@ fn smoke(base: &Path) -> Res {
         let dir = fresh_dir(base, &format!("smoke-{i}"))?;
         save(i, &dir, 5, 100, 7)?;
         let set = match i {
-            6 => atomic_persist::Snapshot::builder(dir.join("ckpt"))
+            6 | 8 => atomic_persist::Snapshot::builder(dir.join("ckpt"))
                 .open_or_create()?
                 .current()?
                 .path()
                 .to_path_buf(),
-            7 => dir.join("set"),
+            7 | 9 => dir.join("set"),
             _ => dir.clone(),
         };
         for f in 0..5 {
