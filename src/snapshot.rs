@@ -193,6 +193,11 @@ impl Snapshot {
             })
     }
 
+    /// The directory of generation `generation` (which may not exist).
+    pub fn generation_path(&self, generation: u64) -> PathBuf {
+        self.dir.join(names::version_name(&self.name, generation))
+    }
+
     /// The generations on disk, oldest first (the current one and those retention
     /// kept).
     ///

@@ -423,6 +423,54 @@ fn history_lists_generations_with_time_run_id_and_size() {
     }
 }
 
+/// A snapshot `ckpt` with generations 1 (one file of 3 bytes) and 2 (two files, 5 bytes).
+fn snapshot(dir: &Path) -> PathBuf {
+    let path = dir.join("ckpt");
+    let snap = atomic_persist::Snapshot::builder(&path)
+        .open_or_create()
+        .unwrap();
+    let mut tx = snap.begin().unwrap();
+    tx.write("a.bin", b"abc").unwrap();
+    tx.commit().unwrap();
+    let mut tx = snap.begin().unwrap();
+    tx.write("a.bin", b"abc").unwrap();
+    tx.write("b.bin", b"de").unwrap();
+    tx.commit().unwrap();
+    path
+}
+
+#[test]
+fn history_of_a_snapshot_lists_its_generations_with_files_and_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = snapshot(dir.path());
+    let a = cmd().arg("history").arg(&path).assert().success();
+    let out = stdout_of(&a);
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["GENERATION", "FILES", "SIZE"],
+            vec!["1", "1", "3"],
+            vec!["2", "2", "5", "latest"]
+        ],
+        "{out}"
+    );
+    let a = cmd()
+        .args(["history", "--json"])
+        .arg(&path)
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_str(&stdout_of(&a)).unwrap();
+    assert_eq!(
+        (v["kind"].as_str(), v["latest"].as_u64()),
+        (Some("snapshot"), Some(2))
+    );
+    assert_eq!(v["generations"][1]["files"][1]["name"], "b.bin");
+}
+
 #[test]
 fn history_json_is_one_object_for_scripts() {
     let dir = tempfile::tempdir().unwrap();

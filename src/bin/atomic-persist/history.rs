@@ -3,6 +3,7 @@
 use std::io::{self, Write as _};
 use std::path::PathBuf;
 
+use atomic_persist::Snapshot;
 use atomic_persist::history::RawHistory;
 
 use crate::Failure;
@@ -24,6 +25,11 @@ use crate::Failure;
     \"run_id\", \"schema_version\", \"size\", \"checksum\"}], \"damaged\": [{\"generation\", \
     \"file\", \"reason\"}]}. A name that is not UTF-8 also comes as \"path_bytes\" or \
     \"file_bytes\", an array of its bytes.\n\n\
+    FILE may also be a snapshot's pointer (see Snapshot in the library: ckpt beside \
+    ckpt.1/, ckpt.2/, ...): then one line per generation kept, GENERATION, FILES (how \
+    many) and SIZE (bytes in all), with `latest` after the current one; --json prints \
+    {\"path\", \"kind\": \"snapshot\", \"latest\", \"generations\": [{\"generation\", \
+    \"files\": [{\"name\", \"size\"}]}]}.\n\n\
     Exit status: 0 on success, 1 when FILE is not a history (missing, a plain file, a directory) or \
     cannot be read (one line on stderr naming the path), 2 on a usage error."
 )]
@@ -38,6 +44,10 @@ pub struct Args {
 /// Runs `atomic-persist history`.
 pub fn run(args: Args) -> Result<(), Failure> {
     let path = &args.file;
+    // A link to a directory is a snapshot's pointer.
+    if path.symlink_metadata().is_ok_and(|m| m.is_symlink()) && path.is_dir() {
+        return snapshot(path, args.json);
+    }
     if path.is_dir() {
         // Said before the library's "no extension" complaint, which would mislead here.
         return Err(Failure(format!(
@@ -127,6 +137,59 @@ pub fn run(args: Args) -> Result<(), Failure> {
         rows.sort_by_key(|(g, _)| *g);
         for (_, line) in rows {
             s += &line;
+        }
+        s
+    };
+    io::stdout()
+        .write_all(out.as_bytes())
+        .map_err(Failure::stdout)
+}
+
+/// One generation of a snapshot: its files' names and sizes.
+fn generation_files(dir: &std::path::Path) -> Result<Vec<(String, u64)>, Failure> {
+    let failure = |e: io::Error| crate::inspect::io_failure(dir, e);
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(failure)? {
+        let entry = entry.map_err(failure)?;
+        let size = entry.metadata().map_err(failure)?.len();
+        files.push((entry.file_name().to_string_lossy().into_owned(), size));
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// `history` of a snapshot's pointer: the generations kept, oldest first.
+fn snapshot(path: &std::path::Path, json: bool) -> Result<(), Failure> {
+    let snap = Snapshot::builder(path).open_or_create()?;
+    let latest = snap.latest_generation()?.unwrap_or(0);
+    let mut rows = Vec::new();
+    for g in snap.generations()? {
+        rows.push((g, generation_files(&snap.generation_path(g))?));
+    }
+    let out = if json {
+        let generations: Vec<_> = rows
+            .iter()
+            .map(|(g, files)| {
+                let files: Vec<_> = files
+                    .iter()
+                    .map(|(n, size)| serde_json::json!({"name": n, "size": size}))
+                    .collect();
+                serde_json::json!({"generation": g, "files": files})
+            })
+            .collect();
+        let mut value = serde_json::json!({
+            "kind": "snapshot",
+            "latest": latest,
+            "generations": generations,
+        });
+        crate::json::put_name(&mut value, "path", Some(path.as_os_str()));
+        format!("{value}\n")
+    } else {
+        let mut s = format!("{:>10}  {:>6}  {:>12}\n", "GENERATION", "FILES", "SIZE");
+        for (g, files) in &rows {
+            let size: u64 = files.iter().map(|(_, n)| n).sum();
+            let mark = if *g == latest { "  latest" } else { "" };
+            s += &format!("{g:>10}  {:>6}  {size:>12}{mark}\n", files.len());
         }
         s
     };
