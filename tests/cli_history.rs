@@ -472,6 +472,26 @@ fn history_of_a_snapshot_lists_its_generations_with_files_and_size() {
 }
 
 #[test]
+fn inspect_of_a_snapshot_says_its_generation_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = snapshot(dir.path());
+    let a = cmd().arg("inspect").arg(&path).assert().success();
+    let out = stdout_of(&a);
+    assert!(
+        out.contains("points_to: ckpt.2\nsnapshot: generation 2\nfiles: 2\n"),
+        "{out}"
+    );
+    let a = cmd()
+        .args(["inspect", "--json"])
+        .arg(&path)
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_str(&stdout_of(&a)).unwrap();
+    assert_eq!(v["snapshot"]["generation"], 2);
+    assert_eq!(v["snapshot"]["files"][0]["size"], 3);
+}
+
+#[test]
 fn history_json_is_one_object_for_scripts() {
     let dir = tempfile::tempdir().unwrap();
     let path = history(dir.path());

@@ -146,7 +146,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
 }
 
 /// One generation of a snapshot: its files' names and sizes.
-fn generation_files(dir: &std::path::Path) -> Result<Vec<(String, u64)>, Failure> {
+pub(crate) fn generation_files(dir: &std::path::Path) -> Result<Vec<(String, u64)>, Failure> {
     let failure = |e: io::Error| crate::inspect::io_failure(dir, e);
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(failure)? {

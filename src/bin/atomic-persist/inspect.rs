@@ -20,6 +20,9 @@ use crate::Failure;
     envelope (`1`, `none` for a plain file, or `corrupt: REASON`), then for an intact \
     envelope: generation, written_at (RFC 3339 UTC), run_id, schema_version, checksum \
     (crc32:8 hex digits).\n\n\
+    A snapshot's pointer (a link to a generation directory) shows path, points_to, \
+    snapshot (its current generation) and files (how many); --json: {\"path\", \
+    \"points_to\", \"snapshot\": {\"generation\", \"files\": [{\"name\", \"size\"}]}}.\n\n\
     --json prints one object: {\"path\", \"format\" (null when unknown), \"size\", \
     \"points_to\" (null unless a symlink; a name that is not UTF-8 also comes as \
     \"path_bytes\" / \"points_to_bytes\", an array of its bytes), \"envelope\" (null for a plain file, else \
@@ -39,6 +42,9 @@ pub struct Args {
 pub fn run(args: Args) -> Result<(), Failure> {
     let path = &args.file;
     let metadata = std::fs::metadata(path).map_err(|e| io_failure(path, e))?;
+    if metadata.is_dir() && path.symlink_metadata().is_ok_and(|m| m.is_symlink()) {
+        return snapshot(path, args.json);
+    }
     if metadata.is_dir() {
         return Err(Failure(format!("{} is a directory", path.display())));
     }
@@ -92,6 +98,37 @@ pub fn run(args: Args) -> Result<(), Failure> {
         Some(reason) => Err(Failure(format!("{} is corrupt: {reason}", path.display()))),
         None => Ok(()),
     }
+}
+
+/// `inspect` of a snapshot's pointer: its current generation and files.
+fn snapshot(path: &Path, json: bool) -> Result<(), Failure> {
+    let view = atomic_persist::Snapshot::builder(path)
+        .open_or_create()?
+        .current()?;
+    let files = crate::history::generation_files(view.path())?;
+    let points_to = std::fs::read_link(path).map_err(|e| io_failure(path, e))?;
+    let out = if json {
+        let files: Vec<_> = (files.iter())
+            .map(|(n, size)| serde_json::json!({"name": n, "size": size}))
+            .collect();
+        let mut value = serde_json::json!({
+            "snapshot": {"generation": view.generation(), "files": files},
+        });
+        crate::json::put_name(&mut value, "path", Some(path.as_os_str()));
+        crate::json::put_name(&mut value, "points_to", Some(points_to.as_os_str()));
+        format!("{value}\n")
+    } else {
+        format!(
+            "path: {}\npoints_to: {}\nsnapshot: generation {}\nfiles: {}\n",
+            path.display(),
+            points_to.display(),
+            view.generation(),
+            files.len()
+        )
+    };
+    io::stdout()
+        .write_all(out.as_bytes())
+        .map_err(Failure::stdout)
 }
 
 /// The envelope lines of the text output.
