@@ -48,7 +48,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -79,8 +79,10 @@ pub struct Batch<'a> {
     sync: BatchSync,
     /// The staged files, in the order they will be renamed; one per destination.
     files: Vec<Entry<'a>>,
-    /// Where each destination is in `files`.
-    index: HashMap<PathBuf, usize>,
+    /// Where each destination is in `files` (a B-tree, not a hash map: std's hasher
+    /// seeds itself from the system's random source, and a batch must not depend on
+    /// it).
+    index: BTreeMap<PathBuf, usize>,
 }
 
 /// One staged file, and the typed handle it commits, if any.
@@ -122,7 +124,7 @@ impl<'a> Batch<'a> {
             options,
             sync: BatchSync::default(),
             files: Vec::new(),
-            index: HashMap::new(),
+            index: BTreeMap::new(),
         }
     }
 
@@ -226,7 +228,7 @@ impl<'a> Batch<'a> {
             return Err(batch_error(self.committed(renamed), e));
         }
         // Each directory once: its entries hold every rename made in it.
-        let mut synced = HashSet::new();
+        let mut synced = BTreeSet::new();
         for entry in &self.files {
             if synced.insert(entry.file.dir_path())
                 && let Err(e) = entry.file.batch_sync_dir()
@@ -274,7 +276,7 @@ impl<'a> Batch<'a> {
         let whole = self.sync == BatchSync::Filesystem;
         let mut synced = BTreeSet::new();
         // Files in one directory share its filesystem: one `fstat` per directory.
-        let mut filesystems: HashMap<&Path, Option<u64>> = HashMap::new();
+        let mut filesystems: BTreeMap<&Path, Option<u64>> = BTreeMap::new();
         for file in self.files.iter().map(|e| &e.file) {
             let fs = match whole {
                 true => *filesystems

@@ -422,25 +422,6 @@ const ERRNOS: &[(&str, i32)] = &[
     ("EDQUOT", 122),
 ];
 
-/// Waits for `go` on stdin with `readv`, not `read`: the call in progress when strace
-/// attaches counts for `inject=NAME:when=N` but does not always show in the log, so it
-/// must not share a name with a call of the save (the history commit `read`s).
-fn wait_for_go() {
-    let mut buf = [0u8; 16];
-    let iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let n = loop {
-        // SAFETY: one iovec over `buf`, which outlives the call.
-        let n = unsafe { libc::readv(0, &iov, 1) };
-        if n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            break n;
-        }
-    };
-    assert!(n > 0 && buf[..n as usize].starts_with(b"go"), "{n}");
-}
-
 /// The child: one save on a thread of its own, traced from the moment it reads "go".
 fn child_main() {
     let var = |k| std::env::var(k).unwrap();
@@ -450,11 +431,7 @@ fn child_main() {
         .name("save".into())
         .spawn(move || {
             let ready = ready(kind, &dest);
-            let tid = rustix::thread::gettid().as_raw_nonzero();
-            let mut stdout = std::io::stdout();
-            writeln!(stdout, "tid {tid}").unwrap();
-            stdout.flush().unwrap();
-            wait_for_go();
+            common::traced::wait_for_tracer();
             let _ = File::open(BEGIN);
             let outcome = save(kind, &dest, ready);
             let _ = File::open(END);

@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 
 pub mod stores;
 pub mod strace;
+pub mod traced;
 
 /// Set in a child process to the role it plays; absent in the test runner itself.
 pub const ROLE: &str = "ATOMIC_PERSIST_TEST_ROLE";
@@ -411,9 +412,23 @@ pub fn have_strace() -> bool {
 /// Runs the child [`child`]`(test, role)` under `strace -f -qq -e trace=TRACE`, logging
 /// to `log`, and waits for it to print `marker` ([`run_child`]).
 pub fn strace_child(test: &str, role: &str, trace: &str, log: &Path, marker: &str) -> Output {
+    strace_child_with(test, role, trace, &[], log, marker)
+}
+
+/// [`strace_child`] with more strace arguments (`-e inject=...`).
+pub fn strace_child_with(
+    test: &str,
+    role: &str,
+    trace: &str,
+    extra: &[String],
+    log: &Path,
+    marker: &str,
+) -> Output {
     let child = child(test, role);
     let mut cmd = Command::new("strace");
-    cmd.args(["-f", "-qq", "-e", &format!("trace={trace}"), "-o"])
+    cmd.args(["-f", "-qq", "-e", &format!("trace={trace}")])
+        .args(extra)
+        .arg("-o")
         .arg(log)
         .arg(child.get_program())
         .args(child.get_args())

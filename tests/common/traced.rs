@@ -1,0 +1,90 @@
+//! One thread of a child process traced alone: the child prints `tid N` and waits; the
+//! test attaches `strace -p N` (with `-e inject=...` to fail its calls) and lets it go.
+//! Only that thread is traced and faulted, never the test harness's others (whose own
+//! calls of the same name `when=N` would otherwise count and fail too).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// In the child, on the thread to trace: prints `tid N` and waits for `go` on stdin.
+///
+/// The wait is a `readv`, not a `read`: the call in progress when strace attaches
+/// counts for `inject=NAME:when=N` but does not always show in the log, so it must not
+/// share a name with a call being counted.
+pub fn wait_for_tracer() {
+    let tid = rustix::thread::gettid().as_raw_nonzero();
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "tid {tid}").unwrap();
+    stdout.flush().unwrap();
+    let mut buf = [0u8; 16];
+    let iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let n = loop {
+        // SAFETY: one iovec over `buf`, which outlives the call.
+        let n = unsafe { libc::readv(0, &iov, 1) };
+        if n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break n;
+        }
+    };
+    assert!(n > 0 && buf[..n as usize].starts_with(b"go"), "{n}");
+}
+
+/// Runs `child` (which calls [`wait_for_tracer`] on one thread), traces that thread
+/// into `log` with the strace arguments `extra`, and returns the child's stdout after
+/// the `tid` line; panics, with what it saw, if the child or strace fail.
+pub fn run_traced(mut child: Command, extra: &[String], log: &Path) -> String {
+    let mut child = child
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 && !line.starts_with("tid ") {
+        line.clear();
+    }
+    let tid = line
+        .trim()
+        .strip_prefix("tid ")
+        .expect("the child's tid")
+        .to_owned();
+    let mut strace = Command::new("strace")
+        .arg("-o")
+        .arg(log)
+        .args(["-p", &tid])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // strace says "Process N attached" once the thread is stopped under it.
+    let mut err = BufReader::new(strace.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("attached") {
+        if err.read_line(&mut said).unwrap() == 0 {
+            let _ = child.kill();
+            panic!("strace could not attach: {said}");
+        }
+    }
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    strace.wait().unwrap();
+    assert!(
+        status.success(),
+        "child failed ({status}):\n{rest}\n{stderr}"
+    );
+    rest
+}
