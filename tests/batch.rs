@@ -523,41 +523,14 @@ fn fault_sweep(test: &str, how: &str) -> (usize, Vec<String>) {
             .to_owned();
         (dir, outcome, std::fs::read_to_string(&log).unwrap())
     };
-    // The recording run: the calls of the commit's thread between the markers, each
-    // with its number among that thread's calls of the same name (what `when=` counts).
+    // The recording run: the calls of the commit's thread between the markers.
     let (_, outcome, log) = run(0, &[]);
     assert_eq!(outcome, "ok", "the recording run saves");
-    let calls = common::strace::parse(&log);
-    let begin = calls
-        .iter()
-        .position(|c| c.quoted() == Some("/nonexistent/batch-begin"))
-        .unwrap();
-    let mut faults = Vec::new();
-    for c in &calls[begin + 1..] {
-        if c.quoted() == Some("/nonexistent/batch-end") {
-            break;
-        }
-        // Memory and scheduling calls are no filesystem fault; a failed close is
-        // ignored by design; `getrandom` (std's hash keys, drawn once per thread)
-        // fails with EIO on no kernel, and where a sandbox denies it std falls back.
-        let skipped = [
-            "close",
-            "mmap",
-            "munmap",
-            "brk",
-            "futex",
-            "madvise",
-            "mremap",
-            "getrandom",
-        ];
-        if !skipped.contains(&c.name.as_str()) {
-            faults.push((c.name.clone(), c.nth));
-        }
-    }
+    let (begin, end) = ("/nonexistent/batch-begin", "/nonexistent/batch-end");
+    let faults = common::traced::faults_between(&log, begin, end);
     let mut problems = Vec::new();
     for (k, (name, n)) in faults.iter().enumerate() {
-        let inject = vec!["-e".to_owned(), format!("inject={name}:error=EIO:when={n}")];
-        let (dir, outcome, _) = run(k + 1, &inject);
+        let (dir, outcome, _) = run(k + 1, &common::traced::inject_eio(name, *n));
         let found = fault_problems(&dir, &outcome);
         problems.extend(found.into_iter().map(|p| format!("{name} #{n}: {p}")));
     }

@@ -255,6 +255,160 @@ fn a_snapshot_commit_of_100_files_flushes_twice() {
 }
 
 // ---------------------------------------------------------------------------------
+// Every syscall of a commit failed in turn
+
+/// Set 1 (`a`, `b` old) is committed beforehand; the faulted commit writes set 2
+/// (`a`, `b` new and a new `c`).
+fn fault_prepare(dir: &Path) {
+    let snap = Snapshot::builder(dir.join("ckpt"))
+        .keep(1)
+        .open_or_create()
+        .unwrap();
+    commit(&snap, &[("a", b"old"), ("b", b"old")]);
+}
+
+/// The sweep's child: the commit of set 2 on a thread of its own, traced alone; prints
+/// `outcome ok`, `outcome err OP` or `outcome err OTHER`. `naive` rewrites the current
+/// set's files in place instead.
+fn fault_writer(role: &str) {
+    let (how, dir) = role.split_once(':').unwrap();
+    let (how, dir) = (how.to_owned(), PathBuf::from(dir));
+    let outcome = std::thread::spawn(move || {
+        let snap = Snapshot::builder(dir.join("ckpt"))
+            .keep(1)
+            .open_or_create()
+            .unwrap();
+        common::traced::wait_for_tracer();
+        let _ = std::fs::File::open("/nonexistent/snapshot-begin");
+        let result = match how.as_str() {
+            "naive" => snap.current().and_then(|view| {
+                let set = view.path().to_path_buf();
+                ["a", "b", "c"]
+                    .iter()
+                    .try_for_each(|f| std::fs::write(set.join(f), b"new"))
+                    .map_err(|e| Error::Io {
+                        op: atomic_persist::Op::Write,
+                        path: set,
+                        source: e,
+                    })
+            }),
+            _ => snap.begin().and_then(|mut tx| {
+                tx.write("a", b"new")?;
+                tx.write("b", b"new")?;
+                tx.write("c", b"new")?;
+                tx.commit().map(|_| ())
+            }),
+        };
+        let _ = std::fs::File::open("/nonexistent/snapshot-end");
+        match result {
+            Ok(()) => "ok".to_owned(),
+            Err(Error::Io { op, .. }) => format!("err {op:?}"),
+            Err(e) => format!("err {e:?}"),
+        }
+    })
+    .join()
+    .unwrap();
+    println!("outcome {outcome}");
+}
+
+/// What is wrong with the snapshot after a run whose child said `outcome`: the set it
+/// shows must be set 1 or set 2 whole (set 2 exactly when the commit returned `Ok` or
+/// failed only in the directory sync after its pointer swap), and opening it again
+/// leaves no debris.
+fn fault_problems(dir: &Path, outcome: &str) -> Vec<String> {
+    let view = match open(&dir.join("ckpt")).current() {
+        Ok(view) => view,
+        Err(e) => return vec![format!("outcome {outcome}: no current set: {e}")],
+    };
+    let read = |f: &str| view.read(f).ok();
+    let set = [read("a"), read("b"), read("c")];
+    let old = [Some(b"old".to_vec()), Some(b"old".to_vec()), None];
+    let new = [
+        Some(b"new".to_vec()),
+        Some(b"new".to_vec()),
+        Some(b"new".to_vec()),
+    ];
+    let want_new = outcome == "ok" || outcome == "err SyncDir";
+    let mut problems = Vec::new();
+    if set != if want_new { new } else { old } {
+        problems.push(format!("outcome {outcome}: the current set is {set:?}"));
+    }
+    let names: Vec<String> = (common::names(dir).iter())
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !matches!(n.as_str(), "ckpt" | ".ckpt.lock") && !n.starts_with("ckpt."))
+        .collect();
+    if !names.is_empty() {
+        problems.push(format!("outcome {outcome}: left behind {names:?}"));
+    }
+    problems
+}
+
+/// Runs the sweep with the `how` writer; returns the faults tried and what was wrong.
+fn fault_sweep(test: &str, how: &str) -> (usize, Vec<String>) {
+    let root = tempfile::tempdir().unwrap();
+    let run = |n: usize, extra: &[String]| {
+        let dir = root.path().join(format!("run{n}"));
+        std::fs::create_dir(&dir).unwrap();
+        fault_prepare(&dir);
+        let log = root.path().join(format!("run{n}.log"));
+        let role = format!("{how}:{}", dir.display());
+        let stdout = common::traced::run_traced(common::child(test, &role), extra, &log);
+        let outcome = (stdout.lines())
+            .find_map(|l| l.strip_prefix("outcome "))
+            .unwrap()
+            .to_owned();
+        (dir, outcome, std::fs::read_to_string(&log).unwrap())
+    };
+    let (_, outcome, log) = run(0, &[]);
+    assert_eq!(outcome, "ok", "the recording run commits");
+    let (begin, end) = ("/nonexistent/snapshot-begin", "/nonexistent/snapshot-end");
+    let faults = common::traced::faults_between(&log, begin, end);
+    let mut problems = Vec::new();
+    for (k, (name, n)) in faults.iter().enumerate() {
+        let (dir, outcome, _) = run(k + 1, &common::traced::inject_eio(name, *n));
+        let found = fault_problems(&dir, &outcome);
+        problems.extend(found.into_iter().map(|p| format!("{name} #{n}: {p}")));
+    }
+    (faults.len(), problems)
+}
+
+#[test]
+fn every_failed_syscall_of_a_commit_leaves_one_whole_set_as_the_error_says() {
+    let test = "every_failed_syscall_of_a_commit_leaves_one_whole_set_as_the_error_says";
+    if let Some(role) = common::role() {
+        return fault_writer(&role);
+    }
+    if !common::have_strace() {
+        return common::skip(test, "strace is not installed");
+    }
+    let (tried, problems) = fault_sweep(test, "snapshot");
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+    common::report(&format!(
+        "snapshot fault sweep: {tried} syscalls of a 3-file commit failed in turn (EIO); each time one whole set current, the new one exactly when the outcome says, no debris after open"
+    ));
+}
+
+#[test]
+fn the_snapshot_fault_sweep_catches_a_set_rewritten_in_place() {
+    let test = "the_snapshot_fault_sweep_catches_a_set_rewritten_in_place";
+    if let Some(role) = common::role() {
+        return fault_writer(&role);
+    }
+    if !common::have_strace() {
+        return common::skip(test, "strace is not installed");
+    }
+    let (tried, problems) = fault_sweep(test, "naive");
+    common::report(&format!(
+        "snapshot fault sweep control: {} problems in {tried} faults",
+        problems.len()
+    ));
+    assert!(
+        !problems.is_empty(),
+        "the sweep found nothing wrong with an in-place writer"
+    );
+}
+
+// ---------------------------------------------------------------------------------
 // Killed writers
 
 /// Files per set in the soak.

@@ -88,3 +88,42 @@ pub fn run_traced(mut child: Command, extra: &[String], log: &Path) -> String {
     );
     rest
 }
+
+/// The calls worth failing between the markers `begin` and `end` (opens of those paths)
+/// in a log of one thread: each syscall with its number among that thread's calls of
+/// the same name, what `-e inject=NAME:when=N` counts. Memory and scheduling calls are
+/// no filesystem fault; a failed `close` is ignored by design; `getrandom` (std's hash
+/// keys, drawn once per thread) fails with EIO on no kernel, and where a sandbox denies
+/// it std falls back; the id calls (`geteuid`, ...) cannot fail.
+pub fn faults_between(log: &str, begin: &str, end: &str) -> Vec<(String, usize)> {
+    const SKIPPED: [&str; 14] = [
+        "close",
+        "mmap",
+        "munmap",
+        "brk",
+        "futex",
+        "madvise",
+        "mremap",
+        "getrandom",
+        "geteuid",
+        "getuid",
+        "getegid",
+        "getgid",
+        "getpid",
+        "gettid",
+    ];
+    let calls = super::strace::parse(log);
+    let start = (calls.iter())
+        .position(|c| c.quoted() == Some(begin))
+        .expect("the begin marker");
+    (calls[start + 1..].iter())
+        .take_while(|c| c.quoted() != Some(end))
+        .filter(|c| !SKIPPED.contains(&c.name.as_str()))
+        .map(|c| (c.name.clone(), c.nth))
+        .collect()
+}
+
+/// The strace arguments that fail the `n`th call `name` with EIO.
+pub fn inject_eio(name: &str, n: usize) -> Vec<String> {
+    vec!["-e".to_owned(), format!("inject={name}:error=EIO:when={n}")]
+}
