@@ -6,7 +6,6 @@ mod common;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use atomic_persist::{Batch, BatchSync, Durability, Error, WriteOptions};
@@ -462,13 +461,10 @@ fn fault_commit(how: &str, dir: &Path) -> String {
     outcome
 }
 
-/// Fresh files for one run: `f0` and `f1` old, `f2` absent.
-fn fault_dir(root: &Path, run: usize) -> PathBuf {
-    let dir = root.join(format!("run{run}"));
-    std::fs::create_dir(&dir).unwrap();
+/// The files before a run: `f0` and `f1` old, `f2` absent.
+fn fault_prepare(dir: &Path) {
     std::fs::write(dir.join("f0"), OLD).unwrap();
     std::fs::write(dir.join("f1"), OLD).unwrap();
-    dir
 }
 
 /// What is wrong with the files after a run whose child said `outcome`.
@@ -511,30 +507,8 @@ fn fault_problems(dir: &Path, outcome: &str) -> Vec<String> {
 
 /// Runs the sweep with the `how` writer; returns the faults tried and what was wrong.
 fn fault_sweep(test: &str, how: &str) -> (usize, Vec<String>) {
-    let root = tempfile::tempdir().unwrap();
-    let run = |n: usize, extra: &[String]| {
-        let dir = fault_dir(root.path(), n);
-        let log = root.path().join(format!("run{n}.log"));
-        let role = format!("{how}:{}", dir.display());
-        let stdout = common::traced::run_traced(common::child(test, &role), extra, &log);
-        let outcome = (stdout.lines())
-            .find_map(|l| l.strip_prefix("outcome "))
-            .unwrap()
-            .to_owned();
-        (dir, outcome, std::fs::read_to_string(&log).unwrap())
-    };
-    // The recording run: the calls of the commit's thread between the markers.
-    let (_, outcome, log) = run(0, &[]);
-    assert_eq!(outcome, "ok", "the recording run saves");
-    let (begin, end) = ("/nonexistent/batch-begin", "/nonexistent/batch-end");
-    let faults = common::traced::faults_between(&log, begin, end);
-    let mut problems = Vec::new();
-    for (k, (name, n)) in faults.iter().enumerate() {
-        let (dir, outcome, _) = run(k + 1, &common::traced::inject_eio(name, *n));
-        let found = fault_problems(&dir, &outcome);
-        problems.extend(found.into_iter().map(|p| format!("{name} #{n}: {p}")));
-    }
-    (faults.len(), problems)
+    let markers = ("/nonexistent/batch-begin", "/nonexistent/batch-end");
+    common::traced::sweep(test, how, markers, fault_prepare, fault_problems)
 }
 
 #[test]
@@ -602,39 +576,31 @@ fn soak_writer(role: &str) {
     }
 }
 
-/// Kills the `how` writer `kills` times at random moments; returns what each kill left
-/// wrong: a file that is not one whole version, or one behind the last acknowledged
-/// batch, or debris that `sweep` does not remove.
-fn soak(test: &str, how: &str, kills: usize) -> Vec<String> {
-    let mut rng = common::Rng::from_clock();
+/// What a kill left wrong in `dir`: a file that is not one whole version, or one behind
+/// the last acknowledged batch, or debris that `sweep` does not remove.
+fn soak_problems(dir: &Path, acked: u64) -> Vec<String> {
     let mut wrong = Vec::new();
-    for kill in 0..kills {
-        let dir = tempfile::tempdir().unwrap();
-        let role = format!("{how}:{}", dir.path().display());
-        let mut cmd = common::child(test, &role);
-        let mut child = common::spawn(cmd.stdout(Stdio::piped()));
-        let delay = Duration::from_millis(rng.below(40));
-        let acked = common::kill_after_first_ack(&mut child, delay, "the batch writer");
-        for i in 0..SOAK_FILES {
-            let path = dir.path().join(format!("f{i}"));
-            match common::parse_version(&read(&path)) {
-                Err(e) => wrong.push(format!("kill {kill}: f{i} is not one whole version: {e}")),
-                Ok(v) if v < acked => wrong.push(format!(
-                    "kill {kill}: f{i} holds version {v}, but batch {acked} was acknowledged"
-                )),
-                Ok(v) if v > acked + 1 => {
-                    wrong.push(format!("kill {kill}: f{i} is from the future"))
-                }
-                Ok(_) => {}
-            }
-        }
-        atomic_persist::sweep(dir.path()).unwrap();
-        let left = common::names(dir.path()).len();
-        if left != SOAK_FILES {
-            wrong.push(format!("kill {kill}: {left} names left after sweep"));
+    for i in 0..SOAK_FILES {
+        match common::parse_version(&read(&dir.join(format!("f{i}")))) {
+            Err(e) => wrong.push(format!("f{i} is not one whole version: {e}")),
+            Ok(v) if v < acked => wrong.push(format!(
+                "f{i} holds version {v}, but batch {acked} was acknowledged"
+            )),
+            Ok(v) if v > acked + 1 => wrong.push(format!("f{i} is from the future")),
+            Ok(_) => {}
         }
     }
+    atomic_persist::sweep(dir).unwrap();
+    let left = common::names(dir).len();
+    if left != SOAK_FILES {
+        wrong.push(format!("{left} names left after sweep"));
+    }
     wrong
+}
+
+/// Kills the `how` writer `kills` times at random moments; what each kill left wrong.
+fn soak(test: &str, how: &str, kills: usize) -> Vec<String> {
+    common::kill_soak(test, how, kills, Duration::from_millis(40), soak_problems)
 }
 
 #[test]

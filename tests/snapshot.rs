@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use atomic_persist::{CorruptKind, Error, Snapshot};
@@ -345,31 +344,8 @@ fn fault_problems(dir: &Path, outcome: &str) -> Vec<String> {
 
 /// Runs the sweep with the `how` writer; returns the faults tried and what was wrong.
 fn fault_sweep(test: &str, how: &str) -> (usize, Vec<String>) {
-    let root = tempfile::tempdir().unwrap();
-    let run = |n: usize, extra: &[String]| {
-        let dir = root.path().join(format!("run{n}"));
-        std::fs::create_dir(&dir).unwrap();
-        fault_prepare(&dir);
-        let log = root.path().join(format!("run{n}.log"));
-        let role = format!("{how}:{}", dir.display());
-        let stdout = common::traced::run_traced(common::child(test, &role), extra, &log);
-        let outcome = (stdout.lines())
-            .find_map(|l| l.strip_prefix("outcome "))
-            .unwrap()
-            .to_owned();
-        (dir, outcome, std::fs::read_to_string(&log).unwrap())
-    };
-    let (_, outcome, log) = run(0, &[]);
-    assert_eq!(outcome, "ok", "the recording run commits");
-    let (begin, end) = ("/nonexistent/snapshot-begin", "/nonexistent/snapshot-end");
-    let faults = common::traced::faults_between(&log, begin, end);
-    let mut problems = Vec::new();
-    for (k, (name, n)) in faults.iter().enumerate() {
-        let (dir, outcome, _) = run(k + 1, &common::traced::inject_eio(name, *n));
-        let found = fault_problems(&dir, &outcome);
-        problems.extend(found.into_iter().map(|p| format!("{name} #{n}: {p}")));
-    }
-    (faults.len(), problems)
+    let markers = ("/nonexistent/snapshot-begin", "/nonexistent/snapshot-end");
+    common::traced::sweep(test, how, markers, fault_prepare, fault_problems)
 }
 
 #[test]
@@ -442,42 +418,37 @@ fn soak_writer(role: &str) {
     }
 }
 
-/// What a recovered snapshot shows wrong after `kills` kills of the `how` writer: a set
-/// that mixes versions, a torn file, or a set behind the last acknowledged commit.
-fn soak(test: &str, how: &str, kills: usize) -> Vec<String> {
-    let mut rng = common::Rng::from_clock();
+/// What a recovered snapshot in `dir` shows wrong: a set that mixes versions, a torn
+/// file, a set behind the last acknowledged commit, or a killed transaction's
+/// directory left after the open.
+fn soak_problems(dir: &Path, acked: u64) -> Vec<String> {
     let mut wrong = Vec::new();
-    for kill in 0..kills {
-        let dir = tempfile::tempdir().unwrap();
-        let role = format!("{how}:{}", dir.path().display());
-        let mut cmd = common::child(test, &role);
-        let mut child = common::spawn(cmd.stdout(Stdio::piped()));
-        let delay = Duration::from_millis(rng.below(30));
-        let acked = common::kill_after_first_ack(&mut child, delay, "the snapshot writer");
-        let view = open(&dir.path().join("ckpt")).current().unwrap();
-        // The open removed what the killed writer's transaction left.
-        let debris: Vec<_> = (common::names(dir.path()).into_iter())
-            .filter(|n| n.to_string_lossy().ends_with(".gen"))
-            .collect();
-        if how != "naive" && !debris.is_empty() {
-            wrong.push(format!("kill {kill}: left after open: {debris:?}"));
+    let view = open(&dir.join("ckpt")).current().unwrap();
+    let debris: Vec<_> = (common::names(dir).into_iter())
+        .filter(|n| n.to_string_lossy().ends_with(".gen"))
+        .collect();
+    if !debris.is_empty() {
+        wrong.push(format!("left after open: {debris:?}"));
+    }
+    let versions: Result<Vec<u64>, String> = (0..SOAK_FILES)
+        .map(|i| common::parse_version(&view.read(format!("f{i}")).unwrap()))
+        .collect();
+    match &versions {
+        Err(e) => wrong.push(format!("a torn file: {e}")),
+        Ok(v) if v.iter().any(|x| *x != v[0]) => {
+            wrong.push(format!("one set mixes versions {v:?}"))
         }
-        let versions: Result<Vec<u64>, String> = (0..SOAK_FILES)
-            .map(|i| common::parse_version(&view.read(format!("f{i}")).unwrap()))
-            .collect();
-        match &versions {
-            Err(e) => wrong.push(format!("kill {kill}: a torn file: {e}")),
-            Ok(v) if v.iter().any(|x| *x != v[0]) => {
-                wrong.push(format!("kill {kill}: one set mixes versions {v:?}"))
-            }
-            Ok(v) if v[0] < acked => wrong.push(format!(
-                "kill {kill}: set {} behind the acknowledged {acked}",
-                v[0]
-            )),
-            Ok(_) => {}
+        Ok(v) if v[0] < acked => {
+            wrong.push(format!("set {} behind the acknowledged {acked}", v[0]))
         }
+        Ok(_) => {}
     }
     wrong
+}
+
+/// Kills the `how` writer `kills` times at random moments; what each kill left wrong.
+fn soak(test: &str, how: &str, kills: usize) -> Vec<String> {
+    common::kill_soak(test, how, kills, Duration::from_millis(30), soak_problems)
 }
 
 #[test]

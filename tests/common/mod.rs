@@ -473,3 +473,33 @@ pub fn kill_after_first_ack(
     out.read_to_string(&mut rest).unwrap();
     rest.lines().rev().find_map(parse).or(acked).unwrap()
 }
+
+/// A SIGKILL soak: `kills` times, the child role `{how}:{dir}` of `test` (a writer that
+/// prints `ack N` after each acknowledged save) runs in a fresh directory and is killed
+/// at a random moment up to `max_delay` after its first acknowledgement; then `check`
+/// says what is wrong with that directory given the last acknowledged `N`. Returns every
+/// problem, each naming its kill.
+pub fn kill_soak(
+    test: &str,
+    how: &str,
+    kills: usize,
+    max_delay: std::time::Duration,
+    check: impl Fn(&Path, u64) -> Vec<String>,
+) -> Vec<String> {
+    let mut rng = Rng::from_clock();
+    let mut wrong = Vec::new();
+    for kill in 0..kills {
+        let dir = tempfile::tempdir().unwrap();
+        let role = format!("{how}:{}", dir.path().display());
+        let mut cmd = child(test, &role);
+        let mut child = spawn(cmd.stdout(std::process::Stdio::piped()));
+        let delay = std::time::Duration::from_millis(rng.below(max_delay.as_millis() as u64));
+        let acked = kill_after_first_ack(&mut child, delay, how);
+        wrong.extend(
+            check(dir.path(), acked)
+                .into_iter()
+                .map(|p| format!("kill {kill}: {p}")),
+        );
+    }
+    wrong
+}

@@ -127,3 +127,41 @@ pub fn faults_between(log: &str, begin: &str, end: &str) -> Vec<(String, usize)>
 pub fn inject_eio(name: &str, n: usize) -> Vec<String> {
     vec!["-e".to_owned(), format!("inject={name}:error=EIO:when={n}")]
 }
+
+/// A fault sweep over the save that the child role `{how}:{dir}` of `test` makes
+/// between the opens of `markers`: a recording run lists its calls, then each is failed
+/// alone with EIO in a fresh directory (made ready by `prepare`), and `check` says what
+/// is wrong with that directory given the child's `outcome ...` line. Returns how many
+/// faults were tried and every problem found, each naming its fault.
+pub fn sweep(
+    test: &str,
+    how: &str,
+    markers: (&str, &str),
+    prepare: impl Fn(&Path),
+    check: impl Fn(&Path, &str) -> Vec<String>,
+) -> (usize, Vec<String>) {
+    let root = tempfile::tempdir().unwrap();
+    let run = |n: usize, extra: &[String]| {
+        let dir = root.path().join(format!("run{n}"));
+        std::fs::create_dir(&dir).unwrap();
+        prepare(&dir);
+        let log = root.path().join(format!("run{n}.log"));
+        let role = format!("{how}:{}", dir.display());
+        let stdout = run_traced(super::child(test, &role), extra, &log);
+        let outcome = (stdout.lines())
+            .find_map(|l| l.strip_prefix("outcome "))
+            .expect("the child's outcome")
+            .to_owned();
+        (dir, outcome, std::fs::read_to_string(&log).unwrap())
+    };
+    let (_, outcome, log) = run(0, &[]);
+    assert_eq!(outcome, "ok", "the recording run saves");
+    let faults = faults_between(&log, markers.0, markers.1);
+    let mut problems = Vec::new();
+    for (k, (name, n)) in faults.iter().enumerate() {
+        let (dir, outcome, _) = run(k + 1, &inject_eio(name, *n));
+        let found = check(&dir, &outcome);
+        problems.extend(found.into_iter().map(|p| format!("{name} #{n}: {p}")));
+    }
+    (faults.len(), problems)
+}
