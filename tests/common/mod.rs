@@ -114,6 +114,16 @@ fn child_of(exe: &Path, test: &str, role: &str) -> Command {
     cmd
 }
 
+/// The name libtest gives the test `name` of the module `module` (its
+/// `module_path!()`), for [`child`]'s `--exact`: the module path without the test
+/// binary's own crate name.
+pub fn test_name(module: &str, name: &str) -> String {
+    match module.split_once("::") {
+        Some((_, path)) => format!("{path}::{name}"),
+        None => name.to_owned(),
+    }
+}
+
 /// Runs a child to completion; panics with its output unless it exited 0 and printed
 /// `marker` on a line of its own.
 pub fn run_child(mut cmd: Command, marker: &str) -> Output {
