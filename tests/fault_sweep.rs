@@ -53,9 +53,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -643,64 +642,16 @@ fn run(kind: Kind, root: &Path, id: usize, inject: &[String]) -> Result<Run, Str
     let old = kind.prepare(&dir.join(DEST));
     let before = snapshot(&dir);
     let log = root.join(format!("run{id}.strace"));
-    let mut child = common::child(kind.test(), ROLE)
-        .env("SWEEP_KIND", kind.name())
-        .env("SWEEP_DIR", &dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    // libtest prints its "running 1 test" first.
-    let mut line = String::new();
-    while out.read_line(&mut line).unwrap() > 0 && !line.starts_with("tid ") {
-        line.clear();
-    }
-    let Some(tid) = line.trim().strip_prefix("tid ").map(str::to_owned) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(format!("child did not report its thread: {line:?}"));
+    let child = {
+        let mut c = common::child(kind.test(), ROLE);
+        c.env("SWEEP_KIND", kind.name()).env("SWEEP_DIR", &dir);
+        c
     };
-    let mut strace = Command::new("strace");
-    strace.args(["-o"]).arg(&log).args(["-p", &tid]);
-    for spec in inject {
-        strace.args(["-e", &format!("inject={spec}")]);
-    }
-    let mut strace = strace
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // strace says "Process N attached" once the thread is stopped under it.
-    let mut err = BufReader::new(strace.stderr.take().unwrap());
-    let mut strace_err = String::new();
-    loop {
-        let mut l = String::new();
-        if err.read_line(&mut l).unwrap() == 0 {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = strace.wait();
-            return Err(format!("strace could not attach: {strace_err}"));
-        }
-        strace_err.push_str(&l);
-        if l.contains("attached") {
-            break;
-        }
-    }
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let mut rest = String::new();
-    out.read_to_string(&mut rest).unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let status = child.wait().unwrap();
-    err.read_to_string(&mut strace_err).unwrap();
-    strace.wait().unwrap();
+    let injections: Vec<String> = (inject.iter())
+        .flat_map(|spec| ["-e".to_owned(), format!("inject={spec}")])
+        .collect();
+    let traced = common::traced::trace_thread(child, &injections, &log)?;
+    let (rest, stderr, code) = (traced.stdout, traced.stderr, traced.code);
     let outcome = rest
         .lines()
         .find_map(|l| l.strip_prefix("outcome "))
@@ -746,12 +697,12 @@ fn run(kind: Kind, root: &Path, id: usize, inject: &[String]) -> Result<Run, Str
     let _ = std::fs::remove_file(&log);
     Ok(Run {
         outcome,
-        code: status.code(),
+        code,
         calls,
         files,
         swept,
         after_sweep,
-        stderr: format!("{stderr}{strace_err}"),
+        stderr,
         history,
     })
 }

@@ -32,10 +32,18 @@ pub fn wait_for_tracer() {
     assert!(n > 0 && buf[..n as usize].starts_with(b"go"), "{n}");
 }
 
+/// What a traced child did: its exit code, its stdout after the `tid` line, its stderr
+/// and strace's.
+pub struct Traced {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
 /// Runs `child` (which calls [`wait_for_tracer`] on one thread), traces that thread
-/// into `log` with the strace arguments `extra`, and returns the child's stdout after
-/// the `tid` line; panics, with what it saw, if the child or strace fail.
-pub fn run_traced(mut child: Command, extra: &[String], log: &Path) -> String {
+/// into `log` with the strace arguments `extra`, and returns what it did; `Err` when
+/// it reported no thread or strace could not attach.
+pub fn trace_thread(mut child: Command, extra: &[String], log: &Path) -> Result<Traced, String> {
     let mut child = child
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -43,15 +51,16 @@ pub fn run_traced(mut child: Command, extra: &[String], log: &Path) -> String {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
+    // libtest prints its "running 1 test" first.
     let mut line = String::new();
     while out.read_line(&mut line).unwrap() > 0 && !line.starts_with("tid ") {
         line.clear();
     }
-    let tid = line
-        .trim()
-        .strip_prefix("tid ")
-        .expect("the child's tid")
-        .to_owned();
+    let Some(tid) = line.trim().strip_prefix("tid ").map(str::to_owned) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!("child did not report its thread: {line:?}"));
+    };
     let mut strace = Command::new("strace")
         .arg("-o")
         .arg(log)
@@ -67,12 +76,14 @@ pub fn run_traced(mut child: Command, extra: &[String], log: &Path) -> String {
     while !said.contains("attached") {
         if err.read_line(&mut said).unwrap() == 0 {
             let _ = child.kill();
-            panic!("strace could not attach: {said}");
+            let _ = child.wait();
+            let _ = strace.wait();
+            return Err(format!("strace could not attach: {said}"));
         }
     }
     child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let mut rest = String::new();
-    out.read_to_string(&mut rest).unwrap();
+    let mut stdout = String::new();
+    out.read_to_string(&mut stdout).unwrap();
     let mut stderr = String::new();
     child
         .stderr
@@ -81,12 +92,27 @@ pub fn run_traced(mut child: Command, extra: &[String], log: &Path) -> String {
         .read_to_string(&mut stderr)
         .unwrap();
     let status = child.wait().unwrap();
+    err.read_to_string(&mut said).unwrap();
     strace.wait().unwrap();
+    Ok(Traced {
+        code: status.code(),
+        stdout,
+        stderr: format!("{stderr}{said}"),
+    })
+}
+
+/// [`trace_thread`] of a child that must succeed: its stdout; panics, with what it
+/// saw, otherwise.
+pub fn run_traced(child: Command, extra: &[String], log: &Path) -> String {
+    let t = trace_thread(child, extra, log).unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        status.success(),
-        "child failed ({status}):\n{rest}\n{stderr}"
+        t.code == Some(0),
+        "child failed ({:?}):\n{}\n{}",
+        t.code,
+        t.stdout,
+        t.stderr
     );
-    rest
+    t.stdout
 }
 
 /// The calls worth failing between the markers `begin` and `end` (opens of those paths)
