@@ -9,14 +9,15 @@
 //!
 //! 1. writes every file of the new set into a fresh directory `.ckpt.XXXXXXXXXXXX.gen`
 //!    beside the pointer (no reader looks there);
-//! 2. makes all of it durable: one `syncfs` of the filesystem on Linux (the files' data
-//!    and the directory's entries, one device flush), else an fsync of each file and of
-//!    the directory;
-//! 3. under the writer lock (`.ckpt.lock`), checks that no other writer committed since
-//!    the transaction began ([`Error::Conflict`] otherwise), renames the directory to
-//!    `ckpt.{generation}` and swaps the pointer to it: the commit point;
-//! 4. with [`Durability::Full`], syncs the parent directory
-//!    (the rename and the swap, one more flush), then removes the generations beyond
+//! 2. under the writer lock (`.ckpt.lock`), checks that no other writer committed since
+//!    the transaction began ([`Error::Conflict`] otherwise) and renames the directory to
+//!    `ckpt.{generation}`, which no pointer names yet;
+//! 3. makes all of it durable, the files' data, the directory's entries and its new
+//!    name: one `syncfs` of the filesystem on Linux (one device flush), else an fsync of
+//!    each file, of the directory and of its parent; so no pointer can ever name a set
+//!    that a power cut could lose;
+//! 4. swaps the pointer to it, the commit point, and with [`Durability::Full`] syncs the
+//!    parent directory (one more flush); then removes the generations beyond
 //!    [`keep`](SnapshotBuilder::keep).
 //!
 //! A reader ([`Snapshot::current`]) resolves the pointer once and reads every file through
@@ -477,7 +478,6 @@ impl Transaction<'_> {
     /// a failed [`Op::SyncDir`] after it means the new set is current but perhaps not
     /// yet durable.
     pub fn commit(mut self) -> Result<u64> {
-        self.sync()?;
         let snap = self.snap;
         let _lock = snap.lock()?;
         let current = snap.latest_generation()?.unwrap_or(0);
@@ -490,16 +490,22 @@ impl Transaction<'_> {
         }
         let generation = envelope::next_generation(current, &snap.path)?;
         let target = names::version_name(&snap.name, generation);
-        // A generation directory of this number is debris of a writer killed between its
-        // rename and its swap: nothing names it.
-        let _ = std::fs::remove_dir_all(snap.dir.join(&target));
+        let target_path = snap.dir.join(&target);
+        // A generation directory of this number is debris of a writer killed before its
+        // swap: nothing names it.
+        let _ = std::fs::remove_dir_all(&target_path);
         let temp = self.name.take().expect("not yet committed");
         if let Err(e) = self.parent.rename(&temp, &target) {
             self.name = Some(temp); // still ours to remove
-            return Err(Error::io(Op::Rename, snap.dir.join(&target), e));
+            return Err(Error::io(Op::Rename, target_path, e));
         }
-        // The swap syncs the parent under `Full`: the rename above and the new pointer
-        // in one flush.
+        // Nothing names the set yet: make it durable under its final name (the files,
+        // its entries and its own name) before the pointer can name it.
+        if let Err(e) = self.sync(&target_path) {
+            let _ = std::fs::remove_dir_all(&target_path);
+            return Err(e);
+        }
+        // The swap syncs the parent under `Full`: the new pointer durable in one flush.
         if let Err(e) = pointer::swap(&snap.path, &target, &snap.options) {
             if !matches!(
                 e,
@@ -508,7 +514,7 @@ impl Transaction<'_> {
                     ..
                 }
             ) {
-                let _ = std::fs::remove_dir_all(snap.dir.join(&target));
+                let _ = std::fs::remove_dir_all(&target_path);
             }
             return Err(e);
         }
@@ -516,10 +522,11 @@ impl Transaction<'_> {
         Ok(generation)
     }
 
-    /// Step 2: every file's data and the directory's entries durable.
-    fn sync(&self) -> Result<()> {
-        let path = self.file_path(Path::new(""));
-        let error = |e| Error::io(Op::SyncFile, &path, e);
+    /// Step 3: the set at `path` durable: every file's data, the directory's entries,
+    /// and its name in the parent. One `syncfs` does all on Linux; elsewhere each file,
+    /// the directory and the parent are synced.
+    fn sync(&self, path: &Path) -> Result<()> {
+        let error = |e| Error::io(Op::SyncFile, path, e);
         match self.snap.options.durability_level() {
             Durability::None => return Ok(()),
             _ if self.dir.sync_filesystem().map_err(error)? => return Ok(()),
@@ -528,9 +535,9 @@ impl Transaction<'_> {
         for file in &self.files {
             file.sync_data().map_err(error)?;
         }
-        self.dir
-            .sync()
-            .map_err(|e| Error::io(Op::SyncDir, &path, e))
+        let sync_dir = |d: &sys::Dir| d.sync().map_err(|e| Error::io(Op::SyncDir, path, e));
+        sync_dir(&self.dir)?;
+        sync_dir(&self.parent)
     }
 }
 
