@@ -492,6 +492,29 @@ fn inspect_of_a_snapshot_says_its_generation_and_files() {
 }
 
 #[test]
+fn verify_of_a_snapshot_checks_the_files_of_its_current_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt");
+    let snap = atomic_persist::Snapshot::builder(&path)
+        .envelope(true)
+        .open_or_create()
+        .unwrap();
+    let mut tx = snap.begin().unwrap();
+    tx.put("state.json", &vec![1, 2, 3]).unwrap();
+    tx.put("conf.toml", &std::collections::BTreeMap::from([("k", 1)]))
+        .unwrap();
+    tx.commit().unwrap();
+    let a = cmd().arg("verify").arg(&path).assert().success();
+    assert!(stdout_of(&a).contains("checked 2 files: 2 ok, 0 plain, 0 corrupt"));
+    let file = snap.current().unwrap().path().join("state.json");
+    let text = fs::read_to_string(&file)
+        .unwrap()
+        .replace("[1,2,3]", "[1,2,4]");
+    fs::write(&file, text).unwrap();
+    cmd().arg("verify").arg(&path).assert().code(1);
+}
+
+#[test]
 fn history_json_is_one_object_for_scripts() {
     let dir = tempfile::tempdir().unwrap();
     let path = history(dir.path());
