@@ -158,10 +158,12 @@ use store::{Multipart, Retry, get_bytes, head, key_path, same_version, store_err
 mod history;
 mod options;
 mod pointer;
+mod snapshot;
 mod store;
 
 pub use history::{ObjectHistory, ObjectHistoryBuilder, ObjectVersionInfo};
 pub use options::DEFAULT_MAX_ATTEMPTS;
+pub use snapshot::{ObjectSnapshot, ObjectTransaction, ObjectView};
 pub use store::{DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE};
 
 /// A value stored in an object, committed with conditional PUTs. See the
