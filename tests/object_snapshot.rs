@@ -1,7 +1,7 @@
 //! `ObjectSnapshot`: sets of objects that change all at once, over
 //! `object_store::memory::InMemory` (always) and moto's S3 server on loopback (feature
 //! `s3`; see `common/stores.rs`).
-#![cfg(feature = "object-store")]
+#![cfg(all(feature = "object-store", feature = "json"))]
 
 mod common;
 
@@ -143,6 +143,23 @@ async fn a_damaged_pointer_is_a_bad_pointer(make: MakeStore) {
     }
 }
 
+async fn put_and_get_go_through_the_format_of_the_extension(make: MakeStore) {
+    let snap = ObjectSnapshot::new(make(), "ckpt");
+    let mut tx = snap.begin().await.unwrap();
+    tx.put("state.json", &vec![1u32, 2, 3]).unwrap();
+    assert!(matches!(
+        tx.put("state.xyz", &1),
+        Err(Error::UnknownFormat { .. })
+    ));
+    tx.commit().await.unwrap();
+    let view = snap.current().await.unwrap();
+    assert_eq!(view.get::<Vec<u32>>("state.json").await.unwrap(), [1, 2, 3]);
+    assert!(matches!(
+        view.get::<String>("state.json").await,
+        Err(Error::Deserialize { .. })
+    ));
+}
+
 async fn a_name_that_is_not_one_plain_object_name_is_refused(make: MakeStore) {
     let snap = ObjectSnapshot::new(make(), "ckpt");
     let mut tx = snap.begin().await.unwrap();
@@ -182,6 +199,7 @@ common::stores::behaviour_suite!(
     a_view_whose_generation_was_pruned_reads_corrupt_never_another_set,
     an_object_unlike_its_pointer_entry_is_corrupt,
     a_damaged_pointer_is_a_bad_pointer,
+    put_and_get_go_through_the_format_of_the_extension,
     a_name_that_is_not_one_plain_object_name_is_refused,
     a_cancelled_commit_leaves_the_pointer_at_a_whole_set,
 );

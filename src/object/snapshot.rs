@@ -291,6 +291,28 @@ impl ObjectTransaction<'_> {
         Ok(())
     }
 
+    /// Serializes `value` as the object `name` of the new set, in the format its
+    /// extension names (`.json`, `.toml`, `.bin`), without the envelope: the pointer's
+    /// CRC-32 checks it on every read.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownFormat`] for an extension that names no format;
+    /// [`Error::Serialize`] naming the object; as [`write`](Self::write) for the name.
+    pub fn put<T: serde::Serialize + ?Sized>(
+        &mut self,
+        name: impl AsRef<str>,
+        value: &T,
+    ) -> Result<()> {
+        let name = name.as_ref();
+        let path = key_path(&self.pointer.object_key(name));
+        let format = crate::format::AnyFormat::from_path(name).map_err(|e| e.at(&path))?;
+        let mut bytes = Vec::new();
+        crate::envelope::write_payload(format, false, value, &mut bytes)
+            .map_err(|e| e.at(&path))?;
+        self.write(name, bytes)
+    }
+
     /// The generation this transaction commits, unless another writer commits first.
     pub fn generation(&self) -> u64 {
         self.pointer.generation
@@ -418,6 +440,23 @@ impl ObjectView {
             return Err(missing("it is not the object the pointer lists".into()));
         }
         Ok(bytes.to_vec())
+    }
+}
+
+impl ObjectView {
+    /// The object `name` of this set, deserialized in the format its extension names.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Self::read); [`Error::UnknownFormat`] for an extension that names no
+    /// format; [`Error::Deserialize`] when the value does not fit `T`.
+    pub async fn get<T: serde::de::DeserializeOwned>(&self, name: impl AsRef<str>) -> Result<T> {
+        let name = name.as_ref();
+        let path = key_path(&self.pointer.object_key(name));
+        let format = crate::format::AnyFormat::from_path(name).map_err(|e| e.at(&path))?;
+        let bytes = self.read(name).await?;
+        let split = crate::envelope::split(format, &bytes, false).map_err(|e| e.at(&path))?;
+        crate::envelope::decode(format, &bytes, &split).map_err(|e| e.at(&path))
     }
 }
 
