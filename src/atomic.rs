@@ -931,6 +931,10 @@ impl Swept {
 /// when it can take that lock itself (or no lock file exists). Other symlinks are left
 /// alone.
 ///
+/// A directory `.{name}.{random}.gen` is a [`Snapshot`](crate::Snapshot) generation
+/// being written: its writer holds a lock on it, so `sweep` removes it (and what it
+/// holds) only when it can take that lock itself.
+///
 /// Nothing is followed and nothing blocks: an entry is opened with `O_NOFOLLOW` and
 /// `O_NONBLOCK` and must be a regular file, so a FIFO planted under a temporary name
 /// (or as a lock file) cannot stall it. An entry it may not remove (another user's, in
@@ -983,10 +987,14 @@ fn sweep_matching(dir_path: &Path, wanted: impl Fn(&OsStr) -> bool) -> Result<Sw
     // the directory fails.
     let names = sys::list_names(list).map_err(|e| Error::io(Op::ReadDir, dir_path, e))?;
     let mut swept = Swept::default();
-    for name in names.iter().filter(|n| is_temp_name(n) && wanted(n)) {
+    let debris = |n: &OsStr| is_temp_name(n) || crate::names::is_transaction_dir(n, None);
+    for name in names.iter().filter(|n| debris(n) && wanted(n)) {
         let path = dir_path.join(name);
         let outcome = match dir.inspect(name) {
             Ok(Some(e)) if e.is_file() => sweep_one(&dir, name, &path),
+            Ok(Some(e)) if e.is_dir() && crate::names::is_transaction_dir(name, None) => {
+                sweep_transaction(&dir, name, &path)
+            }
             Ok(Some(e)) if e.is_symlink() => sweep_link(&dir, dir_path, name, &path),
             Ok(Some(e)) => Err(Error::refused(
                 &path,
@@ -1002,6 +1010,24 @@ fn sweep_matching(dir_path: &Path, wanted: impl Fn(&OsStr) -> bool) -> Result<Sw
         }
     }
     Ok(swept)
+}
+
+/// Removes a snapshot's transaction directory (`.{name}.{random}.gen`) unless its live
+/// writer holds the lock on it; `false` when it is live or gone.
+fn sweep_transaction(dir: &sys::Dir, name: &OsStr, path: &Path) -> Result<bool> {
+    let held = match dir.open_dir(name) {
+        Ok(d) => !d.try_lock().map_err(|e| Error::io(Op::Lock, path, e))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(trust::read_error(path, e)),
+    };
+    if held {
+        return Ok(false);
+    }
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(Op::RemoveTemp, path, e)),
+    }
 }
 
 /// Removes one temporary file unless a live writer holds its lock; `false` when it is

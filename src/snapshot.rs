@@ -361,24 +361,9 @@ fn temp_dir_name(name: &OsStr) -> OsString {
     sys::name_from_bytes(out)
 }
 
-/// Whether `candidate` is a generation being written for the pointer `name`:
-/// `.{name}.{12 random characters}.gen`, exactly as [`temp_dir_name`] makes it.
+/// Whether `candidate` is a generation being written for the pointer `name`.
 fn is_temp_dir_of(name: &OsStr, candidate: &OsStr) -> bool {
-    let shape = |rest: &[u8]| {
-        let Some(random) = rest.strip_suffix(b".gen") else {
-            return false;
-        };
-        random.len() == 12
-            && random
-                .iter()
-                .all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(c))
-    };
-    let bytes = sys::name_bytes(candidate);
-    bytes
-        .strip_prefix(b".")
-        .and_then(|b| b.strip_prefix(sys::name_bytes(name)))
-        .and_then(|b| b.strip_prefix(b"."))
-        .is_some_and(shape)
+    names::is_transaction_dir(candidate, Some(name))
 }
 
 /// A new set of files being written: see [`Snapshot::begin`]. Dropped without

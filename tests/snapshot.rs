@@ -134,6 +134,21 @@ fn opening_removes_a_killed_writers_transaction_but_not_a_live_one() {
 }
 
 #[test]
+fn sweep_removes_a_killed_writers_transaction_but_not_a_live_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = open(&dir.path().join("ckpt"));
+    let mut live = snap.begin().unwrap();
+    live.write("a.bin", b"live").unwrap();
+    let dead = dir.path().join(".ckpt.bbbbbbbbbbbb.gen");
+    std::fs::create_dir(&dead).unwrap();
+    std::fs::write(dead.join("a.bin"), b"dead").unwrap();
+    let swept = atomic_persist::sweep(dir.path()).unwrap();
+    assert_eq!(swept.removed, [dead.clone()]);
+    assert!(swept.skipped.is_empty(), "{:?}", swept.skipped);
+    assert_eq!(live.commit().unwrap(), 1);
+}
+
+#[test]
 fn put_and_get_go_through_the_format_and_the_envelope() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ckpt");
