@@ -143,7 +143,7 @@ fn sweep_removes_a_killed_writers_transaction_but_not_a_live_one() {
     std::fs::create_dir(&dead).unwrap();
     std::fs::write(dead.join("a.bin"), b"dead").unwrap();
     let swept = atomic_persist::sweep(dir.path()).unwrap();
-    assert_eq!(swept.removed, [dead.clone()]);
+    assert_eq!(swept.removed, [dead]);
     assert!(swept.skipped.is_empty(), "{:?}", swept.skipped);
     assert_eq!(live.commit().unwrap(), 1);
 }
