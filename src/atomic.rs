@@ -956,13 +956,15 @@ pub fn sweep(dir: impl AsRef<Path>) -> Result<Swept> {
     sweep_matching(dir.as_ref(), |_| true)
 }
 
-/// Removes the temporary files that crashed writers of the file `path` left beside it,
-/// as [`sweep`] would, and only those: the temps whose name is made from a name
-/// `of(name)` accepts (the file's own name, or for a history also its versions' and
-/// manifest's). Best effort: what it cannot remove stays for [`sweep`].
+/// Removes the temporary files (and snapshot transaction directories) that crashed
+/// writers of the file `path` left beside it, as [`sweep`] would, and only those: the
+/// ones whose name is made from a name `of(name)` accepts (the file's own name, or for
+/// a history also its versions' and manifest's). Best effort: what it cannot remove
+/// stays for [`sweep`].
 pub(crate) fn sweep_own(path: &Path, of: impl Fn(&OsStr) -> bool) {
     let dir = path.parent().unwrap_or(Path::new(""));
-    let _ = sweep_matching(dir, |temp| temp_base(temp).is_some_and(|base| of(&base)));
+    let base = |n: &OsStr| temp_base(n).or_else(|| crate::names::transaction_dir_base(n));
+    let _ = sweep_matching(dir, |n| base(n).is_some_and(|b| of(&b)));
 }
 
 /// The name a temporary file's name was made from (`state.json` for

@@ -65,29 +65,25 @@ pub(crate) fn version_of(name: &OsStr, candidate: &OsStr) -> Option<u64> {
     (generation.to_string().as_bytes() == digits).then_some(generation)
 }
 
-/// Whether `candidate` is a snapshot's transaction directory (a generation being
-/// written, [`transaction_dir_name`]): `.{name}.{12 random characters}.gen`, for
-/// `name` when given, else for any name.
-pub(crate) fn is_transaction_dir(candidate: &OsStr, name: Option<&OsStr>) -> bool {
+/// The pointer name a snapshot's transaction directory (a generation being written,
+/// `.{name}.{12 random characters}.gen`) was made for; `None` for any other name.
+pub(crate) fn transaction_dir_base(candidate: &OsStr) -> Option<OsString> {
     let bytes = sys::name_bytes(candidate);
-    let Some(rest) = bytes
-        .strip_prefix(b".")
-        .and_then(|b| b.strip_suffix(b".gen"))
-    else {
-        return false;
-    };
+    let rest = bytes.strip_prefix(b".")?.strip_suffix(b".gen")?;
     // `{name}.{random}`: the random part is the last 12 bytes, after a dot.
-    let Some(split) = rest.len().checked_sub(RANDOM_LEN + 1) else {
-        return false;
-    };
+    let split = rest.len().checked_sub(RANDOM_LEN + 1)?;
     let (base, random) = (&rest[..split], &rest[split + 1..]);
     let random_ok = random
         .iter()
         .all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(c));
-    rest[split] == b'.'
-        && random_ok
-        && !base.is_empty()
-        && name.is_none_or(|n| sys::name_bytes(n) == base)
+    (rest[split] == b'.' && random_ok && !base.is_empty())
+        .then(|| sys::name_from_bytes(base.to_vec()))
+}
+
+/// Whether `candidate` is a snapshot's transaction directory (for the pointer `name`,
+/// when given).
+pub(crate) fn is_transaction_dir(candidate: &OsStr, name: Option<&OsStr>) -> bool {
+    transaction_dir_base(candidate).is_some_and(|base| name.is_none_or(|n| n == base))
 }
 
 /// The random characters of a temporary name (the engine's `SUFFIX_LEN`).

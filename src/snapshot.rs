@@ -308,19 +308,7 @@ impl Snapshot {
     /// Removes the directories of transactions that a killed writer left (a live one
     /// holds a lock on its directory and stays). Best effort, one listing.
     fn sweep_own(&self) {
-        let Ok(names) = sys::list_names(self.dir_or_dot()) else {
-            return;
-        };
-        let Ok(parent) = self.parent() else { return };
-        for name in names.iter().filter(|n| is_temp_dir_of(&self.name, n)) {
-            if parent
-                .open_dir(name)
-                .and_then(|d| d.try_lock())
-                .unwrap_or(false)
-            {
-                let _ = std::fs::remove_dir_all(self.dir.join(name));
-            }
-        }
+        crate::atomic::sweep_own(&self.path, |base| base == self.name);
     }
 
     /// Removes the generations beyond `keep` (older than the newest `keep`) and any
@@ -362,6 +350,7 @@ fn temp_dir_name(name: &OsStr) -> OsString {
 }
 
 /// Whether `candidate` is a generation being written for the pointer `name`.
+#[cfg(test)]
 fn is_temp_dir_of(name: &OsStr, candidate: &OsStr) -> bool {
     names::is_transaction_dir(candidate, Some(name))
 }
