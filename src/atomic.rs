@@ -502,9 +502,11 @@ impl AtomicFile {
         self.staged.rename_into_place()
     }
 
-    /// Batch step 4: the directory the file was renamed in, durable under `Full`.
-    pub(crate) fn batch_sync_dir(&self) -> Result<()> {
-        self.staged.sync_dir()
+    /// Batch step 4: the directory the file was renamed in, durable under `Full`;
+    /// `false` when its durability asks for no directory sync.
+    pub(crate) fn batch_sync_dir(&self) -> Result<bool> {
+        self.staged.sync_dir()?;
+        Ok(self.staged.durability == Durability::Full)
     }
 
     /// The identity of the staged file (the version it will be once renamed).

@@ -227,13 +227,21 @@ impl<'a> Batch<'a> {
         if let Err((renamed, e)) = self.rename_all() {
             return Err(batch_error(self.committed(renamed), e));
         }
-        // Each directory once: its entries hold every rename made in it.
+        // Each directory once: its entries hold every rename made in it. (A typed
+        // handle's file keeps its own durability: a directory counts as synced only
+        // once a file that asks for it has synced it.)
         let mut synced = BTreeSet::new();
         for entry in &self.files {
-            if synced.insert(entry.file.dir_path())
-                && let Err(e) = entry.file.batch_sync_dir()
-            {
-                return Err(batch_error(self.committed(self.files.len()), e));
+            let dir = entry.file.dir_path();
+            if synced.contains(dir) {
+                continue;
+            }
+            match entry.file.batch_sync_dir() {
+                Ok(true) => {
+                    synced.insert(dir);
+                }
+                Ok(false) => {}
+                Err(e) => return Err(batch_error(self.committed(self.files.len()), e)),
             }
         }
         Ok(())

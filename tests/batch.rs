@@ -254,13 +254,14 @@ fn a_conflict_found_before_the_renames_stops_the_batch_before_any_file_changes()
 const FILES: usize = 100;
 
 /// The traced cases: a label and how the child saves `FILES` files into its directory.
-const CASES: [&str; 6] = [
+const CASES: [&str; 7] = [
     "loop-of-write_atomic",
     "batch-filesystem",
     "batch-each-file",
     "batch-filesystem-three-dirs",
     "batch-data",
     "batch-none",
+    "batch-mixed",
 ];
 
 fn save_case(case: &str, dir: &Path) {
@@ -276,6 +277,19 @@ fn save_case(case: &str, dir: &Path) {
         for i in 0..FILES {
             atomic_persist::write_atomic(path(i), [i as u8; 64]).unwrap();
         }
+        return;
+    }
+    if case == "batch-mixed" {
+        // A handle that asks for no directory sync staged first, a file that does after.
+        let mut p = atomic_persist::Persisted::<u64>::builder(path(0).with_extension("json"))
+            .durability(Durability::Data)
+            .open_or_default()
+            .unwrap();
+        *p.get_mut() = 1;
+        let mut batch = Batch::new();
+        p.stage(&mut batch).unwrap();
+        batch.write(path(1), [1; 64]).unwrap();
+        batch.commit().unwrap();
         return;
     }
     let options = match case {
@@ -393,6 +407,13 @@ fn a_batch_commit_flushes_twice_where_a_loop_flushes_twice_per_file() {
         "{three:?}"
     );
     assert_eq!(flush_count(&three), 4, "{three:?}");
+    // A directory is synced once a file that asks for it is in it, whatever came first.
+    let mixed = get("batch-mixed");
+    assert_eq!(
+        (count(&mixed, "syncfs"), count(&mixed, "fsync")),
+        (1, 1),
+        "{mixed:?}"
+    );
     // Data: no directory sync; None: no flush at all.
     assert_eq!(
         flush_count(&get("batch-data")),
