@@ -476,6 +476,11 @@ impl AtomicFile {
         Ok(())
     }
 
+    /// Whether the durability asks for the file's data to be made durable at all.
+    pub(crate) fn batch_needs_sync(&self) -> bool {
+        self.staged.durability != Durability::None
+    }
+
     /// Batch step 2, one file at a time: its data durable, as the durability asks.
     pub(crate) fn batch_sync(&self) -> Result<()> {
         self.staged.sync(self.file.get_ref())
@@ -485,9 +490,6 @@ impl AtomicFile {
     /// filesystem durable at once (`syncfs`); `false` where the platform has no such call,
     /// and nothing was done.
     pub(crate) fn batch_sync_filesystem(&self) -> Result<bool> {
-        if self.staged.durability == Durability::None {
-            return Ok(true);
-        }
         let synced = sys::sync_filesystem(self.file.get_ref());
         synced.map_err(|e| self.staged.error(Op::SyncFile, e))
     }

@@ -285,7 +285,13 @@ impl<'a> Batch<'a> {
         let mut synced = BTreeSet::new();
         // Files in one directory share its filesystem: one `fstat` per directory.
         let mut filesystems: BTreeMap<&Path, Option<u64>> = BTreeMap::new();
-        for file in self.files.iter().map(|e| &e.file) {
+        // A file whose durability asks for no sync neither syncs nor counts as synced.
+        let files = self
+            .files
+            .iter()
+            .map(|e| &e.file)
+            .filter(|f| f.batch_needs_sync());
+        for file in files {
             let fs = match whole {
                 true => *filesystems
                     .entry(file.dir_path())

@@ -280,15 +280,21 @@ fn save_case(case: &str, dir: &Path) {
         return;
     }
     if case == "batch-mixed" {
-        // A handle that asks for no directory sync staged first, a file that does after.
-        let mut p = atomic_persist::Persisted::<u64>::builder(path(0).with_extension("json"))
-            .durability(Durability::Data)
-            .open_or_default()
-            .unwrap();
-        *p.get_mut() = 1;
+        // Handles that ask for no sync (`None`) and no directory sync (`Data`) staged
+        // first, a file that asks for both after.
+        let handle = |i: usize, durability| {
+            let mut p = atomic_persist::Persisted::<u64>::builder(path(i).with_extension("json"))
+                .durability(durability)
+                .open_or_default()
+                .unwrap();
+            *p.get_mut() = 1;
+            p
+        };
+        let (mut none, mut data) = (handle(0, Durability::None), handle(1, Durability::Data));
         let mut batch = Batch::new();
-        p.stage(&mut batch).unwrap();
-        batch.write(path(1), [1; 64]).unwrap();
+        none.stage(&mut batch).unwrap();
+        data.stage(&mut batch).unwrap();
+        batch.write(path(2), [1; 64]).unwrap();
         batch.commit().unwrap();
         return;
     }
@@ -407,7 +413,8 @@ fn a_batch_commit_flushes_twice_where_a_loop_flushes_twice_per_file() {
         "{three:?}"
     );
     assert_eq!(flush_count(&three), 4, "{three:?}");
-    // A directory is synced once a file that asks for it is in it, whatever came first.
+    // The filesystem and the directory are synced once a file that asks for it is in
+    // them, whatever came first.
     let mixed = get("batch-mixed");
     assert_eq!(
         (count(&mixed, "syncfs"), count(&mixed, "fsync")),
