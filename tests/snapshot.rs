@@ -376,7 +376,7 @@ fn every_failed_syscall_of_a_commit_leaves_one_whole_set_as_the_error_says() {
     let (tried, problems) = fault_sweep(test, "snapshot");
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
     common::report(&format!(
-        "snapshot fault sweep: {tried} syscalls of a 3-file commit failed in turn (EIO); each time one whole set current, the new one exactly when the outcome says, no debris after open"
+        "snapshot fault sweep: {tried} faults (each syscall of a 3-file commit, alone, with each of EIO, ENOSPC, EDQUOT, EACCES); each time one whole set current, the new one exactly when the outcome says, no debris after open"
     ));
 }
 

@@ -149,14 +149,21 @@ pub fn faults_between(log: &str, begin: &str, end: &str) -> Vec<(String, usize)>
         .collect()
 }
 
-/// The strace arguments that fail the `n`th call `name` with EIO.
-pub fn inject_eio(name: &str, n: usize) -> Vec<String> {
-    vec!["-e".to_owned(), format!("inject={name}:error=EIO:when={n}")]
+/// The errnos every call of a sweep fails with in turn: an I/O error, a full disk, a
+/// quota, and a refused permission.
+pub const ERRNOS: [&str; 4] = ["EIO", "ENOSPC", "EDQUOT", "EACCES"];
+
+/// The strace arguments that fail the `n`th call `name` with `errno`.
+pub fn inject(name: &str, n: usize, errno: &str) -> Vec<String> {
+    vec![
+        "-e".to_owned(),
+        format!("inject={name}:error={errno}:when={n}"),
+    ]
 }
 
 /// A fault sweep over the save that the child role `{how}:{dir}` of `test` makes
 /// between the opens of `markers`: a recording run lists its calls, then each is failed
-/// alone with EIO in a fresh directory (made ready by `prepare`), and `check` says what
+/// alone with each of [`ERRNOS`] in a fresh directory (made ready by `prepare`), and `check` says what
 /// is wrong with that directory given the child's `outcome ...` line. Returns how many
 /// faults were tried and every problem found, each naming its fault.
 pub fn sweep(
@@ -184,10 +191,18 @@ pub fn sweep(
     assert_eq!(outcome, "ok", "the recording run saves");
     let faults = faults_between(&log, markers.0, markers.1);
     let mut problems = Vec::new();
-    for (k, (name, n)) in faults.iter().enumerate() {
-        let (dir, outcome, _) = run(k + 1, &inject_eio(name, *n));
-        let found = check(&dir, &outcome);
-        problems.extend(found.into_iter().map(|p| format!("{name} #{n}: {p}")));
+    let mut run_id = 0;
+    for (name, n) in &faults {
+        for errno in ERRNOS {
+            run_id += 1;
+            let (dir, outcome, _) = run(run_id, &inject(name, *n, errno));
+            let found = check(&dir, &outcome);
+            problems.extend(
+                found
+                    .into_iter()
+                    .map(|p| format!("{name} #{n} {errno}: {p}")),
+            );
+        }
     }
-    (faults.len(), problems)
+    (faults.len() * ERRNOS.len(), problems)
 }
