@@ -358,17 +358,11 @@ fn a_batch_commit_flushes_twice_where_a_loop_flushes_twice_per_file() {
         println!("batch-ok");
         return;
     }
-    if !common::have_strace() {
-        return common::skip(test, "strace is not installed");
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("strace.log");
-    let work = dir.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    let trace =
-        "open,openat,fsync,fdatasync,syncfs,sync,sync_file_range,msync,rename,renameat,renameat2";
-    common::strace_child(test, work.to_str().unwrap(), trace, &log, "batch-ok");
-    let seen = flushes(&std::fs::read_to_string(&log).unwrap());
+    let trace = common::strace::FLUSHES_AND_RENAMES;
+    let Some(run) = common::trace_in_workdir(test, trace, "batch-ok") else {
+        return;
+    };
+    let seen = flushes(&run.log);
     let flush_count = |c: &[String]| c.iter().filter(|n| *n != "rename").count();
     let get = |case: &str| seen.get(case).cloned().unwrap_or_default();
     // The control: a loop of single saves flushes each file and each rename.

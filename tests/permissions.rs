@@ -355,16 +355,10 @@ fn the_temp_file_is_never_more_readable_than_the_final_file() {
     if !common::is_root() {
         return common::skip(test, "the scenarios chown files to 65534, which needs root");
     }
-    if !common::have_strace() {
-        return common::skip(test, "strace is not installed");
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("strace.log");
-    let work = dir.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    let work = work.to_str().unwrap();
-    common::strace_child(test, work, "openat,fchown,fchmod", &log, "trace-ok");
-    let log = std::fs::read_to_string(&log).unwrap();
+    let Some(run) = common::trace_in_workdir(test, "openat,fchown,fchmod", "trace-ok") else {
+        return;
+    };
+    let log = run.log;
     let scenarios = temp_states(&log);
     assert_eq!(
         scenarios.len(),

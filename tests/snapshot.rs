@@ -237,17 +237,11 @@ fn a_snapshot_commit_of_100_files_flushes_twice() {
         println!("snapshot-ok");
         return;
     }
-    if !common::have_strace() {
-        return common::skip(test, "strace is not installed");
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("strace.log");
-    let work = dir.path().join("work");
-    std::fs::create_dir(&work).unwrap();
-    let trace =
-        "open,openat,fsync,fdatasync,syncfs,sync,sync_file_range,msync,rename,renameat,renameat2";
-    common::strace_child(test, work.to_str().unwrap(), trace, &log, "snapshot-ok");
-    let calls = common::strace::parse(&std::fs::read_to_string(&log).unwrap());
+    let trace = common::strace::FLUSHES_AND_RENAMES;
+    let Some(run) = common::trace_in_workdir(test, trace, "snapshot-ok") else {
+        return;
+    };
+    let calls = common::strace::parse(&run.log);
     let marker = |m: &str| calls.iter().position(|c| c.quoted() == Some(m)).unwrap();
     let (begin, end) = (
         marker("/nonexistent/commit-begin"),

@@ -143,23 +143,13 @@ fn each_durability_level_issues_exactly_its_flushes() {
         println!("flush-ok");
         return;
     }
-    if !common::have_strace() {
-        return common::skip(test, "strace is not installed");
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("strace.log");
-    let work = dir.path().join("work");
-    std::fs::create_dir(&work).unwrap();
+    let trace = "%file,%desc,sync,syncfs,sync_file_range,msync";
+    let Some(run) = common::trace_in_workdir(test, trace, "flush-ok") else {
+        return;
+    };
     // btrfs ignores the fsync of an unnamed O_TMPFILE: there one more sync is expected.
-    let btrfs = rustix::fs::statfs(&work).unwrap().f_type as i64 == 0x9123_683E;
-    common::strace_child(
-        test,
-        work.to_str().unwrap(),
-        "%file,%desc,sync,syncfs,sync_file_range,msync",
-        &log,
-        "flush-ok",
-    );
-    let events = events(&std::fs::read_to_string(&log).unwrap());
+    let btrfs = rustix::fs::statfs(&run.work).unwrap().f_type as i64 == 0x9123_683E;
+    let events = events(&run.log);
     let mut problems = Vec::new();
     for c in cases() {
         let (level, anonymous, ..) = c;

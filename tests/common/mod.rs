@@ -446,6 +446,30 @@ pub fn strace_child_with(
     run_child(cmd, marker)
 }
 
+/// A child of `test` run under [`strace_child`] in a fresh work directory (the child's
+/// role is that directory's path): the directory and the log.
+pub struct WorkTrace {
+    /// Holds the work directory and the log until dropped.
+    pub dir: tempfile::TempDir,
+    pub work: PathBuf,
+    pub log: String,
+}
+
+/// Runs [`strace_child`] for `test` in a fresh work directory, tracing `trace`, until
+/// the child prints `marker`; `None`, said as a skip, where strace is not installed.
+pub fn trace_in_workdir(test: &str, trace: &str, marker: &str) -> Option<WorkTrace> {
+    if !have_strace() {
+        skip(test, "strace is not installed");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (log, work) = (dir.path().join("strace.log"), dir.path().join("work"));
+    std::fs::create_dir(&work).unwrap();
+    strace_child(test, work.to_str().unwrap(), trace, &log, marker);
+    let log = std::fs::read_to_string(&log).unwrap();
+    Some(WorkTrace { dir, work, log })
+}
+
 /// The file's metadata (following links).
 pub fn meta(path: &Path) -> std::fs::Metadata {
     std::fs::metadata(path).unwrap()

@@ -2,6 +2,10 @@
 
 use std::collections::BTreeMap;
 
+/// The calls that can flush, and the renames that publish: what a flush count traces.
+pub const FLUSHES_AND_RENAMES: &str =
+    "open,openat,fsync,fdatasync,syncfs,sync,sync_file_range,msync,rename,renameat,renameat2";
+
 /// One syscall line of an strace log.
 #[derive(Clone, Debug)]
 pub struct Call {
