@@ -2,21 +2,26 @@
 //! small Linux guest under qemu, which is then killed at a random moment.
 //!
 //! ```text
-//! powercut_workload run FILE full|data|none   # rewrite FILE forever, "ACK <gen>" after each commit
-//! powercut_workload sweep DIR                 # after the cut: remove temp debris, print the count
-//! powercut_workload expect GEN                # print the file a generation must have (for tests)
+//! powercut_workload run FILE full|data|none       # rewrite FILE forever, "ACK <gen>" after each commit
+//! powercut_workload batch DIR full|data|none      # b1.dat..b4.dat in DIR, one Batch per generation
+//! powercut_workload snapshot DIR full|data|none   # s1.dat..s4.dat in the Snapshot DIR/ckpt, keep(2)
+//! powercut_workload sweep DIR                     # after the cut: remove temp debris, print the count
+//! powercut_workload view DIR                      # after the cut: read DIR/ckpt's current set
+//! powercut_workload expect GEN [INDEX]            # print the file a generation must have (for tests)
 //! ```
 //!
-//! The file checks itself, so that the checker on the host needs nothing from this crate:
+//! Each file checks itself, so that the checker on the host needs nothing from this crate:
 //!
 //! ```text
 //! apwl1 gen=<n> len=<L> sum=<16 hex digits>\n<L payload bytes>
 //! ```
 //!
-//! The payload length and bytes are a pure function of the generation (`payload(n)`), and
-//! `sum` is FNV-1a 64 of the payload. The checker (`tests/powercut/check.py`) recomputes
-//! both, so a file that is short, mixes blocks of two generations, or names the wrong
-//! generation is caught even where the sum would happen to hold.
+//! The payload length and bytes are a pure function of the generation and the file's index
+//! (`payload(n ^ index << 48)`; the single file of `run` has index 0, `b<i>.dat` and
+//! `s<i>.dat` index `i`), and `sum` is FNV-1a 64 of the payload. The checker
+//! (`tests/powercut/check.py`) recomputes both, so a file that is short, mixes blocks of
+//! two generations, names the wrong generation or holds another file's bytes is caught
+//! even where the sum would happen to hold.
 //!
 //! Switching to `Persisted<T>` with the envelope is meant to be a small change: make the
 //! value `struct Sample { generation: u64, payload: Vec<u8> }`, replace `encode` and the
@@ -28,7 +33,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use atomic_persist::{Durability, WriteOptions};
+use atomic_persist::{Batch, Durability, Snapshot, WriteOptions};
 
 /// SplitMix64: a tiny, well-known generator that `check.py` reimplements bit for bit.
 fn splitmix(state: &mut u64) -> u64 {
@@ -68,9 +73,9 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
-/// The whole file of generation `n`.
-fn encode(n: u64) -> Vec<u8> {
-    let body = payload(n);
+/// The whole file `index` of generation `n`.
+fn encode(n: u64, index: u64) -> Vec<u8> {
+    let body = payload(n ^ index << 48);
     let mut out = format!(
         "apwl1 gen={n} len={} sum={:016x}\n",
         body.len(),
@@ -81,13 +86,22 @@ fn encode(n: u64) -> Vec<u8> {
     out
 }
 
-fn run(path: &Path, durability: Durability) -> ExitCode {
-    let options = WriteOptions::new().durability(durability);
+/// The files of one batch or snapshot generation: `{prefix}1.dat` to `{prefix}4.dat`.
+const FILES: u64 = 4;
+
+fn file_name(prefix: &str, index: u64) -> String {
+    format!("{prefix}{index}.dat")
+}
+
+/// Why a commit of the workload failed.
+type Failure = Box<dyn std::error::Error>;
+
+/// Commits generation 1, 2, 3, ... with `commit` forever, printing `ACK <n>` after each.
+fn commit_forever(what: &str, mut commit: impl FnMut(u64) -> Result<(), Failure>) -> ExitCode {
+    println!("START {what}");
     let stdout = std::io::stdout();
-    println!("START durability={durability:?} path={}", path.display());
     for n in 1u64.. {
-        let bytes = encode(n);
-        if let Err(e) = options.write(path, &bytes) {
+        if let Err(e) = commit(n) {
             println!("ERROR gen={n} {e}");
             return ExitCode::FAILURE;
         }
@@ -100,21 +114,105 @@ fn run(path: &Path, durability: Durability) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn run(path: &Path, durability: Durability) -> ExitCode {
+    let options = WriteOptions::new().durability(durability);
+    let what = format!("durability={durability:?} path={}", path.display());
+    commit_forever(&what, |n| Ok(options.write(path, encode(n, 0))?))
+}
+
+/// Each generation replaces the four files of `dir` in one `Batch`.
+fn batch(dir: &Path, durability: Durability) -> ExitCode {
+    let options = WriteOptions::new().durability(durability);
+    let what = format!("durability={durability:?} batch={}", dir.display());
+    commit_forever(&what, |n| {
+        let mut batch = Batch::with_options(options.clone());
+        for i in 1..=FILES {
+            batch.write(dir.join(file_name("b", i)), encode(n, i))?;
+        }
+        Ok(batch.commit()?)
+    })
+}
+
+/// Each generation is one snapshot commit of four files; the snapshot's generation
+/// number is the workload's (both start at 1 on a fresh filesystem).
+fn snapshot(dir: &Path, durability: Durability) -> ExitCode {
+    let what = format!("durability={durability:?} snapshot={}", dir.display());
+    let snap = match Snapshot::builder(dir.join("ckpt"))
+        .keep(2)
+        .durability(durability)
+        .open_or_create()
+    {
+        Ok(snap) => snap,
+        Err(e) => {
+            println!("ERROR open {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    commit_forever(&what, |n| {
+        let mut tx = snap.begin()?;
+        for i in 1..=FILES {
+            tx.write(file_name("s", i), encode(n, i))?;
+        }
+        match tx.commit()? {
+            g if g == n => Ok(()),
+            g => Err(format!("the snapshot committed generation {g}").into()),
+        }
+    })
+}
+
+/// After the cut: the current set as the crate's reader sees it, checked against the
+/// encoder: `VIEW gen=<g> ok`, `VIEW gen=<g> bad=<file>`, `VIEW none` or `VIEW error=..`.
+fn view(dir: &Path) -> ExitCode {
+    let snap = Snapshot::builder(dir.join("ckpt")).open_or_create();
+    let view = match snap.and_then(|s| s.current()) {
+        Ok(view) => view,
+        Err(atomic_persist::Error::NotFound { .. }) => {
+            println!("VIEW none");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            println!("VIEW error={e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let g = view.generation();
+    let bad: Vec<String> = (1..=FILES)
+        .map(|i| file_name("s", i))
+        .zip(1..)
+        .filter(|(name, i)| view.read(name).ok() != Some(encode(g, *i)))
+        .map(|(name, _)| name)
+        .collect();
+    match bad.is_empty() {
+        true => println!("VIEW gen={g} ok"),
+        false => println!("VIEW gen={g} bad={}", bad.join(",")),
+    }
+    ExitCode::SUCCESS
+}
+
+fn durability(name: &str) -> Option<Durability> {
+    match name {
+        "full" => Some(Durability::Full),
+        "data" => Some(Durability::Data),
+        "none" => Some(Durability::None),
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
-        ["run", file, durability] => {
-            let durability = match *durability {
-                "full" => Durability::Full,
-                "data" => Durability::Data,
-                "none" => Durability::None,
-                other => {
-                    eprintln!("unknown durability {other:?}: full, data or none");
-                    return ExitCode::from(2);
-                }
+        [kind @ ("run" | "batch" | "snapshot"), path, level] => {
+            let Some(d) = durability(level) else {
+                eprintln!("unknown durability {level:?}: full, data or none");
+                return ExitCode::from(2);
             };
-            run(Path::new(file), durability)
+            let path = Path::new(path);
+            match *kind {
+                "run" => run(path, d),
+                "batch" => batch(path, d),
+                _ => snapshot(path, d),
+            }
         }
         ["sweep", dir] => match atomic_persist::sweep(dir) {
             Ok(n) => {
@@ -126,16 +224,24 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        ["expect", n] => {
-            let Ok(n) = n.parse::<u64>() else {
-                eprintln!("not a generation: {n}");
+        ["view", dir] => view(Path::new(dir)),
+        ["expect", n, index @ ..] if index.len() <= 1 => {
+            let parsed = (
+                n.parse::<u64>(),
+                index.first().map_or(Ok(0), |i| i.parse::<u64>()),
+            );
+            let (Ok(n), Ok(index)) = parsed else {
+                eprintln!("not a generation and index: {n} {index:?}");
                 return ExitCode::from(2);
             };
-            let _ = std::io::stdout().write_all(&encode(n));
+            let _ = std::io::stdout().write_all(&encode(n, index));
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("usage: powercut_workload run FILE full|data|none | sweep DIR | expect GEN");
+            eprintln!(
+                "usage: powercut_workload run FILE|batch DIR|snapshot DIR full|data|none \
+                 | sweep DIR | view DIR | expect GEN [INDEX]"
+            );
             ExitCode::from(2)
         }
     }

@@ -187,15 +187,18 @@ wait_for() { # file pattern timeout-seconds pid
 # One iteration: mkfs, boot, run, kill at a random moment, verify in a second boot on a
 # copy of the image, check on the host. Prints the checker's results line; returns its
 # code (0 ok, 1 violation, 2 lab error).
-apwl_iteration() { # fs durability iteration seed dir
-  local fs=$1 dur=$2 iter=$3 seed=$4 dir=$5
+apwl_iteration() { # fs durability iteration seed dir [workload]
+  local fs=$1 dur=$2 iter=$3 seed=$4 dir=$5 work=${6:-single}
   apwl_fs "$fs" || return 2
   mkdir -p "$dir"
   local img=$dir/disk.img copy=$dir/after.img export=$dir/export.img
   apwl_mkfs "$APWL_FSTYPE" "$img" || return 2
   local delay
-  delay=$(apwl_delay "$seed:$fs:$dur:$iter")
-  local args="apwl.fs=$APWL_FSTYPE apwl.opts=$APWL_MOPTS apwl.dur=$dur apwl.dirty=${APWL_DIRTY:-hold}"
+  # The single-file workload keeps the kill moments of the runs recorded before the others.
+  local key="$seed:$fs:$dur:$iter"
+  [ "$work" = single ] || key="$key:$work"
+  delay=$(apwl_delay "$key")
+  local args="apwl.fs=$APWL_FSTYPE apwl.opts=$APWL_MOPTS apwl.dur=$dur apwl.dirty=${APWL_DIRTY:-hold} apwl.work=$work"
   local t0=$SECONDS
   (apwl_qemu "$dir/run.log" "apwl.mode=run $args" \
     -drive "file=$img,if=virtio,format=raw,cache=$APWL_CACHE") &
@@ -204,7 +207,7 @@ apwl_iteration() { # fs durability iteration seed dir
   wait_for "$dir/run.log" '^START' 180 "$pid" || rc=$?
   if [ $rc -ne 0 ]; then
     kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
-    echo "iter=$iter fs=$fs dur=$dur verdict=lab-error reason=no-START(rc=$rc)"
+    echo "iter=$iter work=$work fs=$fs dur=$dur verdict=lab-error reason=no-START(rc=$rc)"
     return 2
   fi
   sleep "$delay"
@@ -234,7 +237,7 @@ apwl_iteration() { # fs durability iteration seed dir
     btrfs) btrfs check --readonly "$copy" >/dev/null 2>&1 && fsck=clean || fsck="rc$?" ;;
   esac
 
-  python3 "$APWL_HERE/check.py" --iter "$iter" --fs "$fs" --dur "$dur" --delay "$delay" \
+  python3 "$APWL_HERE/check.py" --iter "$iter" --work "$work" --fs "$fs" --dur "$dur" --delay "$delay" \
     --early "$early" --fsck "$fsck" --run-log "$dir/run.log" --verify-log "$dir/verify.log" \
     --files "$dir/files" --json "$dir/result.json"
   rc=$?

@@ -3,7 +3,8 @@
 
 Reads the per-iteration lines that run.sh appends to $APWL_RESULTS (lines starting with
 "seed=... iter=") and counts, per filesystem x durability: iterations, iterations that
-had acknowledged commits, acknowledged commits, violations (by kind), temp files seen.
+had acknowledged commits, acknowledged commits, violations (by kind), temp files seen;
+per workload (single, batch, snapshot: lines without work= are the single-file runs).
 """
 import re
 import sys
@@ -25,7 +26,7 @@ for path in sys.argv[1:]:
             continue
         head, _, detail = line.partition(" | ")
         f = dict(FIELD.findall(head))
-        r = rows[(f["fs"], f["dur"])]
+        r = rows[(f.get("work", "single"), f["fs"], f["dur"])]
         r["seeds"].add(f.get("seed", "?"))
         if f["verdict"] == "LAB-ERROR" or f["verdict"] == "lab-error":
             r["lab"] += 1
@@ -37,16 +38,19 @@ for path in sys.argv[1:]:
         r["temps"] += int(f["temps"])
         if f["verdict"] == "VIOLATION":
             r["viol"] += 1
-            kind = ("missing" if "missing" in detail else "empty" if "empty" in detail
+            kind = ("not one set" if "holds" in detail or ", not " in detail or "reader saw" in detail
+                    else "missing" if "missing" in detail else "empty" if "empty" in detail
                     else rollback(detail) if "rolled back" in detail else "torn/invalid" if "invalid" in detail
                     else "debris" if "debris" in detail or "temp" in detail else "other")
             r["kinds"][kind] += 1
 
 order = {"full": 0, "data": 1, "none": 2}
 fs_order = {"ext4": 0, "ext4-noauto": 1, "xfs": 2, "btrfs": 3}
-print("| filesystem | durability | iterations | with ACKs | ACKed commits | violations | kinds | temps seen | lab errors |")
-print("|---|---|---:|---:|---:|---:|---|---:|---:|")
-for (fs, dur), r in sorted(rows.items(), key=lambda k: (order.get(k[0][1], 9), fs_order.get(k[0][0], 9))):
+work_order = {"single": 0, "batch": 1, "snapshot": 2}
+print("| workload | filesystem | durability | iterations | with ACKs | ACKed commits | violations | kinds | temps seen | lab errors |")
+print("|---|---|---|---:|---:|---:|---:|---|---:|---:|")
+for (work, fs, dur), r in sorted(rows.items(), key=lambda k: (work_order.get(k[0][0], 9), order.get(k[0][2], 9),
+                                                             fs_order.get(k[0][1], 9))):
     kinds = ", ".join(f"{k}: {v}" for k, v in sorted(r["kinds"].items())) or "-"
     name = "ext4 -o noauto_da_alloc" if fs == "ext4-noauto" else fs
-    print(f"| {name} | {dur.capitalize()} | {r['n']} | {r['with_ack']} | {r['acked']} | {r['viol']} | {kinds} | {r['temps']} | {r['lab']} |")
+    print(f"| {work} | {name} | {dur.capitalize()} | {r['n']} | {r['with_ack']} | {r['acked']} | {r['viol']} | {kinds} | {r['temps']} | {r['lab']} |")
