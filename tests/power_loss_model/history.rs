@@ -10,7 +10,9 @@ use atomic_persist::Durability;
 #[cfg(feature = "json")]
 use crate::Doc;
 use crate::common;
-use crate::model::{Entries, Fs, Seen, Tally, apply, contents_after_crash, read_entries};
+#[cfg(feature = "json")]
+use crate::model::copy_entries;
+use crate::model::{Entries, Fs, Seen, Tally, contents_after_crash, read_entries};
 #[cfg(feature = "json")]
 use crate::trace::MARK;
 use crate::trace::{Op, parse_ops};
@@ -57,17 +59,7 @@ fn history_child_main(dir: &Path) {
             text: "two".repeat(1100),
         })
         .unwrap();
-        let before = dir.join(format!("{case}.before"));
-        std::fs::create_dir(&before).unwrap();
-        for name in common::names(&sub) {
-            let from = sub.join(&name);
-            match std::fs::read_link(&from) {
-                Ok(target) => std::os::unix::fs::symlink(target, before.join(&name)).unwrap(),
-                Err(_) => {
-                    std::fs::copy(&from, before.join(&name)).unwrap();
-                }
-            }
-        }
+        copy_entries(&sub, &dir.join(format!("{case}.before")));
         let _ = std::fs::File::open(format!("{MARK}begin-{case}"));
         h.set(Doc {
             rev: 3,
@@ -100,41 +92,14 @@ fn latest_and_manifest(entries: &Entries) -> (Vec<u8>, Vec<u8>) {
 fn explore_history(case: &str, ops: &[Op], before: &Entries, after: &Entries, full: bool) -> Tally {
     let (old, old_manifest) = latest_and_manifest(before);
     let (new, new_manifest) = latest_and_manifest(after);
-    // Which created inode is written with what: replay names only, then each written
-    // inode gets the bytes its final name holds.
-    let mut dry = Fs::with_entries(before);
-    dry.dry = true;
-    for op in ops {
-        dry.step(op, &[]);
-    }
-    let names: Vec<&String> = dry.live.keys().collect();
-    let want: Vec<&String> = after.iter().map(|(n, _)| n).collect();
-    assert_eq!(
-        names, want,
-        "{case}: the replay does not end with the directory"
-    );
-    let mut fs = Fs::with_entries(before);
-    for (name, entry) in after {
-        let inode = dry.live[name];
-        if let (true, Ok(bytes)) = (inode >= before.len(), entry) {
-            fs.sources.insert(inode, bytes.clone());
-        }
-    }
+    let mut fs = Fs::for_replay(case, ops, before, after);
     let mut tally = Tally::default();
     for point in 0..=ops.len() {
         if point > 0 {
             fs.step(&ops[point - 1], &[]);
         }
         let returned = point == ops.len();
-        let m = fs.pending.len();
-        assert!(m < 16, "{case}: too many pending directory changes: {m}");
-        for subset in 0u32..(1 << m) {
-            let mut entries = fs.durable.clone();
-            for (k, e) in fs.pending.iter().enumerate() {
-                if subset & (1 << k) != 0 {
-                    apply(&mut entries, e);
-                }
-            }
+        for entries in fs.crash_directories(case) {
             let seen: Vec<Seen> = match entries.get(POINTER).map(|&i| &fs.inodes[i].link) {
                 None => vec![Seen::Absent],
                 Some(None) => vec![Seen::Torn], // not a symlink

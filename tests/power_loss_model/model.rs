@@ -183,10 +183,62 @@ impl Fs {
                 self.durable = self.live.clone();
                 self.pending.clear();
             }
+            Op::SyncAll => {
+                for inode in &mut self.inodes {
+                    inode.durable = inode.current.clone();
+                }
+                self.durable = self.live.clone();
+                self.pending.clear();
+            }
             Op::Close { fd } => {
                 self.fds.remove(fd);
             }
         }
+    }
+}
+
+impl Fs {
+    /// The model at the start of a save that turns the directory `before` into `after`,
+    /// each inode the save creates written with the bytes its final name holds: a first
+    /// replay follows names and inodes only, to learn which inode ends up where.
+    pub fn for_replay(case: &str, ops: &[Op], before: &Entries, after: &Entries) -> Fs {
+        let mut dry = Fs::with_entries(before);
+        dry.dry = true;
+        for op in ops {
+            dry.step(op, &[]);
+        }
+        let names: Vec<&String> = dry.live.keys().collect();
+        let want: Vec<&String> = after.iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names, want,
+            "{case}: the replay does not end with the directory"
+        );
+        let mut fs = Fs::with_entries(before);
+        for (name, entry) in after {
+            let inode = dry.live[name];
+            if let (true, Ok(bytes)) = (inode >= before.len(), entry) {
+                fs.sources.insert(inode, bytes.clone());
+            }
+        }
+        fs
+    }
+
+    /// Every directory a power cut now may leave: the durable entries with any subset
+    /// of the pending changes applied.
+    pub fn crash_directories(&self, case: &str) -> Vec<BTreeMap<String, usize>> {
+        let m = self.pending.len();
+        assert!(m < 16, "{case}: too many pending directory changes: {m}");
+        (0u32..(1 << m))
+            .map(|subset| {
+                let mut entries = self.durable.clone();
+                for (k, e) in self.pending.iter().enumerate() {
+                    if subset & (1 << k) != 0 {
+                        apply(&mut entries, e);
+                    }
+                }
+                entries
+            })
+            .collect()
     }
 }
 
@@ -265,4 +317,18 @@ pub fn read_entries(dir: &Path) -> Entries {
             (name.to_string_lossy().into_owned(), entry)
         })
         .collect()
+}
+
+/// Copies the directory `from` to a new directory `to`, symlinks as symlinks.
+pub fn copy_entries(from: &Path, to: &Path) {
+    std::fs::create_dir(to).unwrap();
+    for name in common::names(from) {
+        let path = from.join(&name);
+        match std::fs::read_link(&path) {
+            Ok(target) => std::os::unix::fs::symlink(target, to.join(&name)).unwrap(),
+            Err(_) => {
+                std::fs::copy(&path, to.join(&name)).unwrap();
+            }
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use atomic_persist::{Durability, WriteOptions};
 
 use crate::common;
-use crate::model::{BLOCK, Fs, Inode, Seen, Tally, apply, contents_after_crash};
+use crate::model::{BLOCK, Fs, Inode, Seen, Tally, contents_after_crash};
 use crate::trace::{MARK, Op, parse_ops};
 #[cfg(feature = "json")]
 use crate::{Doc, doc_builder};
@@ -139,15 +139,7 @@ fn explore(case: &str, ops: &[Op], old: Option<&[u8]>, new: &[u8], full: bool) -
             fs.step(&ops[point - 1], new);
         }
         let returned = point == ops.len();
-        let m = fs.pending.len();
-        assert!(m < 16, "{case}: too many pending directory changes: {m}");
-        for subset in 0u32..(1 << m) {
-            let mut entries = fs.durable.clone();
-            for (k, e) in fs.pending.iter().enumerate() {
-                if subset & (1 << k) != 0 {
-                    apply(&mut entries, e);
-                }
-            }
+        for entries in fs.crash_directories(case) {
             let contents = match entries.get(DEST) {
                 None => vec![None],
                 Some(&i) => contents_after_crash(&fs.inodes[i])

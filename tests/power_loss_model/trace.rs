@@ -33,6 +33,9 @@ pub enum Op {
     Symlink { target: String, name: String },
     /// `fsync` of the directory.
     SyncDir,
+    /// `syncfs`: every file's data and every directory's entries (the model's one
+    /// directory is all the filesystem it knows).
+    SyncAll,
     /// `close`: the fd number may be reused.
     Close { fd: i64 },
 }
@@ -149,6 +152,7 @@ pub fn parse_ops(log: &str) -> BTreeMap<String, Vec<Op>> {
             }
             "fsync" | "fdatasync" if dir_fds.contains(&fd0) => ops.push(Op::SyncDir),
             "fsync" | "fdatasync" if file_fds.contains(&fd0) => ops.push(Op::SyncFile { fd: fd0 }),
+            "syncfs" if dir_fds.contains(&fd0) || file_fds.contains(&fd0) => ops.push(Op::SyncAll),
             "fsync" | "fdatasync" | "sync" | "syncfs" | "sync_file_range" => {
                 panic!("a sync of something unknown: {line}")
             }
