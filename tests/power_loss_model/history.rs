@@ -12,7 +12,7 @@ use crate::Doc;
 use crate::common;
 #[cfg(feature = "json")]
 use crate::model::copy_entries;
-use crate::model::{Entries, Fs, Seen, Tally, contents_after_crash, read_entries};
+use crate::model::{Entries, Entry, Fs, Seen, Tally, contents_after_crash, read_entries};
 #[cfg(feature = "json")]
 use crate::trace::MARK;
 use crate::trace::{Op, parse_ops};
@@ -74,13 +74,13 @@ fn history_child_main(dir: &Path) {
 /// The bytes of the version the pointer of `entries` names, and of the manifest.
 fn latest_and_manifest(entries: &Entries) -> (Vec<u8>, Vec<u8>) {
     let get = |n: &str| entries.iter().find(|(name, _)| name == n).map(|(_, e)| e);
-    let Some(Err(target)) = get(POINTER) else {
+    let Some(Entry::Link(target)) = get(POINTER) else {
         panic!("{POINTER} is not a symlink: {entries:?}");
     };
-    let Some(Ok(version)) = get(target) else {
+    let Some(Entry::File(version)) = get(target) else {
         panic!("{POINTER} names {target}, which is not a file");
     };
-    let Some(Ok(manifest)) = get(MANIFEST) else {
+    let Some(Entry::File(manifest)) = get(MANIFEST) else {
         panic!("no {MANIFEST}");
     };
     (version.clone(), manifest.clone())
@@ -166,8 +166,9 @@ fn without(ops: &[Op], what: &str) -> Vec<Op> {
                 .find_map(|o| match o {
                     // A named temp, or (the Linux default) an anonymous one that gets
                     // the temp's name, or the version's own, just before the rename.
-                    Op::Create { fd, name } | Op::LinkFd { fd, name }
-                        if name.starts_with(".state.3.json.") || name == "state.3.json" =>
+                    Op::Create { fd, at } | Op::LinkFd { fd, to: at }
+                        if at.name().starts_with(".state.3.json.")
+                            || at.name() == "state.3.json" =>
                     {
                         Some(*fd)
                     }
@@ -181,11 +182,11 @@ fn without(ops: &[Op], what: &str) -> Vec<Op> {
         "directory sync after the pointer swap" => {
             let swap = ops
                 .iter()
-                .position(|o| matches!(o, Op::Rename { to, .. } if to == POINTER))
+                .position(|o| matches!(o, Op::Rename { to, .. } if to.name() == POINTER))
                 .expect("the pointer's rename");
             swap + ops[swap..]
                 .iter()
-                .position(|o| *o == Op::SyncDir)
+                .position(|o| matches!(o, Op::SyncDir { .. }))
                 .expect("a directory sync after the pointer's rename")
         }
         _ => unreachable!("{what}"),

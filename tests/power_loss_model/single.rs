@@ -7,8 +7,8 @@ use std::path::Path;
 use atomic_persist::{Durability, WriteOptions};
 
 use crate::common;
-use crate::model::{BLOCK, Fs, Inode, Seen, Tally, contents_after_crash};
-use crate::trace::{MARK, Op, parse_ops};
+use crate::model::{BLOCK, Entries, Entry, Fs, Inode, Seen, Tally, contents_after_crash};
+use crate::trace::{Loc, MARK, Op, parse_ops};
 #[cfg(feature = "json")]
 use crate::{Doc, doc_builder};
 
@@ -132,8 +132,11 @@ fn child_main(dir: &Path) {
 fn explore(case: &str, ops: &[Op], old: Option<&[u8]>, new: &[u8], full: bool) -> Tally {
     let existing = old.is_some();
     let mut tally = Tally::default();
-    let before = old.map(|o| (DEST.to_owned(), Ok(o.to_vec())));
-    let mut fs = Fs::with_entries(before.as_slice());
+    let before: Entries = old
+        .map(|o| (DEST.to_owned(), Entry::File(o.to_vec())))
+        .into_iter()
+        .collect();
+    let mut fs = Fs::with_entries(&before);
     for point in 0..=ops.len() {
         if point > 0 {
             fs.step(&ops[point - 1], new);
@@ -254,7 +257,7 @@ fn every_simulated_power_loss_leaves_the_old_or_the_new_file() {
                         "file sync",
                         (|o: &Op| !matches!(o, Op::SyncFile { .. })) as fn(&Op) -> bool,
                     ),
-                    ("directory sync", |o: &Op| *o != Op::SyncDir),
+                    ("directory sync", |o: &Op| !matches!(o, Op::SyncDir { .. })),
                 ] {
                     let mutated: Vec<Op> = ops.iter().filter(|o| keep(o)).cloned().collect();
                     if mutated.len() == ops.len() {
@@ -314,7 +317,7 @@ fn the_model_loses_unsynced_data_and_unsynced_renames() {
     let ops = vec![
         Op::Create {
             fd: 4,
-            name: ".t".into(),
+            at: Loc::from(".t"),
         },
         Op::Write {
             fd: 4,
@@ -322,8 +325,8 @@ fn the_model_loses_unsynced_data_and_unsynced_renames() {
             len: new_bytes().len(),
         },
         Op::Rename {
-            from: ".t".into(),
-            to: DEST.into(),
+            from: Loc::from(".t"),
+            to: Loc::from(DEST),
         },
     ];
     let t = explore("naive", &ops, Some(&old_bytes()), &new_bytes(), true);
@@ -333,7 +336,7 @@ fn the_model_loses_unsynced_data_and_unsynced_renames() {
     let inode = Inode {
         durable: Vec::new(),
         current: new_bytes(),
-        link: None,
+        ..Inode::default()
     };
     let c = contents_after_crash(&inode);
     assert!(c.contains(&Vec::new()) && c.contains(&new_bytes()));

@@ -5,14 +5,44 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The marker paths the child opens around each case: `{MARK}begin-CASE`, `{MARK}end-CASE`.
 pub const MARK: &str = "/nonexistent/atomic-persist-power-loss/";
 
+/// Where a call names an entry: relative to a directory fd (`openat(3, "a.bin", ..)`),
+/// or, with `at: None`, by a path relative to the case's directory (an absolute path in
+/// the trace with the case's directory cut off; `""` is that directory itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loc {
+    pub at: Option<i64>,
+    pub path: String,
+}
+
+impl From<&str> for Loc {
+    /// A path relative to the case's directory.
+    fn from(path: &str) -> Loc {
+        Loc {
+            at: None,
+            path: path.to_owned(),
+        }
+    }
+}
+
+impl Loc {
+    /// The entry's own name (the last component).
+    pub fn name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
 /// One operation of a save on the model filesystem. Files are named by the fd they were
 /// opened as (each creation gets a fresh inode).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     /// `openat(dir, name, O_CREAT|O_EXCL)`: a new inode and a name for it.
-    Create { fd: i64, name: String },
+    Create { fd: i64, at: Loc },
     /// `openat(dir, ".", O_TMPFILE)`: a new inode without a name.
     CreateAnonymous { fd: i64 },
+    /// `mkdirat`: a new, empty directory inode and a name for it.
+    Mkdir { at: Loc },
+    /// `openat(.., O_DIRECTORY)`: `fd` now refers to the directory `at` names.
+    OpenDir { fd: i64, at: Loc },
     /// `write(fd, .., len)` at the fd's offset (or `pwrite` at `offset`).
     Write {
         fd: i64,
@@ -22,19 +52,18 @@ pub enum Op {
     /// `fsync`/`fdatasync` of a file.
     SyncFile { fd: i64 },
     /// `renameat`/`renameat2`: `to` now names what `from` named; `from` is gone.
-    Rename { from: String, to: String },
-    /// `linkat` of an open file (anonymous or not) to `name`.
-    LinkFd { fd: i64, name: String },
+    Rename { from: Loc, to: Loc },
+    /// `linkat` of an open file (anonymous or not) to `to`.
+    LinkFd { fd: i64, to: Loc },
     /// `linkat` of an existing name to another.
-    LinkName { from: String, to: String },
-    /// `unlinkat`.
-    Unlink { name: String },
+    LinkName { from: Loc, to: Loc },
+    /// `unlinkat` (of a file, or with `AT_REMOVEDIR` of an empty directory).
+    Unlink { at: Loc },
     /// `symlinkat(target, dir, name)`: a new symlink inode and a name for it.
-    Symlink { target: String, name: String },
-    /// `fsync` of the directory.
-    SyncDir,
-    /// `syncfs`: every file's data and every directory's entries (the model's one
-    /// directory is all the filesystem it knows).
+    Symlink { target: String, at: Loc },
+    /// `fsync` of the directory open as `fd`: its entries durable.
+    SyncDir { fd: i64 },
+    /// `syncfs`: every file's data and every directory's entries.
     SyncAll,
     /// `close`: the fd number may be reused.
     Close { fd: i64 },
@@ -67,10 +96,23 @@ pub fn split_args(args: &str) -> Vec<String> {
     out
 }
 
-/// A name as the model's one directory knows it: the last component of a path (the
-/// engine names files relative to a directory fd, `std::fs` by absolute path).
-pub fn base(name: &str) -> String {
-    name.rsplit('/').next().unwrap_or(name).to_owned()
+/// The location a call's (dirfd, path) arguments name in the case `case`: an absolute
+/// path is made relative to the case's directory (the engine names files relative to a
+/// directory fd, `std::fs` by absolute path).
+pub fn loc(dirfd: Option<&str>, path: &str, case: &str) -> Loc {
+    let at = dirfd.and_then(|d| d.parse::<i64>().ok());
+    let path = match path.strip_prefix('/') {
+        None => path.to_owned(),
+        Some(_) => {
+            let inside = format!("/{case}/");
+            match path.split_once(&inside) {
+                Some((_, rest)) => rest.to_owned(),
+                None if path.ends_with(&format!("/{case}")) => String::new(),
+                None => path.to_owned(),
+            }
+        }
+    };
+    Loc { at, path }
 }
 
 /// The operations of each case, from an `strace -f -e trace=%file,%desc` log.
@@ -96,9 +138,9 @@ pub fn parse_ops(log: &str) -> BTreeMap<String, Vec<Op>> {
             }
             continue;
         }
-        let Some((_, ops)) = current.as_mut() else {
+        if current.is_none() {
             continue;
-        };
+        }
         let Some((head, ret)) = line.rsplit_once(" = ") else {
             continue;
         };
@@ -117,24 +159,39 @@ pub fn parse_ops(log: &str) -> BTreeMap<String, Vec<Op>> {
         };
         let a = split_args(args);
         let fd0 = a.first().and_then(|s| s.parse::<i64>().ok()).unwrap_or(-1);
+        let case = current.as_ref().map(|(c, _)| c.clone()).unwrap_or_default();
+        let ops = &mut current.as_mut().expect("inside a case").1;
+        // (dirfd, path) of the call's `k`-th location: `at` calls take a dirfd first.
+        let at = |k: usize| {
+            let i = if name.ends_with("at") || name.ends_with("at2") {
+                2 * k
+            } else {
+                k
+            };
+            match name.ends_with("at") || name.ends_with("at2") {
+                true => loc(Some(&a[i]), &a[i + 1], &case),
+                false => loc(None, &a[i], &case),
+            }
+        };
         match name {
             "openat" | "open" => {
                 // open(path, flags, ..) or openat(dirfd, path, flags, ..)
-                let at = usize::from(name == "openat");
-                let flags = a.get(at + 1).map(String::as_str).unwrap_or("");
+                let flags = a
+                    .get(usize::from(name == "openat") + 1)
+                    .map(String::as_str)
+                    .unwrap_or("");
                 if flags.contains("O_DIRECTORY") {
                     dir_fds.insert(ret);
+                    ops.push(Op::OpenDir { fd: ret, at: at(0) });
                 } else if flags.contains("O_TMPFILE") {
                     file_fds.insert(ret);
                     ops.push(Op::CreateAnonymous { fd: ret });
                 } else if flags.contains("O_CREAT") {
                     file_fds.insert(ret);
-                    ops.push(Op::Create {
-                        fd: ret,
-                        name: base(&a[at]),
-                    });
+                    ops.push(Op::Create { fd: ret, at: at(0) });
                 }
             }
+            "mkdirat" | "mkdir" => ops.push(Op::Mkdir { at: at(0) }),
             "write" if file_fds.contains(&fd0) => ops.push(Op::Write {
                 fd: fd0,
                 offset: None,
@@ -150,50 +207,41 @@ pub fn parse_ops(log: &str) -> BTreeMap<String, Vec<Op>> {
             {
                 panic!("the model does not know {name} yet: {line}")
             }
-            "fsync" | "fdatasync" if dir_fds.contains(&fd0) => ops.push(Op::SyncDir),
+            "fsync" | "fdatasync" if dir_fds.contains(&fd0) => ops.push(Op::SyncDir { fd: fd0 }),
             "fsync" | "fdatasync" if file_fds.contains(&fd0) => ops.push(Op::SyncFile { fd: fd0 }),
             "syncfs" if dir_fds.contains(&fd0) || file_fds.contains(&fd0) => ops.push(Op::SyncAll),
             "fsync" | "fdatasync" | "sync" | "syncfs" | "sync_file_range" => {
                 panic!("a sync of something unknown: {line}")
             }
-            "renameat" | "renameat2" => ops.push(Op::Rename {
-                from: base(&a[1]),
-                to: base(&a[3]),
-            }),
-            "rename" => ops.push(Op::Rename {
-                from: base(&a[0]),
-                to: base(&a[1]),
+            "renameat" | "renameat2" | "rename" => ops.push(Op::Rename {
+                from: at(0),
+                to: at(1),
             }),
             "symlinkat" => ops.push(Op::Symlink {
                 target: a[0].clone(),
-                name: base(&a[2]),
+                at: loc(Some(&a[1]), &a[2], &case),
             }),
             "symlink" => ops.push(Op::Symlink {
                 target: a[0].clone(),
-                name: base(&a[1]),
+                at: loc(None, &a[1], &case),
             }),
             "linkat" => {
-                let to = base(&a[3]);
+                let to = at(1);
                 if a[4].contains("AT_EMPTY_PATH") {
-                    ops.push(Op::LinkFd { fd: fd0, name: to });
+                    ops.push(Op::LinkFd { fd: fd0, to });
                 } else if let Some(fd) = a[1].strip_prefix("/proc/self/fd/") {
                     ops.push(Op::LinkFd {
                         fd: fd.parse().unwrap(),
-                        name: to,
-                    });
-                } else {
-                    ops.push(Op::LinkName {
-                        from: base(&a[1]),
                         to,
                     });
+                } else {
+                    ops.push(Op::LinkName { from: at(0), to });
                 }
             }
-            "unlinkat" | "unlink" => ops.push(Op::Unlink {
-                name: base(&a[usize::from(name == "unlinkat")]),
-            }),
+            "unlinkat" | "unlink" => ops.push(Op::Unlink { at: at(0) }),
             "close" => {
-                dir_fds.remove(&fd0);
-                if file_fds.remove(&fd0) {
+                let (dir, file) = (dir_fds.remove(&fd0), file_fds.remove(&fd0));
+                if dir || file {
                     ops.push(Op::Close { fd: fd0 });
                 }
             }
