@@ -18,7 +18,9 @@
 //!    that a power cut could lose;
 //! 4. swaps the pointer to it, the commit point, and with [`Durability::Full`] syncs the
 //!    parent directory (one more flush); then removes the generations beyond
-//!    [`keep`](SnapshotBuilder::keep).
+//!    [`keep`](SnapshotBuilder::keep). With [`Durability::Data`] the parent is synced
+//!    before anything is removed (only when something is), so that no removal is
+//!    durable before the swap: a durable pointer never names a removed generation.
 //!
 //! A reader ([`Snapshot::current`]) resolves the pointer once and reads every file through
 //! one handle on that generation's directory, so it never mixes two sets. Retention may
@@ -297,6 +299,12 @@ impl Snapshot {
         sys::Dir::open(&self.dir).map_err(|e| Error::io(Op::OpenDir, &self.dir, e))
     }
 
+    fn sync_parent(&self, parent: &sys::Dir) -> Result<()> {
+        parent
+            .sync()
+            .map_err(|e| Error::io(Op::SyncDir, &self.dir, e))
+    }
+
     /// The writer lock, waiting as configured.
     fn lock(&self) -> Result<Lock> {
         match self.lock_timeout {
@@ -321,11 +329,22 @@ impl Snapshot {
         let keep_from = self
             .keep
             .map_or(0, |k| current.saturating_sub(k as u64 - 1));
-        for g in generations {
-            if g < keep_from || g > current {
-                let name = names::version_name(&self.name, g);
-                let _ = std::fs::remove_dir_all(self.dir.join(name));
-            }
+        let doomed: Vec<u64> = generations
+            .into_iter()
+            .filter(|&g| g < keep_from || g > current)
+            .collect();
+        // With `Data` the swap was not synced: no removal may become durable before it
+        // (the durable pointer may still name a generation removed here). `Full` synced
+        // it already; `None` promises nothing across a power cut.
+        let unsynced = self.options.durability_level() == Durability::Data;
+        if doomed.is_empty()
+            || unsynced && self.parent().and_then(|d| self.sync_parent(&d)).is_err()
+        {
+            return;
+        }
+        for g in doomed {
+            let name = names::version_name(&self.name, g);
+            let _ = std::fs::remove_dir_all(self.dir.join(name));
         }
     }
 }

@@ -14,9 +14,10 @@
 //!   lost at a power cut: the file may be cut at any 4 KiB block boundary between its
 //!   durable length and its current length, and each block not yet durable may read
 //!   back as zeros;
-//! - a create, rename, link or unlink is durable only once its directory is synced;
-//!   before that, any subset of the pending ones may have happened (each rename whole or
-//!   not at all).
+//! - a create, mkdir, rename, link or unlink is durable only once its directory is
+//!   synced (that directory: each has its own pending changes); before that, any subset
+//!   of the pending ones may have happened (each rename whole or not at all);
+//! - `syncfs` makes every file's data and every directory's entries durable.
 //!
 //! For every crash point (after each operation, and before the first) and every such
 //! state, the destination must be absent only if it was absent before, and otherwise be
@@ -37,14 +38,21 @@
 //! removes the version the old pointer names) without the directory sync after the
 //! pointer swap, the model must find violating states.
 //!
-//! A batch commit (three files, one of them new, at `Full` and `Data`, each sync mode)
-//! is replayed the same way (`batch`): `syncfs` makes every file and every directory
-//! entry durable. Every destination must be old or new in every crash state (a batch is
-//! not all-or-nothing), and new in all once a `Full` commit returned; without the
-//! data sync or without the directory sync the model must find violating states.
+//! A batch commit (three files, one of them new, each sync mode, at `Full`, `Data` and
+//! `None`) is replayed the same way (`batch`). Every destination must be old or new in
+//! every crash state (a batch is not all-or-nothing), and new in all once a `Full`
+//! commit returned; without the data sync or without the directory sync the model must
+//! find violating states.
+//!
+//! A snapshot commit (`snapshot`: generation 3 of three files over generations 1 and 2;
+//! `keep(2)`, `keep(1)`, all kept; `Full`, `Data`, `None`) writes a new directory and
+//! renames it: every crash state must leave the pointer naming one whole set, the old or
+//! the new one, every file of it complete and of that generation; without the data sync
+//! or the parent's sync after the pointer swap the model must find violating states.
 //!
 //! Modules: `trace` turns the strace log into operations, `model` is the model
-//! filesystem, and `single`, `history` and `batch` each trace and check one kind of save.
+//! filesystem, and `single`, `history`, `batch` and `snapshot` each trace and check one
+//! kind of save.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -53,6 +61,7 @@ mod batch;
 mod history;
 mod model;
 mod single;
+mod snapshot;
 mod trace;
 
 #[cfg(feature = "json")]
