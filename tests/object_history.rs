@@ -725,6 +725,7 @@ async fn a_pointer_put_applied_but_reported_as_failed_is_a_commit(make: MakeStor
         inner: make(),
         key: key.into(),
         fail: fail.clone(),
+        multipart_uploads: Default::default(),
     });
     let mut h = ObjectHistory::<Checkpoint>::builder(store, key)
         .keep(2)

@@ -5,12 +5,15 @@
 
 mod common;
 
-use atomic_persist::object::ObjectSnapshot;
-use atomic_persist::{CorruptKind, Error};
-use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStoreExt, PutPayload};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use common::stores::MakeStore;
+use atomic_persist::object::ObjectSnapshot;
+use atomic_persist::{CorruptKind, Error, Op};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use common::stores::{AppliedThenFailed, Failure, MakeStore};
 
 async fn commit(snap: &ObjectSnapshot, files: &[(&str, &[u8])]) -> u64 {
     let mut tx = snap.begin().await.unwrap();
@@ -191,6 +194,110 @@ async fn a_cancelled_commit_leaves_the_pointer_at_a_whole_set(make: MakeStore) {
     }
 }
 
+/// A pointer PUT the store applied but answered with a refusal (how a client's retry
+/// of a PUT whose answer was lost comes back) is a commit: the set stays and is current.
+/// One answered with another error is an error; the set stays, current if it applied.
+async fn a_pointer_put_applied_but_reported_as_failed_keeps_its_set(make: MakeStore) {
+    let key = "applied/ckpt";
+    let fail = Arc::new(Mutex::new(None));
+    let store: Arc<dyn ObjectStore> = Arc::new(AppliedThenFailed {
+        inner: make(),
+        key: ObjectPath::from(key),
+        fail: fail.clone(),
+        multipart_uploads: Default::default(),
+    });
+    let snap = ObjectSnapshot::new(store, key);
+    let arm = |f| *fail.lock().unwrap() = Some(f);
+    let read = async |snap: &ObjectSnapshot| {
+        let view = snap.current().await.unwrap();
+        (view.generation(), view.read("a.bin").await.unwrap())
+    };
+    arm(Failure::Precondition);
+    assert_eq!(commit(&snap, &[("a.bin", b"one")]).await, 1); // If-None-Match: *
+    assert_eq!(read(&snap).await, (1, b"one".to_vec()));
+    arm(Failure::Precondition);
+    assert_eq!(commit(&snap, &[("a.bin", b"two")]).await, 2); // If-Match
+    assert_eq!(read(&snap).await, (2, b"two".to_vec()));
+
+    arm(Failure::Other);
+    let mut tx = snap.begin().await.unwrap();
+    tx.write("a.bin", b"three".to_vec()).unwrap();
+    let r = tx.commit().await;
+    assert!(matches!(r, Err(Error::Io { op: Op::Put, .. })), "{r:?}");
+    assert_eq!(read(&snap).await, (3, b"three".to_vec()), "the set stayed");
+    assert_eq!(
+        snap.sweep(Duration::ZERO).await.unwrap(),
+        0,
+        "it is current"
+    );
+}
+
+/// `sweep` deletes, once old enough, the objects of sets no commit made current (a
+/// killed writer's, for the pointer's generation or a newer one) and of a generation
+/// retention should have removed; never the current set or a retained generation.
+async fn sweep_deletes_only_the_objects_of_orphaned_sets(make: MakeStore) {
+    let snap = ObjectSnapshot::new(make(), "swept/ckpt").keep(2);
+    for g in 1..=3 {
+        commit(&snap, &[("a.bin", format!("{g}").as_bytes())]).await;
+    }
+    let orphan = |g: u64, tag: &str| format!("swept/ckpt.gen/{g:020}-{tag}/a.bin");
+    let orphans = [
+        orphan(4, "killed-before-its-pointer-put"),
+        orphan(3, "lost-the-race-and-was-killed"),
+        orphan(1, "missed-by-retention"),
+    ];
+    // Among the retained generations an orphan cannot be told from the generation.
+    let kept = orphan(2, "within-retention");
+    let store = make();
+    for key in orphans.iter().chain([&kept]) {
+        let payload = PutPayload::from_static(b"orphan");
+        store
+            .put(&ObjectPath::from(key.as_str()), payload)
+            .await
+            .unwrap();
+    }
+    let before = listed(&make, "swept/ckpt.gen").await;
+
+    let hour = Duration::from_secs(3600);
+    assert_eq!(snap.sweep(hour).await.unwrap(), 0, "young objects stay");
+    assert_eq!(snap.sweep(Duration::ZERO).await.unwrap(), orphans.len());
+    let after = listed(&make, "swept/ckpt.gen").await;
+    let mut gone: Vec<&String> = before.iter().filter(|k| !after.contains(k)).collect();
+    gone.sort();
+    let mut want: Vec<&String> = orphans.iter().collect();
+    want.sort();
+    assert_eq!(gone, want);
+    assert!(after.contains(&kept));
+    assert_eq!(
+        after.len(),
+        3,
+        "generations 2 and 3, and the orphan among them: {after:?}"
+    );
+    let view = snap.current().await.unwrap();
+    assert_eq!(view.read("a.bin").await.unwrap(), b"3");
+}
+
+/// An object above the multipart threshold is uploaded in parts, one below it in one
+/// PUT; both read back whole.
+async fn objects_above_the_multipart_threshold_go_in_parts(make: MakeStore) {
+    let store = Arc::new(AppliedThenFailed {
+        inner: make(),
+        key: ObjectPath::from("parts/ckpt"),
+        fail: Arc::new(Mutex::new(None)),
+        multipart_uploads: Default::default(),
+    });
+    let uploads = store.multipart_uploads.clone();
+    let snap = ObjectSnapshot::new(store, "parts/ckpt")
+        .multipart_threshold(4096)
+        .part_size(5 * 1024 * 1024);
+    let big: Vec<u8> = (0..6 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    commit(&snap, &[("big.bin", &big), ("small.bin", &[7; 4096])]).await;
+    assert_eq!(uploads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let view = snap.current().await.unwrap();
+    assert_eq!(view.read("big.bin").await.unwrap(), big);
+    assert_eq!(view.read("small.bin").await.unwrap(), [7; 4096]);
+}
+
 common::stores::behaviour_suite!(
     a_commit_makes_the_whole_new_set_current,
     a_view_reads_its_own_set_after_a_newer_commit,
@@ -202,4 +309,7 @@ common::stores::behaviour_suite!(
     put_and_get_go_through_the_format_of_the_extension,
     a_name_that_is_not_one_plain_object_name_is_refused,
     a_cancelled_commit_leaves_the_pointer_at_a_whole_set,
+    a_pointer_put_applied_but_reported_as_failed_keeps_its_set,
+    sweep_deletes_only_the_objects_of_orphaned_sets,
+    objects_above_the_multipart_threshold_go_in_parts,
 );

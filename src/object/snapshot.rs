@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 
 use super::store::{Multipart, create_unique, delete_quietly, get_bytes, key_path, store_error};
 use crate::error::{CorruptKind, Error, Op, Result};
@@ -79,6 +80,22 @@ impl ObjectSnapshot {
         self
     }
 
+    /// Objects of a set larger than this many bytes are uploaded in parts (to their
+    /// own key in the set's prefix, as any object of it); default
+    /// [`DEFAULT_MULTIPART_THRESHOLD`](crate::object::DEFAULT_MULTIPART_THRESHOLD).
+    pub fn multipart_threshold(mut self, bytes: u64) -> Self {
+        self.multipart.threshold = bytes;
+        self
+    }
+
+    /// The size of each part of a multipart upload but the last (default
+    /// [`DEFAULT_PART_SIZE`](crate::object::DEFAULT_PART_SIZE), at least 1). S3 refuses
+    /// parts under 5 MiB.
+    pub fn part_size(mut self, bytes: usize) -> Self {
+        self.multipart.part_size = bytes.max(1);
+        self
+    }
+
     /// The generation the pointer names; `None` before the first commit.
     ///
     /// # Errors
@@ -142,6 +159,61 @@ impl ObjectSnapshot {
         }
     }
 
+    /// Deletes the objects that no commit made current and that no retained generation
+    /// holds, last modified at least `min_age` ago; returns how many it deleted.
+    ///
+    /// A commit deletes its objects when it loses the race, so objects are only left
+    /// behind by a writer that crashed or was cancelled between its uploads and its
+    /// pointer PUT, whose PUT failed without saying whether it was applied (and it was
+    /// not), or whose retention's deletes failed. Their prefix tells them: a generation
+    /// newer than the pointer's, the pointer's generation under another prefix, or a
+    /// generation older than [`keep`](Self::keep) retains. The pointer names only the
+    /// current generation, so an orphan among the older generations still retained
+    /// cannot be told from the generation itself: it stays until retention passes it
+    /// (with every generation kept, it stays).
+    ///
+    /// Objects being uploaded right now are named by no pointer yet: `min_age` must be
+    /// longer than the longest commit (an hour is generous), or a sweep can delete a set
+    /// just before its pointer is written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] with [`Op::List`], [`Op::Get`] or [`Op::Delete`] when the store
+    /// fails; [`Error::Corrupt`] ([`CorruptKind::BadPointer`]) for a pointer that does
+    /// not parse (nothing is deleted then).
+    pub async fn sweep(&self, min_age: Duration) -> Result<usize> {
+        let root = ObjectPath::from(format!("{}.gen", self.key));
+        let listed = (self.store.list_with_delimiter(Some(&root)).await)
+            .map_err(|e| store_error(Op::List, &root, e))?;
+        // Read after listing: a set listed before its pointer was written is young.
+        let pointer = self.pointer().await?.map(|(p, _)| p);
+        let current = pointer.as_ref().map_or(0, |p| p.generation);
+        let oldest_kept = self
+            .keep
+            .map_or(0, |k| current.saturating_sub(k as u64 - 1));
+        let orphan = |prefix: &ObjectPath| {
+            let Some(g) = generation_of(prefix) else {
+                return false; // not a generation's prefix: not ours to delete
+            };
+            let live = pointer
+                .as_ref()
+                .is_some_and(|p| p.prefix == prefix.as_ref());
+            g > current || (g == current && !live) || g < oldest_kept
+        };
+        let mut deleted = 0;
+        for prefix in listed.common_prefixes.iter().filter(|p| orphan(p)) {
+            let objects = (self.store.list_with_delimiter(Some(prefix)).await)
+                .map_err(|e| store_error(Op::List, prefix, e))?;
+            for object in objects.objects.iter().filter(|o| old_enough(o, min_age)) {
+                match self.store.delete(&object.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                    Err(e) => return Err(store_error(Op::Delete, &object.location, e)),
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Deletes the objects of the generations before the newest `keep` (best effort:
     /// what stays is deleted by a later commit).
     async fn prune(&self, current: u64) {
@@ -152,9 +224,7 @@ impl ObjectSnapshot {
             return;
         };
         for prefix in listed.common_prefixes {
-            let generation =
-                (prefix.filename()).and_then(|name| name.get(..20)?.parse::<u64>().ok());
-            if generation.is_none_or(|g| g >= oldest_kept) {
+            if generation_of(&prefix).is_none_or(|g| g >= oldest_kept) {
                 continue;
             }
             let Ok(objects) = self.store.list_with_delimiter(Some(&prefix)).await else {
@@ -247,6 +317,20 @@ impl SetPointer {
     }
 }
 
+/// The generation of a set's prefix `{key}.gen/{generation:020}-{uuid}`.
+fn generation_of(prefix: &ObjectPath) -> Option<u64> {
+    prefix.filename()?.get(..20)?.parse().ok()
+}
+
+/// Whether `object` was last modified at least `min_age` ago.
+fn old_enough(object: &object_store::ObjectMeta, min_age: Duration) -> bool {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let age_ms = now.saturating_sub(object.last_modified.timestamp_millis());
+    age_ms >= min_age.as_millis().min(i64::MAX as u128) as i64
+}
+
 /// One plain object name: not empty, no `/`, no line break, not `.` or `..`.
 fn valid_name(name: &str) -> bool {
     !name.is_empty() && !name.contains(['/', '\n', '\r']) && name != "." && name != ".."
@@ -325,9 +409,11 @@ impl ObjectTransaction<'_> {
     ///
     /// [`Error::Conflict`] when another writer committed since
     /// [`begin`](ObjectSnapshot::begin) (its objects are deleted again, the snapshot is
-    /// unchanged); [`Error::Io`] with [`Op::Put`] when the store fails (before the
-    /// pointer's PUT, nothing changed; for the PUT itself, the pointer may or may not
-    /// have been replaced, as the store did not say).
+    /// unchanged; a refusal after which the pointer names this set is the retry of an
+    /// applied PUT, and the commit returns `Ok`); [`Error::Io`] with [`Op::Put`] when the
+    /// store fails (before the pointer's PUT, nothing changed; for the PUT itself, the
+    /// pointer may or may not have been replaced, as the store did not say, and the
+    /// objects stay: [`ObjectSnapshot::sweep`] removes them if it was not).
     pub async fn commit(self) -> Result<u64> {
         let store = &*self.snap.store;
         let mut uploaded = Vec::with_capacity(self.objects.len());
@@ -353,6 +439,10 @@ impl ObjectTransaction<'_> {
             Err(
                 object_store::Error::Precondition { .. }
                 | object_store::Error::AlreadyExists { .. },
+            ) if self.applied().await => {}
+            Err(
+                object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. },
             ) => {
                 self.delete(&uploaded).await;
                 let found = self
@@ -373,6 +463,14 @@ impl ObjectTransaction<'_> {
         }
         self.snap.prune(self.pointer.generation).await;
         Ok(self.pointer.generation)
+    }
+
+    /// Whether the pointer names this transaction's set after a refused PUT: the
+    /// refusal of a client's automatic retry of a PUT that was applied but whose answer
+    /// was lost (the first attempt changed the version the retry was conditional on).
+    /// Its prefix is unique to this transaction, so no other writer's pointer matches.
+    async fn applied(&self) -> bool {
+        matches!(self.snap.pointer().await, Ok(Some((p, _))) if p == self.pointer)
     }
 
     async fn delete(&self, keys: &[ObjectPath]) {

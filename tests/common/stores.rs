@@ -34,12 +34,14 @@ pub fn in_memory() -> MakeStore {
 
 /// A store that applies every PUT of one key and then, when armed, answers it with an
 /// error: a conditional PUT whose response was lost and that the client retried (the
-/// retry is refused, `412`), or an error of another kind after the PUT was applied.
+/// retry is refused, `412`), or an error of another kind after the PUT was applied. It
+/// also counts the multipart uploads started through it.
 #[derive(Debug)]
 pub struct AppliedThenFailed {
     pub inner: Arc<dyn ObjectStore>,
     pub key: ObjectPath,
     pub fail: Arc<Mutex<Option<Failure>>>,
+    pub multipart_uploads: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +87,7 @@ impl ObjectStore for AppliedThenFailed {
         location: &ObjectPath,
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        (self.multipart_uploads).fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.put_multipart_opts(location, opts).await
     }
 

@@ -278,6 +278,7 @@ pub async fn a_put_applied_but_reported_as_failed_is_a_commit(make: MakeStore) {
             inner: make(),
             key: key.into(),
             fail: fail.clone(),
+            multipart_uploads: Default::default(),
         });
         let mut p = open_large_on(store, key).await;
         let arm = |f| *fail.lock().unwrap() = Some(f);
