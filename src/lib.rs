@@ -168,6 +168,7 @@ pub mod persist;
 pub mod persisted;
 mod pointer;
 mod random;
+pub mod recovery;
 pub mod snapshot;
 mod sys;
 #[cfg(feature = "toml")]
@@ -217,6 +218,7 @@ pub use lock::Lock;
 pub use object::{ObjectHistory, ObjectPersisted};
 pub use persist::{Payload, Persist};
 pub use persisted::{Persisted, PersistedBuilder};
+pub use recovery::Recovery;
 pub use snapshot::{Snapshot, SnapshotBuilder, Transaction, View};
 /// The `uuid` crate, whose [`Uuid`](uuid::Uuid) is a run id
 /// ([`Meta::run_id`], [`PersistedBuilder::run_id`]).

@@ -402,6 +402,36 @@ pub trait Persist: Serialize + DeserializeOwned {
         Ok(Self::builder_at(path).open_or_default()?.into_inner())
     }
 
+    /// Loads the value from the [`default_path`](Self::default_path), or
+    /// `Self::default()` when there is no file **or it is damaged**; a damaged file is
+    /// moved aside first, never deleted, and the [`Recovery`](crate::Recovery) says
+    /// where (see [`PersistedBuilder::open_or_recover`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`default_path`](Self::default_path) and
+    /// [`load_or_recover_from`](Self::load_or_recover_from).
+    fn load_or_recover() -> Result<(Self, Option<crate::Recovery>)>
+    where
+        Self: Default,
+    {
+        Self::load_or_recover_from(Self::default_path()?)
+    }
+
+    /// Loads the value from `path`, or `Self::default()` when there is no file or it is
+    /// damaged (moved aside first: [`PersistedBuilder::open_or_recover`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`PersistedBuilder::open_or_recover`].
+    fn load_or_recover_from(path: impl AsRef<Path>) -> Result<(Self, Option<crate::Recovery>)>
+    where
+        Self: Default,
+    {
+        let (p, recovery) = Self::builder_at(path).open_or_recover(Self::default)?;
+        Ok((p.into_inner(), recovery))
+    }
+
     /// Saves the value atomically to the [`default_path`](Self::default_path). With
     /// [`APP`](Self::APP), the application's configuration directory is created first
     /// when it does not exist yet.

@@ -139,6 +139,7 @@ use crate::error::{Error, Op, Result};
 use crate::format::AnyFormat;
 use crate::local::{self, Local};
 use crate::lock::Lock;
+use crate::recovery::{self, Recovery, Restored};
 use crate::sys;
 use crate::trust;
 
@@ -579,17 +580,69 @@ impl<T: Serialize + DeserializeOwned> PersistedBuilder<T> {
         let (path, config) = self.config()?;
         match load(&path, &config) {
             Ok(loaded) => Ok(Persisted::from_loaded(path, config, loaded)),
-            Err(Error::NotFound { .. }) => Ok(Persisted {
-                value: f(),
-                path,
-                config,
-                meta: None,
-                disk: None,
-                seen: None,
-                #[cfg(feature = "toml")]
-                document: None,
-            }),
+            Err(Error::NotFound { .. }) => Ok(Persisted::fresh(path, config, f())),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Opens the file, or starts from `f()` when it does not exist **or is damaged**: a
+    /// damaged file ([`recovery::is_damage`]) is first moved aside to
+    /// `{name}.corrupt-{time}` beside it, never deleted or overwritten, and the
+    /// [`Recovery`] says where it went and why (see [`recovery`] for what counts as
+    /// damage). Nothing is written until the first commit.
+    ///
+    /// With the envelope or [`lock`](Self::lock) on, the file is read again under the
+    /// writer lock before it is moved, so a file another writer just replaced is opened,
+    /// not moved.
+    ///
+    /// ```
+    /// use atomic_persist::{Persisted, recovery::Restored};
+    /// # let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("settings.json");
+    /// std::fs::write(&path, "[1, 2, 3")?; // cut short by a program that saved in place
+    ///
+    /// let (settings, recovery) = Persisted::<Vec<u32>>::builder(&path).open_or_recover(Vec::new)?;
+    /// let recovery = recovery.expect("the file was damaged");
+    /// assert_eq!(recovery.restored, Restored::Default);
+    /// assert_eq!(std::fs::read(&recovery.moved_to)?, b"[1, 2, 3"); // kept, byte for byte
+    /// assert!(settings.get().is_empty() && !path.exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open) for what is not damage (a newer schema, a refused value,
+    /// an I/O error, ...); moving the file aside can fail with [`Error::Io`]
+    /// ([`Op::Rename`], [`Op::SyncDir`]) or [`Error::Refused`] (another user's link);
+    /// [`Error::Locked`] past the [`lock_timeout`](Self::lock_timeout).
+    pub fn open_or_recover(
+        self,
+        f: impl FnOnce() -> T,
+    ) -> Result<(Persisted<T>, Option<Recovery>)> {
+        let (path, config) = self.config()?;
+        let mut lock = None;
+        loop {
+            let cause = match load(&path, &config) {
+                Ok(loaded) => return Ok((Persisted::from_loaded(path, config, loaded), None)),
+                Err(Error::NotFound { .. }) => {
+                    return Ok((Persisted::fresh(path, config, f()), None));
+                }
+                Err(e) if recovery::is_damage(&e) => e,
+                Err(e) => return Err(e),
+            };
+            if (config.envelope || config.lock) && lock.is_none() {
+                // Under the writer lock no writer of this file replaces it between the
+                // look and the move: read it again there, it may have been replaced.
+                lock = Some(writer_lock(&path, &config.local)?);
+                continue;
+            }
+            let moved_to = recovery::move_aside(&path)?;
+            let recovery = Recovery {
+                moved_to,
+                cause,
+                restored: Restored::Default,
+            };
+            return Ok((Persisted::fresh(path, config, f()), Some(recovery)));
         }
     }
 }
@@ -835,6 +888,20 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
         self.value
     }
 
+    /// A handle on a file not there (yet): `value`, nothing seen on disk.
+    fn fresh(path: PathBuf, config: Config<T>, value: T) -> Self {
+        Persisted {
+            value,
+            path,
+            config,
+            meta: None,
+            disk: None,
+            seen: None,
+            #[cfg(feature = "toml")]
+            document: None,
+        }
+    }
+
     fn from_loaded(path: PathBuf, config: Config<T>, loaded: Loaded<T>) -> Self {
         let mut p = Persisted {
             value: loaded.value,
@@ -869,12 +936,7 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
 
     /// The writer lock, waiting as configured.
     fn take_lock(&self) -> Result<Lock> {
-        // The lock sidecar can be the first file a commit makes beside the file.
-        self.config.local.options.prepare_dirs(&self.path)?;
-        match self.config.local.lock_timeout {
-            None => Lock::exclusive(&self.path),
-            Some(timeout) => Lock::exclusive_timeout(&self.path, timeout),
-        }
+        writer_lock(&self.path, &self.config.local)
     }
 
     /// Where the file stands against the version this handle last saw. An unchanged
@@ -1297,6 +1359,16 @@ impl<T: fmt::Debug> fmt::Debug for Persisted<T> {
             .field("envelope", &self.config.envelope)
             .field("meta", &self.meta)
             .finish_non_exhaustive()
+    }
+}
+
+/// The writer lock of the file at `path`, waiting as `local` says.
+fn writer_lock(path: &Path, local: &Local) -> Result<Lock> {
+    // The lock sidecar can be the first file a commit makes beside the file.
+    local.options.prepare_dirs(path)?;
+    match local.lock_timeout {
+        None => Lock::exclusive(path),
+        Some(timeout) => Lock::exclusive_timeout(path, timeout),
     }
 }
 
