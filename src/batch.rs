@@ -111,12 +111,9 @@ impl Default for Batch<'_> {
 }
 
 impl<'a> Batch<'a> {
-    /// An empty batch whose files are written with the default [`WriteOptions`], but
-    /// with named temporary files ([`anonymous_temp`](WriteOptions::anonymous_temp)`(false)`).
+    /// An empty batch whose files are written with the default [`WriteOptions`].
     pub fn new() -> Batch<'a> {
-        // Named temps: with a thousand files an anonymous temp's `O_TMPFILE` + `linkat`
-        // (each inode in and out of ext4's orphan list) cost 8–27% more (BENCHMARKS.md).
-        Batch::with_options(WriteOptions::default().anonymous_temp(false))
+        Batch::with_options(WriteOptions::default())
     }
 
     /// An empty batch whose files are written with `options` (durability, mode,
