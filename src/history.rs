@@ -148,6 +148,7 @@ use crate::format::AnyFormat;
 use crate::local::{self, Local};
 use crate::lock::Lock;
 use crate::pointer;
+use crate::recovery::{self, Recovery, Restored};
 use crate::trust;
 use crate::version::VersionInfo;
 
@@ -655,6 +656,11 @@ impl RawHistory {
     pub fn rollback(&self, generation: u64) -> Result<VersionInfo> {
         let _lock = self.lock()?;
         let current = self.current_generation()?;
+        self.rollback_locked(generation, current)
+    }
+
+    /// [`rollback`](Self::rollback), the lock held and `current` the pointer's generation.
+    fn rollback_locked(&self, generation: u64, current: u64) -> Result<VersionInfo> {
         let path = self.version_path(generation);
         if generation > current {
             return Err(Error::NotFound { path });
@@ -1077,14 +1083,110 @@ impl<T: Serialize + DeserializeOwned> HistoryBuilder<T> {
     /// As [`open`](Self::open), except that a history with no version yet is not an error.
     pub fn open_or_else(self, f: impl FnOnce() -> T) -> Result<History<T>> {
         let (raw, codec) = self.parts()?;
-        let loaded = load::<T>(&raw, &codec)?.unwrap_or_else(|| Loaded {
-            value: f(),
-            generation: 0,
-            payload: None,
-            meta: None,
-        });
+        let loaded = load::<T>(&raw, &codec)?.unwrap_or_else(|| Loaded::fresh(f(), 0));
         Ok(History::from_loaded(raw, codec, loaded))
     }
+
+    /// Opens the current version, or, when it is **damaged**
+    /// ([`recovery::is_damage`]), moves its file aside to
+    /// `state.{g}.json.corrupt-{time}` (never deleted or overwritten) and makes the newest
+    /// intact older version current again, as a [`rollback`](History::rollback) does (a
+    /// new generation holding its value); with no intact version left, starts from `f()`.
+    /// The [`Recovery`] says which. A history with no version yet starts from `f()`.
+    ///
+    /// A damaged `latest` pointer itself (not a version it names) is returned as the
+    /// error it is: which version was meant is then not known.
+    ///
+    /// ```
+    /// use atomic_persist::{History, recovery::Restored};
+    /// # let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("doc.json");
+    /// let mut doc = History::<String>::builder(&path).open_or_default()?;
+    /// doc.set("first".into())?;
+    /// doc.set("second".into())?;
+    /// std::fs::write(dir.path().join("doc.2.json"), "{\"atomic_persist\"")?; // damaged
+    ///
+    /// let (doc, recovery) = History::<String>::builder(&path).open_or_recover(String::new)?;
+    /// assert_eq!(doc.get(), "first");
+    /// assert_eq!(recovery.unwrap().restored, Restored::Version { from: 1, generation: 3 });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open) for what is not damage and for a damaged pointer; the
+    /// errors of a rollback's commit, and of the move aside ([`Error::Io`] with
+    /// [`Op::Rename`] or [`Op::SyncDir`]); [`Error::Locked`] past the lock timeout.
+    pub fn open_or_recover(self, f: impl FnOnce() -> T) -> Result<(History<T>, Option<Recovery>)> {
+        let (raw, codec) = self.parts()?;
+        // Each turn after the first follows another writer's commit: a few are plenty.
+        for _ in 0..8 {
+            let cause = match load::<T>(&raw, &codec) {
+                Ok(loaded) => {
+                    let loaded = loaded.unwrap_or_else(|| Loaded::fresh(f(), 0));
+                    return Ok((History::from_loaded(raw, codec, loaded), None));
+                }
+                Err(e) if recovery::is_damage(&e) && e.path() != raw.path => e,
+                Err(e) => return Err(e),
+            };
+            let lock = raw.lock()?;
+            // Under the lock: another writer may have committed since the look.
+            let damaged = match raw.pointer()? {
+                Pointer::Version(g) if raw.version_path(g) == cause.path() => g,
+                _ => continue,
+            };
+            let fallback = newest_intact(&raw, &codec, damaged);
+            let moved_to = recovery::move_aside(cause.path())?;
+            let restored = match fallback {
+                Some(from) => {
+                    let info = raw.rollback_locked(from, damaged)?;
+                    let generation = info.generation;
+                    Restored::Version { from, generation }
+                }
+                None => Restored::Default,
+            };
+            drop(lock);
+            let loaded = match restored {
+                // The pointer still names the damaged generation: the next commit
+                // follows it.
+                Restored::Default => Loaded::fresh(f(), damaged),
+                _ => load::<T>(&raw, &codec)?.ok_or_else(|| Error::NotFound {
+                    path: raw.path.clone(),
+                })?,
+            };
+            let recovery = Recovery {
+                moved_to,
+                cause,
+                restored,
+            };
+            return Ok((History::from_loaded(raw, codec, loaded), Some(recovery)));
+        }
+        Err(Error::Locked {
+            path: raw.path.clone(),
+        })
+    }
+}
+
+/// The newest version older than `below` that reads back as a value, if any.
+fn newest_intact<T: DeserializeOwned>(
+    raw: &RawHistory,
+    codec: &Codec<T>,
+    below: u64,
+) -> Option<u64> {
+    let versions = raw.versions().ok()?;
+    versions
+        .iter()
+        .rev()
+        .filter(|v| v.generation < below)
+        .find(|v| {
+            let Ok(bytes) = raw.read(v.generation) else {
+                return false;
+            };
+            let split =
+                envelope::split_for_decode(raw.format, &bytes, true, envelope::Edits::Refuse);
+            split.is_ok_and(|split| codec.value(&v.path, &bytes, &split).is_ok())
+        })
+        .map(|v| v.generation)
 }
 
 /// A value read from the current version.
@@ -1093,6 +1195,18 @@ struct Loaded<T> {
     generation: u64,
     payload: Option<Fingerprint>,
     meta: Option<Meta>,
+}
+
+impl<T> Loaded<T> {
+    /// A value not read from any version, to follow generation `generation`.
+    fn fresh(value: T, generation: u64) -> Loaded<T> {
+        Loaded {
+            value,
+            generation,
+            payload: None,
+            meta: None,
+        }
+    }
 }
 
 /// Reads the current version; `None` when there is none.

@@ -1,13 +1,14 @@
 //! Recovering from a damaged file at start-up: what
-//! [`PersistedBuilder::open_or_recover`](crate::PersistedBuilder::open_or_recover) did, as
-//! a [`Recovery`] record.
+//! [`PersistedBuilder::open_or_recover`](crate::PersistedBuilder::open_or_recover) and
+//! [`HistoryBuilder::open_or_recover`](crate::HistoryBuilder::open_or_recover) did, as a
+//! [`Recovery`] record.
 //!
 //! A program that keeps settings or state should neither refuse to start over a damaged
 //! file nor silently start over and lose it. The recovering opens do neither: a file
 //! that is *damaged* ([`is_damage`]: a checksum that does not match, a file cut short or
 //! empty, an envelope whose structure is broken, a document that does not parse or does
-//! not fit the type) is moved aside, and the handle starts from the default. Nothing is
-//! lost: the damaged file keeps its bytes under a name that says what it is and when,
+//! not fit the type) is moved aside, and the handle starts from the default (a history
+//! from its newest intact version). Nothing is lost: the damaged file keeps its bytes under a name that says what it is and when,
 //!
 //! ```text
 //! settings.toml.corrupt-20261204T101500Z
@@ -57,6 +58,14 @@ pub enum Restored {
     /// The default value (or the value of the function given); nothing is written until
     /// the first commit.
     Default,
+    /// A history's newest intact version `from`, made current again as the new
+    /// version `generation` (as [`History::rollback`](crate::History::rollback) does).
+    Version {
+        /// The intact version whose value was restored.
+        from: u64,
+        /// The generation that now holds it.
+        generation: u64,
+    },
 }
 
 /// Whether `error` says the file is damaged, so that a recovering open moves it aside:

@@ -330,3 +330,112 @@ fn a_persist_type_loads_or_recovers() {
     assert_eq!(app, App::default());
     assert_eq!(fs::read(r.unwrap().moved_to).unwrap(), b"");
 }
+
+/// A history of `doc.json` with versions holding "v1", "v2", ... "v{n}".
+fn history_of(dir: &Path, n: u32) -> PathBuf {
+    let path = dir.join("doc.json");
+    let mut h = atomic_persist::History::<String>::builder(&path)
+        .open_or_default()
+        .unwrap();
+    for i in 1..=n {
+        h.set(format!("v{i}")).unwrap();
+    }
+    path
+}
+
+fn recover_history(
+    path: &Path,
+) -> atomic_persist::Result<(atomic_persist::History<String>, Option<Recovery>)> {
+    atomic_persist::History::<String>::builder(path).open_or_recover(String::new)
+}
+
+#[test]
+fn a_damaged_current_version_falls_back_to_the_newest_intact_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = history_of(dir.path(), 3);
+    let (v2, v3) = (dir.path().join("doc.2.json"), dir.path().join("doc.3.json"));
+    let mut flipped = fs::read(&v2).unwrap();
+    let at = flipped.len() / 2;
+    flipped[at] ^= 1;
+    fs::write(&v2, &flipped).unwrap();
+    let cut = fs::read(&v3).unwrap()[..30].to_vec();
+    fs::write(&v3, &cut).unwrap();
+
+    let (mut h, r) = recover_history(&path).unwrap();
+    let r = r.unwrap();
+    assert_eq!(
+        r.restored,
+        Restored::Version {
+            from: 1,
+            generation: 4
+        }
+    );
+    assert_eq!((h.get().as_str(), h.generation()), ("v1", 4));
+    assert_eq!(r.cause.path(), v3);
+    assert_eq!(
+        fs::read(&r.moved_to).unwrap(),
+        cut,
+        "the damaged version kept"
+    );
+    assert!(!v3.exists());
+    assert_eq!(
+        fs::read(&v2).unwrap(),
+        flipped,
+        "an older damaged version is left as it is"
+    );
+    h.set("v5".into()).unwrap();
+    let listed: Vec<u64> = h.versions().unwrap().iter().map(|v| v.generation).collect();
+    // Version 2 stays listed (its damage is in the payload, which the listing does not
+    // read), version 3 is gone from the listing with its name.
+    assert_eq!(listed, [1, 2, 4, 5]);
+    let (again, none) = recover_history(&path).unwrap();
+    assert!(none.is_none());
+    assert_eq!(again.get(), "v5");
+}
+
+#[test]
+fn a_history_with_no_intact_version_starts_from_the_default_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = history_of(dir.path(), 1);
+    fs::write(dir.path().join("doc.1.json"), b"").unwrap();
+    let (mut h, r) = recover_history(&path).unwrap();
+    let r = r.unwrap();
+    assert_eq!(r.restored, Restored::Default);
+    assert_eq!(h.get(), "");
+    assert_eq!(fs::read(&r.moved_to).unwrap(), b"");
+    h.set("fresh".into()).unwrap();
+    assert_eq!(h.generation(), 2);
+    let (again, none) = recover_history(&path).unwrap();
+    assert!(none.is_none() && again.get() == "fresh");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_damaged_history_pointer_is_an_error_and_nothing_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = history_of(dir.path(), 2);
+    fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink("elsewhere.json", &path).unwrap();
+    let before = names(dir.path());
+    let r = recover_history(&path);
+    assert!(
+        matches!(
+            r,
+            Err(Error::Corrupt {
+                kind: atomic_persist::CorruptKind::BadPointer,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(names(dir.path()), before);
+}
+
+#[test]
+fn an_intact_history_opens_without_a_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = history_of(dir.path(), 2);
+    let (h, r) = recover_history(&path).unwrap();
+    assert!(r.is_none());
+    assert_eq!((h.get().as_str(), h.generation()), ("v2", 2));
+}
