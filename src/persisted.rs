@@ -233,6 +233,8 @@ struct Config<T> {
     lock: bool,
     /// Whether a hand-edited text envelope loads.
     edits: Edits,
+    /// Keep a file of an older schema before a migrated value replaces it.
+    backup_before_migrate: bool,
 }
 
 /// What is on disk, as far as this handle knows.
@@ -411,6 +413,7 @@ pub struct PersistedBuilder<T> {
     envelope: bool,
     lock: bool,
     hand_edits: bool,
+    backup_before_migrate: bool,
 }
 
 impl<T> PersistedBuilder<T> {
@@ -512,6 +515,33 @@ impl<T> PersistedBuilder<T> {
         self
     }
 
+    /// Keep the file as an older schema wrote it before a migrated value replaces it
+    /// (default `false`): opening an enveloped file whose schema version is older than
+    /// the builder's [`schema_version`](Self::schema_version) hard-links it to
+    /// `{name}.schema-{found}.bak` beside it (never replacing one already there) and
+    /// syncs the directory, so the first commit of the migrated value cannot take it.
+    ///
+    /// ```
+    /// use atomic_persist::Persisted;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("settings.json");
+    /// let mut v1 = Persisted::<u32>::builder(&path).envelope(true).schema_version(1).open_or_default()?;
+    /// v1.set(7)?;
+    /// let mut v2 = Persisted::<u32>::builder(&path)
+    ///     .envelope(true)
+    ///     .schema_version(2)
+    ///     .backup_before_migrate(true)
+    ///     .open()?;
+    /// v2.set(8)?; // the migrated value
+    /// let kept = dir.path().join("settings.json.schema-1.bak");
+    /// assert_eq!(Persisted::<u32>::builder(&kept).format(atomic_persist::Json).envelope(true).schema_version(1).open()?.get(), &7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn backup_before_migrate(mut self, yes: bool) -> Self {
+        self.backup_before_migrate = yes;
+        self
+    }
+
     fn config(self) -> Result<(PathBuf, Config<T>)> {
         let codec = self.codec.resolve(&self.path)?;
         // A writer of this file killed mid-save left its temporary file: remove it now,
@@ -528,6 +558,7 @@ impl<T> PersistedBuilder<T> {
                 true => Edits::Accept,
                 false => Edits::Refuse,
             },
+            backup_before_migrate: self.backup_before_migrate,
         };
         Ok((self.path, config))
     }
@@ -554,7 +585,7 @@ impl<T: Serialize + DeserializeOwned> PersistedBuilder<T> {
     pub fn open(self) -> Result<Persisted<T>> {
         let (path, config) = self.config()?;
         let loaded = load(&path, &config)?;
-        Ok(Persisted::from_loaded(path, config, loaded))
+        Persisted::opened(path, config, loaded)
     }
 
     /// Opens the file, or starts from `T::default()` when it does not exist (nothing is
@@ -579,7 +610,7 @@ impl<T: Serialize + DeserializeOwned> PersistedBuilder<T> {
     pub fn open_or_else(self, f: impl FnOnce() -> T) -> Result<Persisted<T>> {
         let (path, config) = self.config()?;
         match load(&path, &config) {
-            Ok(loaded) => Ok(Persisted::from_loaded(path, config, loaded)),
+            Ok(loaded) => Persisted::opened(path, config, loaded),
             Err(Error::NotFound { .. }) => Ok(Persisted::fresh(path, config, f())),
             Err(e) => Err(e),
         }
@@ -623,7 +654,7 @@ impl<T: Serialize + DeserializeOwned> PersistedBuilder<T> {
         let mut lock = None;
         loop {
             let cause = match load(&path, &config) {
-                Ok(loaded) => return Ok((Persisted::from_loaded(path, config, loaded), None)),
+                Ok(loaded) => return Ok((Persisted::opened(path, config, loaded)?, None)),
                 Err(Error::NotFound { .. }) => {
                     return Ok((Persisted::fresh(path, config, f()), None));
                 }
@@ -656,6 +687,7 @@ impl<T: fmt::Debug> fmt::Debug for PersistedBuilder<T> {
             .field("envelope", &self.envelope)
             .field("lock", &self.lock)
             .field("hand_edits", &self.hand_edits)
+            .field("backup_before_migrate", &self.backup_before_migrate)
             .finish()
     }
 }
@@ -701,6 +733,7 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
             envelope: false,
             lock: false,
             hand_edits: false,
+            backup_before_migrate: false,
         }
     }
 
@@ -886,6 +919,18 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
     /// The value, leaving the file as it is.
     pub fn into_inner(self) -> T {
         self.value
+    }
+
+    /// A handle on the file just loaded, after keeping it when a migrated value will
+    /// replace it ([`PersistedBuilder::backup_before_migrate`]).
+    fn opened(path: PathBuf, config: Config<T>, loaded: Loaded<T>) -> Result<Self> {
+        let found = loaded.disk.enveloped;
+        if let Some(found) =
+            found.filter(|&v| config.backup_before_migrate && v < config.codec.schema_version)
+        {
+            recovery::keep_before_migrate(&path, found)?;
+        }
+        Ok(Persisted::from_loaded(path, config, loaded))
     }
 
     /// A handle on a file not there (yet): `value`, nothing seen on disk.

@@ -128,6 +128,29 @@ pub(crate) fn move_aside(path: &Path) -> Result<PathBuf> {
     Err(Error::io(Op::Rename, &target.path, e))
 }
 
+/// Keeps the file at `path` (through a symlink, as a save would), which schema version
+/// `found` wrote, under `{name}.schema-{found}.bak` beside it before a migrated value
+/// replaces it: a hard link, so nothing is copied, and the directory synced, so the
+/// link is durable before the commit that replaces the name. An existing backup of that
+/// version is kept, never replaced. Returns the backup's path.
+pub(crate) fn keep_before_migrate(path: &Path, found: u32) -> Result<PathBuf> {
+    let target = trust::resolve(path, true)?;
+    let mut name = target.name.clone();
+    name.push(format!(".schema-{found}.bak"));
+    let backup = target.dir_path.join(&name);
+    match std::fs::hard_link(&target.path, &backup) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(backup),
+        Err(e) => return Err(Error::io(Op::Rename, &backup, e)),
+    }
+    // Durable before any commit can put the migrated file under the old name.
+    target
+        .dir
+        .sync()
+        .map_err(|e| Error::io(Op::SyncDir, &backup, e))?;
+    Ok(backup)
+}
+
 /// `{name}.corrupt-{stamp}`, and `-{n}` after it from the second try on.
 fn aside_name(name: &std::ffi::OsStr, stamp: &str, n: u32) -> OsString {
     let mut out = name.to_os_string();

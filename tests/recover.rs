@@ -439,3 +439,68 @@ fn an_intact_history_opens_without_a_recovery() {
     assert!(r.is_none());
     assert_eq!((h.get().as_str(), h.generation()), ("v2", 2));
 }
+
+/// An enveloped `u32` file written by schema version `schema`.
+fn schema_file(dir: &Path, value: u32, schema: u32) -> (PathBuf, Vec<u8>) {
+    let path = dir.join("n.json");
+    let mut p = Persisted::<u32>::builder(&path)
+        .envelope(true)
+        .schema_version(schema)
+        .open_or_default()
+        .unwrap();
+    p.set(value).unwrap();
+    let bytes = fs::read(&path).unwrap();
+    (path, bytes)
+}
+
+fn open_schema(path: &Path, schema: u32, backup: bool) -> Persisted<u32> {
+    Persisted::<u32>::builder(path)
+        .envelope(true)
+        .schema_version(schema)
+        .backup_before_migrate(backup)
+        .open()
+        .unwrap()
+}
+
+#[test]
+fn a_file_of_an_older_schema_is_kept_before_the_migrated_value_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, old) = schema_file(dir.path(), 7, 1);
+    let mut p = open_schema(&path, 2, true);
+    let backup = dir.path().join("n.json.schema-1.bak");
+    assert_eq!(
+        fs::read(&backup).unwrap(),
+        old,
+        "kept at open, before any commit"
+    );
+    p.set(8).unwrap();
+    assert_ne!(fs::read(&path).unwrap(), old);
+    assert_eq!(
+        fs::read(&backup).unwrap(),
+        old,
+        "the commit did not take it"
+    );
+    // Now of the current schema: opening again keeps nothing more.
+    drop(open_schema(&path, 2, true));
+    assert_eq!(names(dir.path()), ["n.json", "n.json.schema-1.bak"]);
+}
+
+#[test]
+fn no_backup_without_the_option_or_without_a_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = schema_file(dir.path(), 7, 1);
+    open_schema(&path, 2, false).set(8).unwrap();
+    let (path, _) = schema_file(&dir.path().join("."), 7, 2);
+    drop(open_schema(&path, 2, true));
+    assert_eq!(names(dir.path()), ["n.json"]);
+}
+
+#[test]
+fn an_existing_backup_is_never_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("n.json.schema-1.bak");
+    fs::write(&backup, b"the first backup").unwrap();
+    let (path, _) = schema_file(dir.path(), 7, 1);
+    open_schema(&path, 2, true).set(8).unwrap();
+    assert_eq!(fs::read(&backup).unwrap(), b"the first backup");
+}
