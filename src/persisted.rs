@@ -581,7 +581,9 @@ impl<T: Serialize + DeserializeOwned> PersistedBuilder<T> {
     /// file that is not a regular file or that another user planted in a shared directory,
     /// [`Error::TooLarge`] over
     /// [`max_size`](crate::PersistedBuilder::max_size), and [`Error::Io`]
-    /// when the read itself fails.
+    /// when the read itself fails (or, with
+    /// [`backup_before_migrate`](Self::backup_before_migrate), the backup's link or
+    /// directory sync).
     pub fn open(self) -> Result<Persisted<T>> {
         let (path, config) = self.config()?;
         let loaded = load(&path, &config)?;
