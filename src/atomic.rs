@@ -297,7 +297,8 @@ impl WriteOptions {
     /// [`no_clobber`](crate::WriteOptions::no_clobber);
     /// [`Error::Refused`] for a destination that is not a regular
     /// file or that another user planted in a shared directory (`# Security` in the
-    /// [`atomic`](crate::atomic) docs).
+    /// [`atomic`](crate::atomic) docs), or that has a file bind-mounted over it
+    /// ([`Refusal::MountPoint`]: mount its directory instead).
     pub fn write(&self, path: impl AsRef<Path>, bytes: impl AsRef<[u8]>) -> Result<()> {
         let (staged, mut file) = Staged::new(self, path.as_ref())?;
         if let Err(e) = file.write_all(bytes.as_ref()) {
@@ -341,7 +342,8 @@ impl WriteOptions {
 /// [`no_clobber`](crate::WriteOptions::no_clobber);
 /// [`Error::Refused`] for a destination that is not a regular file
 /// or that another user planted in a shared directory (`# Security` in the
-/// [`atomic`](crate::atomic) docs).
+/// [`atomic`](crate::atomic) docs), or that has a file bind-mounted over it
+/// ([`Refusal::MountPoint`]: mount its directory instead).
 ///
 /// ```
 /// # let dir = tempfile::tempdir()?;
@@ -749,6 +751,10 @@ impl Staged {
             io::ErrorKind::AlreadyExists if self.no_clobber => Error::AlreadyExists {
                 path: self.target.path.clone(),
             },
+            // A single-file bind mount (containers): say what to do, not just `EBUSY`.
+            io::ErrorKind::ResourceBusy if dir.is_mount_point(name) => {
+                Error::refused(&self.target.path, Refusal::MountPoint)
+            }
             _ => self.error(Op::Rename, e),
         })
     }

@@ -325,6 +325,11 @@ pub enum Refusal {
     /// A symlink where the crate never follows one: a lock sidecar, a history version or
     /// manifest, a temporary file.
     Symlink,
+    /// The destination is a mount point: a file bind-mounted over it, as
+    /// `docker run -v ./app.toml:/app.toml`, Podman or Flatpak do. No rename can replace
+    /// it (`EBUSY`); mount the directory that holds the file instead, so that the save
+    /// can rename inside it.
+    MountPoint,
 }
 
 impl fmt::Display for Refusal {
@@ -342,6 +347,10 @@ impl fmt::Display for Refusal {
             ),
             Refusal::NotRegular { kind } => write!(f, "a {kind}, not a regular file"),
             Refusal::Symlink => f.write_str("a symlink where none is followed"),
+            Refusal::MountPoint => f.write_str(
+                "a mount point (a file bind-mounted over it), which no rename can replace: \
+                 mount the directory that holds it instead",
+            ),
         }
     }
 }

@@ -276,3 +276,60 @@ fn a_symlink_loop_is_a_typed_error() {
     ));
     common::assert_only(dir.path(), &["a", "b"]);
 }
+
+/// A file bind-mounted over the destination, unmounted when dropped.
+struct BindMount(std::path::PathBuf);
+
+impl BindMount {
+    /// `mount --bind from onto`; `None` where mounting is not allowed here.
+    fn new(from: &Path, onto: &Path) -> Option<BindMount> {
+        let ok = std::process::Command::new("mount")
+            .arg("--bind")
+            .args([from, onto])
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| BindMount(onto.to_path_buf()))
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_destination_with_a_file_bind_mounted_over_it_is_a_mount_point_refusal() {
+    const TEST: &str = "a_destination_with_a_file_bind_mounted_over_it_is_a_mount_point_refusal";
+    if !common::is_root() {
+        return common::skip(TEST, "mount --bind needs root");
+    }
+    // As `docker run -v ./app.toml:/etc/app.toml` does: a file mounted over a file.
+    let dir = tempfile::tempdir().unwrap();
+    let (host, dest) = (dir.path().join("host.toml"), dir.path().join("app.toml"));
+    std::fs::write(&host, OLD).unwrap();
+    std::fs::write(&dest, b"under the mount\n").unwrap();
+    let Some(_mount) = BindMount::new(&host, &dest) else {
+        return common::skip(TEST, "mount --bind is not permitted here");
+    };
+    for options in [
+        WriteOptions::new(),
+        WriteOptions::new().anonymous_temp(false),
+    ] {
+        let e = options.write(&dest, b"new").unwrap_err();
+        assert!(
+            matches!(&e, Error::Refused { reason: Refusal::MountPoint, path } if *path == dest),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("mount the directory"), "{e}");
+        assert_eq!(
+            std::fs::read(&dest).unwrap(),
+            OLD,
+            "the mounted file is untouched"
+        );
+        assert!(
+            common::temps(dir.path()).is_empty(),
+            "no temporary file left"
+        );
+    }
+}

@@ -1,4 +1,5 @@
-//! What only Linux offers: `renameat2(RENAME_NOREPLACE)` and `O_TMPFILE`.
+//! What only Linux offers: `renameat2(RENAME_NOREPLACE)`, `O_TMPFILE`, and `statx`'s
+//! mount-root attribute.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -26,6 +27,15 @@ pub(super) fn rename_noreplace(dir: &OwnedFd, from: &OsStr, to: &OsStr) -> Optio
         }
         result => Some(result.map_err(io::Error::from)),
     }
+}
+
+/// Whether `name` in `dir` is the root of a mount (a bind-mounted file sits there);
+/// `None` where the kernel does not say (before Linux 5.8).
+pub(super) fn is_mount_root(dir: &OwnedFd, name: &OsStr) -> Option<bool> {
+    use rustix::fs::{StatxAttributes, StatxFlags};
+    let st = rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::empty()).ok()?;
+    let root = StatxAttributes::MOUNT_ROOT;
+    (st.stx_attributes_mask.contains(root)).then_some(st.stx_attributes.contains(root))
 }
 
 /// Opens an unnamed file in `dir`; `None` where the filesystem has no `O_TMPFILE`.

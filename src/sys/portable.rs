@@ -237,6 +237,11 @@ impl Dir {
         Err(io::ErrorKind::Unsupported.into())
     }
 
+    /// Whether `name` is a mount point: not known here, so never said.
+    pub(crate) fn is_mount_point(&self, _name: &OsStr) -> bool {
+        false
+    }
+
     pub(crate) fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
         std::fs::rename(self.0.join(from), self.0.join(to))
     }

@@ -335,6 +335,19 @@ impl Dir {
         Ok(Dir(fd))
     }
 
+    /// Whether `name` is a mount point, as a file bind-mounted over it makes it (a
+    /// rename cannot replace it): the kernel's mount-root attribute where it gives one,
+    /// else another device than the directory's.
+    pub(crate) fn is_mount_point(&self, name: &OsStr) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Some(root) = super::linux::is_mount_root(&self.0, name) {
+            return root;
+        }
+        let entry = rustix::fs::statat(&self.0, name, AtFlags::SYMLINK_NOFOLLOW);
+        let dir = rustix::fs::fstat(&self.0);
+        matches!((entry, dir), (Ok(e), Ok(d)) if e.st_dev != d.st_dev)
+    }
+
     /// `lstat` of `name`; `None` when nothing is there.
     pub(crate) fn inspect(&self, name: &OsStr) -> io::Result<Option<Existing>> {
         match rustix::fs::statat(&self.0, name, AtFlags::SYMLINK_NOFOLLOW) {
