@@ -452,6 +452,16 @@ impl Dir {
 
     /// Flushes the directory's entries to stable storage.
     pub(crate) fn sync(&self) -> io::Result<()> {
+        // On Apple, fsync hands the entries to the drive but does not flush its cache;
+        // F_FULLFSYNC does (std uses it for the file's sync), so the rename gets the
+        // same promise as the data.
+        #[cfg(target_vendor = "apple")]
+        match rustix::fs::fcntl_fullfsync(&self.0) {
+            Ok(()) => return Ok(()),
+            // A filesystem without it (some network ones) says so: fsync is all it has.
+            Err(rustix::io::Errno::NOTSUP | rustix::io::Errno::INVAL) => {}
+            Err(e) => return Err(e.into()),
+        }
         Ok(rustix::fs::fsync(&self.0)?)
     }
 
