@@ -330,6 +330,13 @@ pub enum Refusal {
     /// it (`EBUSY`); mount the directory that holds the file instead, so that the save
     /// can rename inside it.
     MountPoint,
+    /// An object store that does not enforce a conditional write (it accepted a PUT
+    /// its condition should have refused): commits could not be ordered on it, and
+    /// updates would be lost. The `path` of the error names the store.
+    ConditionsIgnored {
+        /// The condition it ignored: `If-None-Match: *` or `If-Match`.
+        condition: &'static str,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -347,6 +354,11 @@ impl fmt::Display for Refusal {
             ),
             Refusal::NotRegular { kind } => write!(f, "a {kind}, not a regular file"),
             Refusal::Symlink => f.write_str("a symlink where none is followed"),
+            Refusal::ConditionsIgnored { condition } => write!(
+                f,
+                "an object store that ignores `{condition}`: commits cannot be ordered on it \
+                 (use a store that enforces conditional writes)"
+            ),
             Refusal::MountPoint => f.write_str(
                 "a mount point (a file bind-mounted over it), which no rename can replace: \
                  mount the directory that holds it instead",

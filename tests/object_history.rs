@@ -17,7 +17,7 @@ use atomic_persist::object::{ObjectHistory, ObjectPersisted};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use common::stores::{AppliedThenFailed, Checkpoint, Failure, MakeStore};
+use common::stores::{Checkpoint, Failure, FaultyStore, MakeStore};
 
 fn step(n: u64) -> Checkpoint {
     Checkpoint {
@@ -721,11 +721,13 @@ async fn decode_hook_migrates_an_older_schema(make: MakeStore) {
 async fn a_pointer_put_applied_but_reported_as_failed_is_a_commit(make: MakeStore) {
     let key = "applied.json";
     let fail = Arc::new(Mutex::new(None));
-    let store: Arc<dyn ObjectStore> = Arc::new(AppliedThenFailed {
+    let store: Arc<dyn ObjectStore> = Arc::new(FaultyStore {
         inner: make(),
         key: key.into(),
         fail: fail.clone(),
         multipart_uploads: Default::default(),
+        ignore_conditions: false,
+        ignore_if_match: false,
     });
     let mut h = ObjectHistory::<Checkpoint>::builder(store, key)
         .keep(2)

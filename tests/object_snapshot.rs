@@ -13,7 +13,7 @@ use atomic_persist::{CorruptKind, Error, Op};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use common::stores::{AppliedThenFailed, Failure, MakeStore};
+use common::stores::{Failure, FaultyStore, MakeStore};
 
 async fn commit(snap: &ObjectSnapshot, files: &[(&str, &[u8])]) -> u64 {
     let mut tx = snap.begin().await.unwrap();
@@ -200,11 +200,13 @@ async fn a_cancelled_commit_leaves_the_pointer_at_a_whole_set(make: MakeStore) {
 async fn a_pointer_put_applied_but_reported_as_failed_keeps_its_set(make: MakeStore) {
     let key = "applied/ckpt";
     let fail = Arc::new(Mutex::new(None));
-    let store: Arc<dyn ObjectStore> = Arc::new(AppliedThenFailed {
+    let store: Arc<dyn ObjectStore> = Arc::new(FaultyStore {
         inner: make(),
         key: ObjectPath::from(key),
         fail: fail.clone(),
         multipart_uploads: Default::default(),
+        ignore_conditions: false,
+        ignore_if_match: false,
     });
     let snap = ObjectSnapshot::new(store, key);
     let arm = |f| *fail.lock().unwrap() = Some(f);
@@ -280,11 +282,13 @@ async fn sweep_deletes_only_the_objects_of_orphaned_sets(make: MakeStore) {
 /// An object above the multipart threshold is uploaded in parts, one below it in one
 /// PUT; both read back whole.
 async fn objects_above_the_multipart_threshold_go_in_parts(make: MakeStore) {
-    let store = Arc::new(AppliedThenFailed {
+    let store = Arc::new(FaultyStore {
         inner: make(),
         key: ObjectPath::from("parts/ckpt"),
         fail: Arc::new(Mutex::new(None)),
         multipart_uploads: Default::default(),
+        ignore_conditions: false,
+        ignore_if_match: false,
     });
     let uploads = store.multipart_uploads.clone();
     let snap = ObjectSnapshot::new(store, "parts/ckpt")

@@ -513,6 +513,7 @@ struct Config<T> {
     keep: Option<usize>,
     max_attempts: u32,
     multipart: Multipart,
+    probe: bool,
 }
 
 /// Builds an [`ObjectHistory<T>`]: `ObjectHistory::<T>::builder(store, key)`.
@@ -547,6 +548,7 @@ impl<T> ObjectHistoryBuilder<T> {
             keep: self.keep,
             max_attempts: o.max_attempts,
             multipart: o.multipart,
+            probe: o.probe,
         };
         Ok((o.store, Layout::new(&o.key), config))
     }
@@ -756,7 +758,11 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
     /// [`Error::Invalid`](crate::Error::Invalid) and
     /// [`Error::Serialize`](crate::Error::Serialize) as for a local commit;
     /// [`Error::Io`](crate::Error::Io) with [`Op::Put`](crate::Op::Put) when the store
-    /// fails, after which the object may hold the old or the new value (reload to know).
+    /// fails, after which the object may hold the old or the new value (reload to know);
+    /// [`Error::Refused`](crate::Error::Refused)
+    /// ([`Refusal::ConditionsIgnored`](crate::Refusal::ConditionsIgnored)) for a store
+    /// that does not enforce conditional writes (nothing is written; see
+    /// [`probe_conditional_writes`](ObjectHistoryBuilder::probe_conditional_writes)).
     pub async fn commit(&mut self) -> Result<()> {
         self.check(&self.value)?;
         let mut payload = Vec::new();
@@ -975,6 +981,9 @@ impl<T: Serialize + DeserializeOwned> ObjectHistory<T> {
             (None, None) => PutMode::Create,
             (None, Some(_)) => return Err(self.conflict().await),
         };
+        if self.config.probe {
+            super::probe::ensure(&*self.store, &self.layout.key).await?;
+        }
         let previous = self.manifest.as_ref().map(|m| m.current());
         let generation = previous.map_or(0, |e| e.generation);
         let generation = envelope::next_generation(generation, &key_path(&self.layout.key))?;

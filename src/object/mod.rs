@@ -158,6 +158,7 @@ use store::{Multipart, Retry, get_bytes, head, key_path, same_version, store_err
 mod history;
 mod options;
 mod pointer;
+mod probe;
 mod snapshot;
 mod store;
 
@@ -209,6 +210,7 @@ struct Config<T> {
     envelope: bool,
     max_attempts: u32,
     multipart: Multipart,
+    probe: bool,
 }
 
 /// Builds an [`ObjectPersisted<T>`]: `ObjectPersisted::<T>::builder(store, key)`.
@@ -257,6 +259,7 @@ impl<T> ObjectPersistedBuilder<T> {
             envelope: self.envelope,
             max_attempts: o.max_attempts,
             multipart: o.multipart,
+            probe: o.probe,
         };
         Ok((o.store, ObjectPath::from(o.key.as_str()), config))
     }
@@ -429,7 +432,10 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
     /// [`Error::Invalid`] and
     /// [`Error::Serialize`] as for a local commit;
     /// [`Error::Io`] with [`Op::Put`] when the store
-    /// fails, after which the object may hold the old or the new value (reload to know).
+    /// fails, after which the object may hold the old or the new value (reload to know);
+    /// [`Error::Refused`] ([`Refusal::ConditionsIgnored`](crate::Refusal::ConditionsIgnored))
+    /// for a store that does not enforce conditional writes (nothing is written; see
+    /// [`probe_conditional_writes`](ObjectPersistedBuilder::probe_conditional_writes)).
     pub async fn commit(&mut self) -> Result<()> {
         self.write(Mode::Checked).await
     }
@@ -609,6 +615,9 @@ impl<T: Serialize + DeserializeOwned> ObjectPersisted<T> {
                 (_, Err(e @ Error::Io { .. })) => return Err(e),
                 _ => return Err(self.conflict().await),
             }
+        }
+        if self.config.probe && mode == Mode::Checked {
+            probe::ensure(&*self.store, &self.key).await?;
         }
         let generation = meta.as_ref().map_or(0, |m| m.generation);
         let (object, new_body) = self.upload_body(bytes, generation).await?;

@@ -20,6 +20,8 @@ pub(crate) struct Options<T> {
     pub codec: codec::Settings<T>,
     pub max_attempts: u32,
     pub multipart: Multipart,
+    /// Whether the first commit checks the store enforces conditional writes.
+    pub probe: bool,
 }
 
 impl<T> Options<T> {
@@ -31,6 +33,7 @@ impl<T> Options<T> {
             codec: codec::Settings::default(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             multipart: Multipart::default(),
+            probe: true,
         }
     }
 
@@ -40,7 +43,8 @@ impl<T> Options<T> {
             .field("key", &self.key);
         self.codec.debug_fields(d);
         d.field("max_attempts", &self.max_attempts)
-            .field("multipart", &self.multipart);
+            .field("multipart", &self.multipart)
+            .field("probe", &self.probe);
     }
 }
 
@@ -64,6 +68,14 @@ macro_rules! shared_setters {
         /// [`DEFAULT_MULTIPART_THRESHOLD`](crate::object::DEFAULT_MULTIPART_THRESHOLD).
         pub fn multipart_threshold(mut self, bytes: u64) -> Self {
             self.options.multipart.threshold = bytes;
+            self
+        }
+
+        /// Check, before the first commit to the store, that it enforces the
+        /// conditional writes commits are ordered by (default `true`; once per store and
+        /// process; see [`Refusal::ConditionsIgnored`](crate::Refusal::ConditionsIgnored)).
+        pub fn probe_conditional_writes(mut self, on: bool) -> Self {
+            self.options.probe = on;
             self
         }
 

@@ -60,6 +60,7 @@ pub struct ObjectSnapshot {
     key: ObjectPath,
     keep: Option<usize>,
     multipart: Multipart,
+    probe: bool,
 }
 
 impl ObjectSnapshot {
@@ -71,6 +72,7 @@ impl ObjectSnapshot {
             key: ObjectPath::from(key.as_ref()),
             keep: None,
             multipart: Multipart::default(),
+            probe: true,
         }
     }
 
@@ -93,6 +95,14 @@ impl ObjectSnapshot {
     /// parts under 5 MiB.
     pub fn part_size(mut self, bytes: usize) -> Self {
         self.multipart.part_size = bytes.max(1);
+        self
+    }
+
+    /// Check, before the first commit to the store, that it enforces the conditional
+    /// writes commits are ordered by (default `true`; once per store and process; see
+    /// [`Refusal::ConditionsIgnored`](crate::Refusal::ConditionsIgnored)).
+    pub fn probe_conditional_writes(mut self, on: bool) -> Self {
+        self.probe = on;
         self
     }
 
@@ -243,6 +253,7 @@ impl fmt::Debug for ObjectSnapshot {
             .field("store", &format_args!("{}", self.store))
             .field("key", &self.key)
             .field("keep", &self.keep)
+            .field("probe", &self.probe)
             .finish()
     }
 }
@@ -413,9 +424,15 @@ impl ObjectTransaction<'_> {
     /// applied PUT, and the commit returns `Ok`); [`Error::Io`] with [`Op::Put`] when the
     /// store fails (before the pointer's PUT, nothing changed; for the PUT itself, the
     /// pointer may or may not have been replaced, as the store did not say, and the
-    /// objects stay: [`ObjectSnapshot::sweep`] removes them if it was not).
+    /// objects stay: [`ObjectSnapshot::sweep`] removes them if it was not);
+    /// [`Error::Refused`] ([`Refusal::ConditionsIgnored`](crate::Refusal::ConditionsIgnored))
+    /// for a store that does not enforce conditional writes (nothing is written; see
+    /// [`probe_conditional_writes`](ObjectSnapshot::probe_conditional_writes)).
     pub async fn commit(self) -> Result<u64> {
         let store = &*self.snap.store;
+        if self.snap.probe {
+            super::probe::ensure(store, &self.snap.key).await?;
+        }
         let mut uploaded = Vec::with_capacity(self.objects.len());
         for (name, bytes) in &self.objects {
             let key = self.pointer.object_key(name);

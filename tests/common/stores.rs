@@ -10,7 +10,7 @@ use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
 /// The value both object-store suites commit: a step counter, the writer that wrote
@@ -32,16 +32,35 @@ pub fn in_memory() -> MakeStore {
     Arc::new(move || store.clone())
 }
 
-/// A store that applies every PUT of one key and then, when armed, answers it with an
-/// error: a conditional PUT whose response was lost and that the client retried (the
-/// retry is refused, `412`), or an error of another kind after the PUT was applied. It
-/// also counts the multipart uploads started through it.
+/// A store over `inner` with faults a test turns on: it applies every PUT of `key` and
+/// then, when `fail` is armed, answers it with an error (a conditional PUT whose
+/// response was lost and that the client retried: the retry is refused, `412`; or an
+/// error of another kind after the PUT was applied); with `ignore_conditions` it
+/// applies every PUT as an unconditional one, as some S3-compatible servers do. It
+/// counts the multipart uploads started through it.
 #[derive(Debug)]
-pub struct AppliedThenFailed {
+pub struct FaultyStore {
     pub inner: Arc<dyn ObjectStore>,
     pub key: ObjectPath,
     pub fail: Arc<Mutex<Option<Failure>>>,
     pub multipart_uploads: Arc<std::sync::atomic::AtomicUsize>,
+    pub ignore_conditions: bool,
+    /// Ignore only `If-Match` (a PUT conditional on a version replaces whatever is there).
+    pub ignore_if_match: bool,
+}
+
+impl FaultyStore {
+    /// `inner` with no fault on.
+    pub fn over(inner: Arc<dyn ObjectStore>) -> FaultyStore {
+        FaultyStore {
+            inner,
+            key: ObjectPath::from("-"),
+            fail: Default::default(),
+            multipart_uploads: Default::default(),
+            ignore_conditions: false,
+            ignore_if_match: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -50,20 +69,29 @@ pub enum Failure {
     Other,
 }
 
-impl std::fmt::Display for AppliedThenFailed {
+impl std::fmt::Display for FaultyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AppliedThenFailed({})", self.inner)
+        write!(
+            f,
+            "FaultyStore(ignore_conditions={}, ignore_if_match={}, {})",
+            self.ignore_conditions, self.ignore_if_match, self.inner
+        )
     }
 }
 
 #[async_trait::async_trait]
-impl ObjectStore for AppliedThenFailed {
+impl ObjectStore for FaultyStore {
     async fn put_opts(
         &self,
         location: &ObjectPath,
         payload: PutPayload,
-        opts: PutOptions,
+        mut opts: PutOptions,
     ) -> object_store::Result<PutResult> {
+        if self.ignore_conditions
+            || (self.ignore_if_match && matches!(opts.mode, PutMode::Update(_)))
+        {
+            opts.mode = PutMode::Overwrite;
+        }
         let put = self.inner.put_opts(location, payload, opts).await?;
         let armed = match *location == self.key {
             true => self.fail.lock().unwrap().take(),

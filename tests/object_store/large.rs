@@ -8,7 +8,7 @@ use atomic_persist::{CorruptKind, Error};
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::common;
-use crate::common::stores::{AppliedThenFailed, Checkpoint, Failure, MakeStore};
+use crate::common::stores::{Checkpoint, Failure, FaultyStore, MakeStore};
 
 /// Values are about 12 MiB: three parts of 5 MiB (S3's smallest part) each.
 pub const LARGE: usize = 12 * 1024 * 1024;
@@ -274,11 +274,13 @@ pub async fn a_put_applied_but_reported_as_failed_is_a_commit(make: MakeStore) {
             },
         };
         let fail = Arc::new(std::sync::Mutex::new(None));
-        let store: Arc<dyn ObjectStore> = Arc::new(AppliedThenFailed {
+        let store: Arc<dyn ObjectStore> = Arc::new(FaultyStore {
             inner: make(),
             key: key.into(),
             fail: fail.clone(),
             multipart_uploads: Default::default(),
+            ignore_conditions: false,
+            ignore_if_match: false,
         });
         let mut p = open_large_on(store, key).await;
         let arm = |f| *fail.lock().unwrap() = Some(f);
