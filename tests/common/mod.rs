@@ -412,6 +412,13 @@ pub fn rust_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Whether `strace` is installed and may trace here (containers may forbid ptrace).
+/// Whether `path` is on btrfs, where a save syncs an anonymous temp's data once more
+/// after linking it (the engine's `sync_again_after_link`): flush counts differ there.
+pub fn is_btrfs(path: &Path) -> bool {
+    const BTRFS_SUPER_MAGIC: u64 = 0x9123_683E;
+    rustix::fs::statfs(path).is_ok_and(|s| s.f_type as u64 == BTRFS_SUPER_MAGIC)
+}
+
 pub fn have_strace() -> bool {
     Command::new("strace")
         .args(["-qq", "-o", "/dev/null", "true"])
