@@ -2,14 +2,15 @@
 //! `Data` and `None`: each destination old or new in every crash state, every one new
 //! once a `Full` commit returned.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use atomic_persist::{Batch, BatchSync, Durability, WriteOptions};
 
 use crate::common;
 use crate::model::read_entries;
-use crate::model::{BLOCK, Entries, Entry, Fs, Seen, Tally, contents_after_crash, copy_entries};
+use crate::model::{
+    BLOCK, Entries, Entry, Fs, Seen, Tally, Totals, contents_after_crash, copy_entries,
+};
 use crate::trace::{MARK, Op, parse_ops};
 
 const TEST: &str = "every_simulated_power_loss_leaves_each_batch_file_old_or_new";
@@ -150,7 +151,7 @@ fn every_simulated_power_loss_leaves_each_batch_file_old_or_new() {
     assert_eq!(cases.len(), CASES.len(), "{:?}", cases.keys());
 
     let mut failures = Vec::new();
-    let mut states: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut totals = Totals::default();
     for (sync, level) in CASES {
         let case = case_name(sync, level);
         let ops = &cases[&case];
@@ -158,27 +159,17 @@ fn every_simulated_power_loss_leaves_each_batch_file_old_or_new() {
         let after = read_entries(&traced.work.join(&case));
         let full = level == Durability::Full;
         let t = explore_batch(&case, ops, &before, &after, full);
-        let total = states.entry(format!("{sync:?} {level:?}")).or_default();
-        total.0 += t.states;
-        total.1 += t.violations.len();
-        common::report(&format!(
-            "power-loss model [{case}]: ops={} states={} violations={} seen={:?}",
-            ops.len(),
-            t.states,
-            t.violations.len(),
-            t.seen
-        ));
-        let count = |returned: bool, s: Seen| t.seen.get(&(returned, s)).copied().unwrap_or(0);
+        totals.add(format!("{sync:?}-{level:?}"), &case, &t);
         match level {
             Durability::None => {
-                if count(false, Seen::Torn) + count(true, Seen::Torn) == 0 {
+                if t.count(false, Seen::Torn) + t.count(true, Seen::Torn) == 0 {
                     failures.push(format!(
                         "{case}: None never leaves a torn file in the model"
                     ));
                 }
                 continue;
             }
-            Durability::Data if count(true, Seen::Old) + count(true, Seen::Absent) == 0 => {
+            Durability::Data if t.count(true, Seen::Old) + t.count(true, Seen::Absent) == 0 => {
                 failures.push(format!(
                     "{case}: Data never reverts after returning in the model"
                 ));
@@ -198,27 +189,9 @@ fn every_simulated_power_loss_leaves_each_batch_file_old_or_new() {
                 continue;
             }
             let m = explore_batch(&case, &mutated, &before, &after, true);
-            let total = states
-                .entry(format!("{sync:?} Full without the {what}"))
-                .or_default();
-            total.0 += m.states;
-            total.1 += m.violations.len();
-            common::report(&format!(
-                "power-loss model [{case} without the {what}]: states={} violations={}",
-                m.states,
-                m.violations.len()
-            ));
-            if m.violations.is_empty() {
-                failures.push(format!(
-                    "{case}: removing the {what} produced no violating state: the model cannot fail"
-                ));
-            }
+            totals.must_violate(&case, what, &m, &mut failures);
         }
     }
-    for (what, (n, bad)) in &states {
-        common::report(&format!(
-            "power-loss model [batch]: {n} crash states for {what}, {bad} violating"
-        ));
-    }
+    totals.report("batch");
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }

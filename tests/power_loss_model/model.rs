@@ -420,6 +420,64 @@ pub struct Tally {
     pub violations: Vec<String>,
 }
 
+impl Tally {
+    /// How many crash states showed `seen`, before (`false`) or after (`true`) the save
+    /// returned.
+    pub fn count(&self, returned: bool, seen: Seen) -> usize {
+        self.seen.get(&(returned, seen)).copied().unwrap_or(0)
+    }
+}
+
+/// Crash states and violating states per kind of run, reported at the end of a test.
+#[derive(Default)]
+pub struct Totals(BTreeMap<String, (usize, usize)>);
+
+impl Totals {
+    /// Counts `t` under `what` and reports the run `run`.
+    pub fn add(&mut self, what: String, run: &str, t: &Tally) {
+        let total = self.0.entry(what).or_default();
+        total.0 += t.states;
+        total.1 += t.violations.len();
+        common::report(&format!(
+            "power-loss model [{run}]: states={} violations={} seen={:?}",
+            t.states,
+            t.violations.len(),
+            t.seen
+        ));
+    }
+
+    /// Counts `t`, a run of the save with `what` removed from its trace, which must
+    /// violate: a failure in `failures` when it does not (the model could not fail).
+    pub fn must_violate(&mut self, case: &str, what: &str, t: &Tally, failures: &mut Vec<String>) {
+        let run = format!("{case} without the {what}");
+        self.add(
+            format!("{} without the {what}", kind_of_case(case)),
+            &run,
+            t,
+        );
+        match t.violations.first() {
+            Some(v) => common::report(&format!("  e.g. {v}")),
+            None => failures.push(format!(
+                "{case}: removing the {what} produced no violating state: the model cannot fail"
+            )),
+        }
+    }
+
+    /// Reports every total, labelled `label`.
+    pub fn report(&self, label: &str) {
+        for (what, (n, bad)) in &self.0 {
+            common::report(&format!(
+                "power-loss model [{label}]: {n} crash states for {what}, {bad} violating"
+            ));
+        }
+    }
+}
+
+/// A case's name without its leading kind (`Batch-EachFile-Full` -> `EachFile-Full`).
+fn kind_of_case(case: &str) -> &str {
+    case.split_once('-').map_or(case, |(_, rest)| rest)
+}
+
 /// One entry of a directory tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Entry {

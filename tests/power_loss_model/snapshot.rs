@@ -10,7 +10,7 @@ use atomic_persist::{Durability, Snapshot};
 
 use crate::common;
 use crate::model::read_entries;
-use crate::model::{BLOCK, Entries, Fs, Seen, Tally, contents_after_crash, copy_entries};
+use crate::model::{BLOCK, Entries, Fs, Seen, Tally, Totals, contents_after_crash, copy_entries};
 use crate::trace::{MARK, Op, parse_ops};
 
 const TEST: &str = "every_simulated_power_loss_leaves_the_snapshot_one_whole_set";
@@ -194,7 +194,7 @@ fn every_simulated_power_loss_leaves_the_snapshot_one_whole_set() {
     assert_eq!(cases.len(), CASES.len(), "{:?}", cases.keys());
 
     let mut failures = Vec::new();
-    let mut states: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut totals = Totals::default();
     for (keep, level) in CASES {
         let case = case_name(keep, level);
         let ops = &cases[&case];
@@ -202,32 +202,22 @@ fn every_simulated_power_loss_leaves_the_snapshot_one_whole_set() {
         let after = read_entries(&traced.work.join(&case));
         let full = level == Durability::Full;
         let t = explore_snapshot(&case, ops, &before, &after, full);
-        let total = states.entry(format!("keep({keep}) {level:?}")).or_default();
-        total.0 += t.states;
-        total.1 += t.violations.len();
-        common::report(&format!(
-            "power-loss model [{case}]: ops={} states={} violations={} seen={:?}",
-            ops.len(),
-            t.states,
-            t.violations.len(),
-            t.seen
-        ));
-        let count = |returned: bool, s: Seen| t.seen.get(&(returned, s)).copied().unwrap_or(0);
+        totals.add(format!("keep{keep}-{level:?}"), &case, &t);
         match level {
             Durability::None => {
-                if count(false, Seen::Torn) + count(true, Seen::Torn) == 0 {
+                if t.count(false, Seen::Torn) + t.count(true, Seen::Torn) == 0 {
                     failures.push(format!("{case}: None never leaves a torn set in the model"));
                 }
                 continue;
             }
             // With nothing to remove, nothing syncs the swap: the old set may be back.
             // (Retention syncs the parent first, and with it the swap.)
-            Durability::Data if keep == 0 && count(true, Seen::Old) == 0 => {
+            Durability::Data if keep == 0 && t.count(true, Seen::Old) == 0 => {
                 failures.push(format!(
                     "{case}: Data never reverts after returning in the model"
                 ));
             }
-            Durability::Data if keep > 0 && count(true, Seen::Old) > 0 => {
+            Durability::Data if keep > 0 && t.count(true, Seen::Old) > 0 => {
                 failures.push(format!(
                     "{case}: the old set is back after a commit that pruned"
                 ));
@@ -242,30 +232,9 @@ fn every_simulated_power_loss_leaves_the_snapshot_one_whole_set() {
         }
         for what in ["data sync", "parent sync after the pointer swap"] {
             let m = explore_snapshot(&case, &without(ops, what), &before, &after, true);
-            let total = states
-                .entry(format!("keep({keep}) Full without the {what}"))
-                .or_default();
-            total.0 += m.states;
-            total.1 += m.violations.len();
-            common::report(&format!(
-                "power-loss model [{case} without the {what}]: states={} violations={}",
-                m.states,
-                m.violations.len()
-            ));
-            if let Some(v) = m.violations.first() {
-                common::report(&format!("  e.g. {v}"));
-            }
-            if m.violations.is_empty() {
-                failures.push(format!(
-                    "{case}: removing the {what} produced no violating state: the model cannot fail"
-                ));
-            }
+            totals.must_violate(&case, what, &m, &mut failures);
         }
     }
-    for (what, (n, bad)) in &states {
-        common::report(&format!(
-            "power-loss model [snapshot]: {n} crash states for {what}, {bad} violating"
-        ));
-    }
+    totals.report("snapshot");
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
