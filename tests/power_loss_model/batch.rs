@@ -11,7 +11,7 @@ use crate::model::read_entries;
 use crate::model::{
     BLOCK, Entries, Entry, Fs, Seen, Tally, Totals, contents_after_crash, copy_entries,
 };
-use crate::trace::{MARK, Op, parse_ops};
+use crate::trace::{MARK, Op, trace_cases};
 
 const TEST: &str = "every_simulated_power_loss_leaves_each_batch_file_old_or_new";
 
@@ -143,12 +143,9 @@ fn every_simulated_power_loss_leaves_each_batch_file_old_or_new() {
     if let Some(dir) = common::role() {
         return child_main(Path::new(&dir));
     }
-    let test = common::test_name(module_path!(), TEST);
-    let Some(traced) = common::trace_in_workdir(&test, "%file,%desc", "power-loss-trace-ok") else {
+    let Some((traced, cases)) = trace_cases(module_path!(), TEST, CASES.len()) else {
         return;
     };
-    let cases = parse_ops(&traced.log);
-    assert_eq!(cases.len(), CASES.len(), "{:?}", cases.keys());
 
     let mut failures = Vec::new();
     let mut totals = Totals::default();

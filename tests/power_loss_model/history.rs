@@ -15,7 +15,7 @@ use crate::model::copy_entries;
 use crate::model::{Entries, Entry, Fs, Seen, Tally, contents_after_crash, read_entries};
 #[cfg(feature = "json")]
 use crate::trace::MARK;
-use crate::trace::{Op, parse_ops};
+use crate::trace::{Op, trace_cases};
 
 const HISTORY_TEST: &str = "every_simulated_power_loss_leaves_latest_at_a_complete_version";
 const POINTER: &str = "state.json";
@@ -207,13 +207,11 @@ fn every_simulated_power_loss_leaves_latest_at_a_complete_version() {
         let _ = dir;
         return;
     }
-    let test = common::test_name(module_path!(), HISTORY_TEST);
-    let Some(traced) = common::trace_in_workdir(&test, "%file,%desc", "power-loss-trace-ok") else {
+    let Some((traced, cases)) = trace_cases(module_path!(), HISTORY_TEST, HISTORY_CASES.len())
+    else {
         return;
     };
     let work = &traced.work;
-    let cases = parse_ops(&traced.log);
-    assert_eq!(cases.len(), HISTORY_CASES.len(), "{:?}", cases.keys());
 
     let mut failures = Vec::new();
     let mut states: BTreeMap<String, (usize, usize)> = BTreeMap::new();

@@ -8,7 +8,7 @@ use atomic_persist::{Durability, WriteOptions};
 
 use crate::common;
 use crate::model::{BLOCK, Entries, Entry, Fs, Inode, Seen, Tally, contents_after_crash};
-use crate::trace::{Loc, MARK, Op, parse_ops};
+use crate::trace::{Loc, MARK, Op, trace_cases};
 #[cfg(feature = "json")]
 use crate::{Doc, doc_builder};
 
@@ -208,18 +208,11 @@ fn every_simulated_power_loss_leaves_the_old_or_the_new_file() {
     if let Some(dir) = common::role() {
         return child_main(Path::new(&dir));
     }
-    let test = common::test_name(module_path!(), TEST);
-    let Some(traced) = common::trace_in_workdir(&test, "%file,%desc", "power-loss-trace-ok") else {
+    let Some((traced, cases)) = trace_cases(module_path!(), TEST, kinds().len() * LEVELS.len())
+    else {
         return;
     };
     let work = &traced.work;
-    let cases = parse_ops(&traced.log);
-    assert_eq!(
-        cases.len(),
-        kinds().len() * LEVELS.len(),
-        "{:?}",
-        cases.keys()
-    );
 
     let mut failures = Vec::new();
     // What -> (crash states, violating states).

@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::common;
+
 /// The marker paths the child opens around each case: `{MARK}begin-CASE`, `{MARK}end-CASE`.
 pub const MARK: &str = "/nonexistent/atomic-persist-power-loss/";
 
@@ -249,4 +251,19 @@ pub fn parse_ops(log: &str) -> BTreeMap<String, Vec<Op>> {
         }
     }
     cases
+}
+
+/// Runs the child of the test `test` (of the module `module`) under strace in a fresh
+/// work directory and parses its log: the work directory and the `n` cases' operations,
+/// or `None` (said as a skip) where strace is missing.
+pub fn trace_cases(
+    module: &str,
+    test: &str,
+    n: usize,
+) -> Option<(common::WorkTrace, BTreeMap<String, Vec<Op>>)> {
+    let test = common::test_name(module, test);
+    let traced = common::trace_in_workdir(&test, "%file,%desc", "power-loss-trace-ok")?;
+    let cases = parse_ops(&traced.log);
+    assert_eq!(cases.len(), n, "{:?}", cases.keys());
+    Some((traced, cases))
 }
