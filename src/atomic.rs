@@ -110,6 +110,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{File, TryLockError};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::error::{Error, Op, Refusal, Result};
 use crate::sys;
@@ -166,7 +167,12 @@ pub struct WriteOptions {
     follow_symlinks: bool,
     replace_non_regular: bool,
     create_dirs: bool,
+    rename_retry: Duration,
 }
+
+/// How long a save retries a rename another program's open handle refused, by default
+/// ([`WriteOptions::rename_retry`]).
+pub const DEFAULT_RENAME_RETRY: Duration = Duration::from_secs(1);
 
 impl Default for WriteOptions {
     fn default() -> Self {
@@ -180,6 +186,7 @@ impl Default for WriteOptions {
             follow_symlinks: true,
             replace_non_regular: false,
             create_dirs: false,
+            rename_retry: DEFAULT_RENAME_RETRY,
         }
     }
 }
@@ -217,6 +224,18 @@ impl WriteOptions {
     /// where the filesystem lacks it): of two concurrent creators exactly one wins.
     pub fn no_clobber(mut self, yes: bool) -> Self {
         self.no_clobber = yes;
+        self
+    }
+
+    /// How long a rename refused because another program holds the destination open is
+    /// retried, with a growing pause between tries (default [`DEFAULT_RENAME_RETRY`];
+    /// `Duration::ZERO` never retries). That is Windows: antivirus scanners, indexers
+    /// and backup tools open files without `FILE_SHARE_DELETE`, and `MoveFileExW` then
+    /// fails with access denied or a sharing violation until they let go. Elsewhere no
+    /// rename error is transient, and none is retried. The last error is returned once
+    /// the time is up; the old file is untouched throughout.
+    pub fn rename_retry(mut self, total: Duration) -> Self {
+        self.rename_retry = total;
         self
     }
 
@@ -550,8 +569,30 @@ struct Staged {
     metadata_changed: bool,
     durability: Durability,
     no_clobber: bool,
+    rename_retry: Duration,
     /// The permissions given, kept for the special bits applied at the end.
     perms: sys::Perms,
+}
+
+/// Runs `op` until it succeeds, fails with an error `transient` does not accept, or
+/// `budget` has passed, pausing 1, 2, 4, ... ms (at most 100) between tries; the last
+/// result is returned.
+fn retry_transient<T>(
+    budget: Duration,
+    transient: impl Fn(&io::Error) -> bool,
+    mut op: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    let start = std::time::Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match op() {
+            Err(e) if transient(&e) && start.elapsed() < budget => {
+                std::thread::sleep(pause.min(budget.saturating_sub(start.elapsed())));
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Creates the missing directories above `path`, top down. With [`Durability::Full`],
@@ -604,6 +645,7 @@ impl Staged {
             metadata_changed: false,
             durability: opts.durability,
             no_clobber: opts.no_clobber,
+            rename_retry: opts.rename_retry,
             perms,
         };
         let (file, creator) = staged.create_temp(opts.anonymous_temp)?;
@@ -741,10 +783,11 @@ impl Staged {
         let Some(temp) = self.temp.take() else {
             return Ok(()); // linked into place already
         };
-        let renamed = match self.no_clobber {
+        let rename = || match self.no_clobber {
             true => dir.rename_noreplace(&temp, name),
             false => dir.rename(&temp, name),
         };
+        let renamed = retry_transient(self.rename_retry, sys::is_transient_rename_error, rename);
         let Err(e) = renamed else { return Ok(()) };
         self.temp = Some(temp);
         Err(match e.kind() {
@@ -1108,6 +1151,66 @@ fn sweep_link(dir: &sys::Dir, dir_path: &Path, name: &OsStr, path: &Path) -> Res
 
 #[cfg(test)]
 mod tests {
+
+    fn busy() -> io::Error {
+        io::Error::new(io::ErrorKind::PermissionDenied, "held open")
+    }
+
+    #[test]
+    fn a_transient_rename_error_is_retried_until_it_clears() {
+        let mut calls = 0;
+        let result = retry_transient(
+            Duration::from_secs(5),
+            |_| true,
+            || {
+                calls += 1;
+                if calls < 4 { Err(busy()) } else { Ok(calls) }
+            },
+        );
+        assert_eq!(result.unwrap(), 4);
+    }
+
+    #[test]
+    fn a_rename_error_that_stays_is_returned_once_the_budget_is_spent() {
+        let mut calls = 0;
+        let result: io::Result<()> = retry_transient(
+            Duration::from_millis(30),
+            |_| true,
+            || {
+                calls += 1;
+                Err(busy())
+            },
+        );
+        assert_eq!(result.unwrap_err().kind(), io::ErrorKind::PermissionDenied);
+        assert!(calls > 1, "retried: {calls}");
+    }
+
+    #[test]
+    fn an_error_that_is_not_transient_is_not_retried_and_a_zero_budget_never_retries() {
+        for (budget, transient) in [(Duration::from_secs(5), false), (Duration::ZERO, true)] {
+            let mut calls = 0;
+            let result: io::Result<()> = retry_transient(
+                budget,
+                |_| transient,
+                || {
+                    calls += 1;
+                    Err(busy())
+                },
+            );
+            assert!(result.is_err());
+            assert_eq!(calls, 1);
+        }
+    }
+
+    #[test]
+    fn only_windows_says_a_rename_error_is_transient() {
+        for code in [5, 32] {
+            let e = io::Error::from_raw_os_error(code);
+            assert_eq!(sys::is_transient_rename_error(&e), cfg!(windows), "{code}");
+        }
+        let other = io::Error::from_raw_os_error(2);
+        assert!(!sys::is_transient_rename_error(&other));
+    }
     use super::*;
 
     #[test]

@@ -178,7 +178,9 @@ mod version;
 
 #[cfg(feature = "tokio")]
 pub use asynchronous::write_atomic_async;
-pub use atomic::{AtomicFile, Durability, Swept, WriteOptions, sweep, write_atomic};
+pub use atomic::{
+    AtomicFile, DEFAULT_RENAME_RETRY, Durability, Swept, WriteOptions, sweep, write_atomic,
+};
 /// `#[derive(Persist)]`: implements [`Persist`] from a `#[persist(..)]` attribute (feature
 /// `derive`); see the [`persist`] module for the keys.
 ///

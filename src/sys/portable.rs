@@ -32,6 +32,19 @@ impl std::fmt::Display for IsSymlink {
 
 impl std::error::Error for IsSymlink {}
 
+/// Whether a failed rename may succeed if tried again: on Windows, access denied (5) or
+/// a sharing violation (32), what `MoveFileExW` says while another program (antivirus,
+/// an indexer) holds the destination open without `FILE_SHARE_DELETE`.
+pub(crate) fn is_transient_rename_error(e: &io::Error) -> bool {
+    const ERROR_ACCESS_DENIED: i32 = 5;
+    const ERROR_SHARING_VIOLATION: i32 = 32;
+    cfg!(windows)
+        && matches!(
+            e.raw_os_error(),
+            Some(ERROR_ACCESS_DENIED | ERROR_SHARING_VIOLATION)
+        )
+}
+
 /// No uids here: never compared, since [`Existing::owner`] is `None`.
 pub(crate) fn caller() -> u32 {
     0

@@ -71,6 +71,12 @@ pub(crate) fn caller() -> u32 {
 }
 
 /// Whether an open failed because the last component is a symlink (`O_NOFOLLOW`).
+/// Whether a failed rename may succeed if tried again: never here (a Unix rename does
+/// not care who has the file open).
+pub(crate) fn is_transient_rename_error(_e: &io::Error) -> bool {
+    false
+}
+
 pub(crate) fn is_symlink_error(e: &io::Error) -> bool {
     e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
 }
