@@ -43,6 +43,7 @@
 //! | `envelope` | bool | [`ENVELOPE`](Persist::ENVELOPE) | `false` |
 //! | `hand_edits` | bool | [`HAND_EDITS`](Persist::HAND_EDITS) | `false` |
 //! | `create_dirs` | bool | [`CREATE_DIRS`](Persist::CREATE_DIRS) | `false` |
+//! | `backup_before_migrate` | bool | [`BACKUP_BEFORE_MIGRATE`](Persist::BACKUP_BEFORE_MIGRATE) | `false` |
 //! | `durability` | `"full"`, `"data"`, `"none"` | [`DURABILITY`](Persist::DURABILITY) | `"full"` |
 //! | `version` | integer, needs `envelope = true` | [`VERSION`](Persist::VERSION) | `0` |
 //! | `migrate_from` | a type, needs `version` | [`decode`](Persist::decode) | — |
@@ -186,6 +187,11 @@ pub trait Persist: Serialize + DeserializeOwned {
     /// Whether a save creates the file's missing parent directories (see
     /// [`WriteOptions::create_dirs`](crate::WriteOptions::create_dirs)).
     const CREATE_DIRS: bool = false;
+
+    /// Whether loading a file an older schema version wrote keeps it as
+    /// `{name}.schema-{found}.bak` before the migrated value can replace it (see
+    /// [`PersistedBuilder::backup_before_migrate`]).
+    const BACKUP_BEFORE_MIGRATE: bool = false;
 
     /// How much of a save must reach stable storage.
     const DURABILITY: Durability = Durability::Full;
@@ -604,7 +610,8 @@ fn configured<T: Persist, U: Serialize + DeserializeOwned>(path: &Path) -> Persi
         .accept_hand_edits(T::HAND_EDITS)
         .schema_version(T::VERSION)
         .durability(T::DURABILITY)
-        .create_dirs(T::CREATE_DIRS);
+        .create_dirs(T::CREATE_DIRS)
+        .backup_before_migrate(T::BACKUP_BEFORE_MIGRATE);
     if let Some(format) = T::FORMAT {
         b = b.format(format);
     }

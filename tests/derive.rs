@@ -618,3 +618,39 @@ fn app_places_a_relative_path_in_the_config_directory() {
         path.display()
     );
 }
+
+/// Version 2 of a setting that keeps the file version 1 wrote before migrating it.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Persist)]
+#[persist(
+    path = "server.json",
+    envelope = true,
+    version = 2,
+    migrate_from = ServerV1,
+    backup_before_migrate = true
+)]
+struct ServerKept {
+    host: String,
+    domain: String,
+    port: u16,
+}
+
+impl From<ServerV1> for ServerKept {
+    fn from(v1: ServerV1) -> ServerKept {
+        let ServerV2 { host, domain, port } = ServerV2::from(v1);
+        ServerKept { host, domain, port }
+    }
+}
+
+#[test]
+fn backup_before_migrate_keeps_the_older_schemas_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.json");
+    v1().save_to(&path).unwrap();
+    let old = std::fs::read(&path).unwrap();
+    let migrated = ServerKept::load_from(&path).unwrap();
+    assert_eq!(migrated.host, "www");
+    migrated.save_to(&path).unwrap();
+    let kept = dir.path().join("server.json.schema-1.bak");
+    assert_eq!(std::fs::read(kept).unwrap(), old);
+    assert_ne!(std::fs::read(&path).unwrap(), old);
+}

@@ -19,7 +19,9 @@
 //! (`"json"`, `"json-pretty"`, `"toml"`, `"binary"`; default from the extension),
 //! `envelope` (bool), `hand_edits` (bool: load an enveloped JSON or TOML file a person
 //! edited, see `PersistedBuilder::accept_hand_edits`), `create_dirs` (bool: a save creates
-//! missing parent directories), `durability` (`"full"`, `"data"`, `"none"`), `version` (integer,
+//! missing parent directories), `backup_before_migrate` (bool: keep a file of an older
+//! schema before the migrated value replaces it, see
+//! `PersistedBuilder::backup_before_migrate`), `durability` (`"full"`, `"data"`, `"none"`), `version` (integer,
 //! needs `envelope = true`) and `migrate_from` (a type, needs `version`).
 //!
 //! Every mistake is a compile error spanned on the attribute (or on the `union`
@@ -67,6 +69,8 @@ struct Options {
     hand_edits: Option<Bool>,
     #[darling(default)]
     create_dirs: Option<Bool>,
+    #[darling(default)]
+    backup_before_migrate: Option<Bool>,
     #[darling(default)]
     durability: Option<Str>,
     #[darling(default)]
@@ -193,6 +197,7 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
     let flag = |b: &Option<Bool>| b.as_ref().is_some_and(|b| b.0);
     let (envelope, hand_edits) = (flag(&opts.envelope), flag(&opts.hand_edits));
     let create_dirs = flag(&opts.create_dirs);
+    let backup = flag(&opts.backup_before_migrate);
     let version = opts.version.as_ref().map_or(0, |v| v.value);
     let (impl_generics, ty_generics, _) = opts.generics.split_for_impl();
     let where_clause = where_clause(&opts);
@@ -220,6 +225,7 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
             const ENVELOPE: bool = #envelope;
             const HAND_EDITS: bool = #hand_edits;
             const CREATE_DIRS: bool = #create_dirs;
+            const BACKUP_BEFORE_MIGRATE: bool = #backup;
             const DURABILITY: ::atomic_persist::Durability = #durability;
             const VERSION: u32 = #version;
             #migrate
