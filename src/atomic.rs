@@ -306,6 +306,11 @@ impl WriteOptions {
         self.durability
     }
 
+    /// Whether a symlink at the destination is followed ([`follow_symlinks`](Self::follow_symlinks)).
+    pub(crate) fn follows_symlinks(&self) -> bool {
+        self.follow_symlinks
+    }
+
     /// Atomically replaces (or creates) `path` with `bytes`.
     ///
     /// # Errors
@@ -582,16 +587,21 @@ fn retry_transient<T>(
     transient: impl Fn(&io::Error) -> bool,
     mut op: impl FnMut() -> io::Result<T>,
 ) -> io::Result<T> {
-    let start = std::time::Instant::now();
+    // The clock starts at the first transient failure: a rename that succeeds at once,
+    // the common case, reads no clock.
+    let mut start: Option<std::time::Instant> = None;
     let mut pause = Duration::from_millis(1);
     loop {
-        match op() {
-            Err(e) if transient(&e) && start.elapsed() < budget => {
-                std::thread::sleep(pause.min(budget.saturating_sub(start.elapsed())));
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
+        let e = match op() {
+            Err(e) if transient(&e) => e,
             result => return result,
+        };
+        let elapsed = start.get_or_insert_with(std::time::Instant::now).elapsed();
+        if elapsed >= budget {
+            return Err(e);
         }
+        std::thread::sleep(pause.min(budget - elapsed));
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 

@@ -1136,7 +1136,9 @@ impl<T: Serialize + DeserializeOwned> HistoryBuilder<T> {
                 _ => continue,
             };
             let fallback = newest_intact(&raw, &codec, damaged);
-            let moved_to = recovery::move_aside(cause.path())?;
+            // Versions are the history's own files, never links (it writes them without
+            // following one): a link there is moved aside as itself.
+            let moved_to = recovery::move_aside(cause.path(), false)?;
             let restored = match fallback {
                 Some(from) => {
                     let info = raw.rollback_locked(from, damaged)?;

@@ -669,7 +669,7 @@ impl<T: Serialize + DeserializeOwned> PersistedBuilder<T> {
                 lock = Some(writer_lock(&path, &config.local)?);
                 continue;
             }
-            let moved_to = recovery::move_aside(&path)?;
+            let moved_to = recovery::move_aside(&path, config.local.options.follows_symlinks())?;
             let recovery = Recovery {
                 moved_to,
                 cause,
@@ -930,7 +930,7 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
         if let Some(found) =
             found.filter(|&v| config.backup_before_migrate && v < config.codec.schema_version)
         {
-            recovery::keep_before_migrate(&path, found)?;
+            recovery::keep_before_migrate(&path, found, config.local.options.follows_symlinks())?;
         }
         Ok(Persisted::from_loaded(path, config, loaded))
     }

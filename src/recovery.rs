@@ -95,12 +95,13 @@ pub fn is_damage(error: &Error) -> bool {
     }
 }
 
-/// Moves the file at `path` (through a symlink, as a save would) aside to
-/// `{name}.corrupt-{time}` in its own directory, never replacing anything, and syncs the
-/// directory: the damaged file must not lose its name to the next commit in a power cut.
+/// Moves the file at `path` aside to `{name}.corrupt-{time}` in its own directory, never
+/// replacing anything, and syncs the directory: the damaged file must not lose its name
+/// to the next commit in a power cut. `follow` is the save's own rule: through a symlink
+/// when saves follow one (the target is what a save replaces), else the link itself.
 /// Returns the new path.
-pub(crate) fn move_aside(path: &Path) -> Result<PathBuf> {
-    let target = trust::resolve(path, true)?;
+pub(crate) fn move_aside(path: &Path, follow: bool) -> Result<PathBuf> {
+    let target = trust::resolve(path, follow)?;
     let stamp = jiff::Timestamp::now()
         .strftime("%Y%m%dT%H%M%SZ")
         .to_string();
@@ -128,17 +129,18 @@ pub(crate) fn move_aside(path: &Path) -> Result<PathBuf> {
     Err(Error::io(Op::Rename, &target.path, e))
 }
 
-/// Keeps the file at `path` (through a symlink, as a save would), which schema version
-/// `found` wrote, under `{name}.schema-{found}.bak` beside it before a migrated value
-/// replaces it: a hard link, so nothing is copied, and the directory synced, so the
-/// link is durable before the commit that replaces the name. An existing backup of that
-/// version is kept, never replaced. Returns the backup's path.
-pub(crate) fn keep_before_migrate(path: &Path, found: u32) -> Result<PathBuf> {
-    let target = trust::resolve(path, true)?;
+/// Keeps the file at `path`, which schema version `found` wrote, under
+/// `{name}.schema-{found}.bak` beside it before a migrated value replaces it: a hard
+/// link in the directory already open (so nothing is copied, and nothing swapped in
+/// between resolves the name again), and the directory synced, so the link is durable
+/// before the commit that replaces the name. `follow` as in [`move_aside`]. An existing
+/// backup of that version is kept, never replaced. Returns the backup's path.
+pub(crate) fn keep_before_migrate(path: &Path, found: u32, follow: bool) -> Result<PathBuf> {
+    let target = trust::resolve(path, follow)?;
     let mut name = target.name.clone();
     name.push(format!(".schema-{found}.bak"));
     let backup = target.dir_path.join(&name);
-    match std::fs::hard_link(&target.path, &backup) {
+    match target.dir.hard_link(&target.name, &name) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(backup),
         Err(e) => return Err(Error::io(Op::Rename, &backup, e)),

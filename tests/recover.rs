@@ -312,6 +312,39 @@ fn through_a_symlink_the_target_is_moved_aside_in_its_own_directory() {
     assert_eq!(back.volume, 1);
 }
 
+#[cfg(unix)]
+#[test]
+fn without_following_symlinks_the_link_itself_is_moved_aside_and_its_target_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    fs::create_dir(&real).unwrap();
+    fs::write(real.join("s.json"), "[").unwrap();
+    let link = dir.path().join("s.json");
+    std::os::unix::fs::symlink("real/s.json", &link).unwrap();
+    let options = atomic_persist::WriteOptions::new().follow_symlinks(false);
+    let (mut p, r) = Persisted::<Settings>::builder(&link)
+        .write_options(options)
+        .open_or_recover(Settings::default)
+        .unwrap();
+    let moved = r.unwrap().moved_to;
+    assert_eq!(moved.parent(), Some(dir.path()));
+    assert!(
+        fs::symlink_metadata(&moved)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        fs::read(real.join("s.json")).unwrap(),
+        b"[",
+        "the target untouched"
+    );
+    // The save replaces the name, as it would have replaced the link.
+    p.update(|s| s.volume = 1).unwrap();
+    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_file());
+    assert_eq!(fs::read(real.join("s.json")).unwrap(), b"[");
+}
+
 #[cfg(feature = "derive")]
 #[test]
 fn a_persist_type_loads_or_recovers() {

@@ -265,6 +265,10 @@ impl Dir {
         self.remove(from)
     }
 
+    pub(crate) fn hard_link(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        std::fs::hard_link(self.0.join(from), self.0.join(to))
+    }
+
     pub(crate) fn remove(&self, name: &OsStr) -> io::Result<()> {
         std::fs::remove_file(self.0.join(name))
     }

@@ -451,6 +451,18 @@ impl Dir {
         self.remove(from)
     }
 
+    /// A second name `to` for the file `from` (never replacing `to`, never following a
+    /// symlink at `from`).
+    pub(crate) fn hard_link(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        Ok(rustix::fs::linkat(
+            &self.0,
+            from,
+            &self.0,
+            to,
+            AtFlags::empty(),
+        )?)
+    }
+
     /// Removes the file `name`.
     pub(crate) fn remove(&self, name: &OsStr) -> io::Result<()> {
         Ok(rustix::fs::unlinkat(&self.0, name, AtFlags::empty())?)
