@@ -125,7 +125,13 @@ impl<T: DeserializeOwned> Codec<T> {
     /// hook (given the file's schema version, or for a plain file, which does not say,
     /// the handle's own) or plain deserialization; then the validate hook.
     #[cfg_attr(
-        not(any(feature = "json", feature = "toml", feature = "binary")),
+        not(any(
+            feature = "json",
+            feature = "toml",
+            feature = "binary",
+            feature = "yaml",
+            feature = "ron"
+        )),
         allow(
             unreachable_code,
             unused_variables,
@@ -165,7 +171,7 @@ impl<T: DeserializeOwned> Codec<T> {
 macro_rules! codec_setters {
     ($handle:literal, $($field:ident).+) => {
         /// The format; by default it is chosen from the extension (`.json`, `.toml`,
-        /// `.bin`).
+        /// `.yaml`/`.yml`, `.ron`, `.bin`).
         pub fn format(mut self, format: impl crate::format::Format) -> Self {
             self.$($field).+.format = Some(crate::format::any_of(&format));
             self

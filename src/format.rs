@@ -1,6 +1,6 @@
 //! Formats: how a value becomes bytes and back.
 //!
-//! A [`Format`] turns a `serde` value into the bytes of a file and back. Four are built
+//! A [`Format`] turns a `serde` value into the bytes of a file and back. Six are built
 //! in, each behind a Cargo feature:
 //!
 //! | format | extension | feature | notes |
@@ -8,6 +8,8 @@
 //! | [`Json`] | `.json` | `json` (default) | compact, one line |
 //! | [`JsonPretty`] | — | `json` (default) | indented, ends with a newline; choose it with [`PersistedBuilder::format`](crate::PersistedBuilder::format) |
 //! | [`Toml`] | `.toml` | `toml` (default) | comments of a loaded config survive a save |
+//! | `Yaml` | `.yaml`, `.yml` | `yaml` | block style, through serde-saphyr (pure Rust, no unsafe code, bounded against alias bombs) |
+//! | `Ron` | `.ron` | `ron` | Rust Object Notation, compact (one line) |
 //! | `Binary` | `.bin` | `binary` | postcard's stable wire format; small and fast, not self-describing |
 //!
 //! [`Persisted`](crate::Persisted) picks the format from the file's extension unless one
@@ -16,8 +18,8 @@
 //!
 //! # Errors carry positions
 //!
-//! A JSON or TOML file that does not parse, or parses into the wrong shape, gives
-//! [`Error::Deserialize`] with the 1-based line and column of the problem. Errors from the
+//! A JSON, TOML, YAML or RON file that does not parse, or parses into the wrong shape,
+//! gives [`Error::Deserialize`] with the 1-based line and column of the problem. Errors from the
 //! methods of this trait have an empty path, since a format does not know the file;
 //! [`Persisted`](crate::Persisted) fills it in.
 //!
@@ -47,7 +49,13 @@
 
 // With every format's feature off, `AnyFormat` has no variants and its methods no body.
 #![cfg_attr(
-    not(any(feature = "json", feature = "toml", feature = "binary")),
+    not(any(
+        feature = "json",
+        feature = "toml",
+        feature = "binary",
+        feature = "yaml",
+        feature = "ron"
+    )),
     allow(unused_variables, unreachable_code, unreachable_patterns, dead_code)
 )]
 
@@ -123,6 +131,19 @@ pub struct JsonPretty;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Toml;
 
+/// YAML (`.yaml`, `.yml`) in block style, through serde-saphyr: pure Rust with no
+/// unsafe code, and bounded against documents that expand without limit (alias bombs).
+/// A file holds one document; a top-level value of any type is allowed.
+#[cfg(feature = "yaml")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Yaml;
+
+/// RON, Rust Object Notation (`.ron`), written compact on one line; any RON layout,
+/// comments included, reads.
+#[cfg(feature = "ron")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Ron;
+
 /// postcard's compact binary wire format (`.bin`); see the
 /// [module docs](self#the-binary-format-is-not-self-describing) for its limits.
 #[cfg(feature = "binary")]
@@ -146,11 +167,18 @@ pub enum AnyFormat {
     /// [`Binary`].
     #[cfg(feature = "binary")]
     Binary,
+    /// [`Yaml`].
+    #[cfg(feature = "yaml")]
+    Yaml,
+    /// [`Ron`].
+    #[cfg(feature = "ron")]
+    Ron,
 }
 
 impl AnyFormat {
     /// The format for a file name's extension: `.json` → [`Json`], `.toml` → [`Toml`],
-    /// `.bin` → `Binary` (case-insensitive). Anything else, or an extension whose
+    /// `.yaml` and `.yml` → `Yaml`, `.ron` → `Ron`, `.bin` → `Binary`
+    /// (case-insensitive). Anything else, or an extension whose
     /// feature is off, is [`Error::UnknownFormat`].
     ///
     /// # Errors
@@ -162,7 +190,7 @@ impl AnyFormat {
     /// use atomic_persist::{AnyFormat, Error};
     /// # #[cfg(feature = "json")]
     /// assert_eq!(AnyFormat::from_path("state.json")?, AnyFormat::Json);
-    /// assert!(matches!(AnyFormat::from_path("state.yaml"), Err(Error::UnknownFormat { .. })));
+    /// assert!(matches!(AnyFormat::from_path("state.ini"), Err(Error::UnknownFormat { .. })));
     /// # Ok::<(), Error>(())
     /// ```
     pub fn from_path(path: impl AsRef<Path>) -> Result<AnyFormat> {
@@ -188,20 +216,29 @@ impl AnyFormat {
             Some("bin") => Ok(AnyFormat::Binary),
             #[cfg(not(feature = "binary"))]
             Some("bin") => Err(unknown("the `binary` feature is not enabled".into())),
+            #[cfg(feature = "yaml")]
+            Some("yaml" | "yml") => Ok(AnyFormat::Yaml),
+            #[cfg(not(feature = "yaml"))]
+            Some("yaml" | "yml") => Err(unknown("the `yaml` feature is not enabled".into())),
+            #[cfg(feature = "ron")]
+            Some("ron") => Ok(AnyFormat::Ron),
+            #[cfg(not(feature = "ron"))]
+            Some("ron") => Err(unknown("the `ron` feature is not enabled".into())),
             Some(other) => Err(unknown(format!(
-                "no format for the extension `.{other}` (known: .json, .toml, .bin)"
+                "no format for the extension `.{other}` (known: {KNOWN})"
             ))),
-            None => Err(unknown(
-                "the file name has no extension to choose a format by (known: .json, \
-                 .toml, .bin)"
-                    .into(),
-            )),
+            None => Err(unknown(format!(
+                "the file name has no extension to choose a format by (known: {KNOWN})"
+            ))),
         }
     }
 }
 
+/// The extensions [`AnyFormat::from_path`] knows, for its messages.
+const KNOWN: &str = ".json, .toml, .yaml, .yml, .ron, .bin";
+
 impl AnyFormat {
-    /// Whether people read and edit files of this format as text (JSON, TOML).
+    /// Whether people read and edit files of this format as text (all but binary).
     pub(crate) fn is_text(self) -> bool {
         match self {
             #[cfg(feature = "binary")]
@@ -229,6 +266,10 @@ impl Format for AnyFormat {
             AnyFormat::Toml => Toml.name(),
             #[cfg(feature = "binary")]
             AnyFormat::Binary => Binary.name(),
+            #[cfg(feature = "yaml")]
+            AnyFormat::Yaml => Yaml.name(),
+            #[cfg(feature = "ron")]
+            AnyFormat::Ron => Ron.name(),
         }
     }
 
@@ -242,6 +283,10 @@ impl Format for AnyFormat {
             AnyFormat::Toml => Toml.serialize(value, out),
             #[cfg(feature = "binary")]
             AnyFormat::Binary => Binary.serialize(value, out),
+            #[cfg(feature = "yaml")]
+            AnyFormat::Yaml => Yaml.serialize(value, out),
+            #[cfg(feature = "ron")]
+            AnyFormat::Ron => Ron.serialize(value, out),
         }
     }
 
@@ -255,6 +300,10 @@ impl Format for AnyFormat {
             AnyFormat::Toml => Toml.deserialize(bytes),
             #[cfg(feature = "binary")]
             AnyFormat::Binary => Binary.deserialize(bytes),
+            #[cfg(feature = "yaml")]
+            AnyFormat::Yaml => Yaml.deserialize(bytes),
+            #[cfg(feature = "ron")]
+            AnyFormat::Ron => Ron.deserialize(bytes),
         }
     }
 }
@@ -280,6 +329,8 @@ unit_format!(Json, "json");
 unit_format!(JsonPretty, "json");
 unit_format!(Toml, "toml");
 unit_format!(Binary, "binary");
+unit_format!(Yaml, "yaml");
+unit_format!(Ron, "ron");
 
 /// The format of a value that implements [`Format`].
 pub(crate) fn any_of(format: &impl Format) -> AnyFormat {
@@ -463,16 +514,18 @@ pub(crate) fn json_serialize_error(e: serde_json::Error) -> FormatError {
 /// of the file.
 #[cfg(feature = "json")]
 pub(crate) fn json_deserialize_error(e: serde_json::Error, origin: (usize, usize)) -> FormatError {
-    let position = (e.line() > 0).then(|| {
-        let line = origin.0 + e.line() - 1;
-        let column = if e.line() == 1 {
-            origin.1 + e.column() - 1
-        } else {
-            e.column()
-        };
-        (line, column)
-    });
+    let position = (e.line() > 0).then(|| shift(origin, (e.line(), e.column())));
     deserialize_error("json", position, JsonMessage(e))
+}
+
+/// A 1-based (line, column) inside a document that starts at `origin` of the file, as
+/// a position in the file: only the first line's columns move.
+#[cfg_attr(not(any(feature = "json", feature = "ron")), allow(dead_code))]
+pub(crate) fn shift(origin: (usize, usize), (line, column): (usize, usize)) -> (usize, usize) {
+    match line {
+        1 => (origin.0, origin.1 + column - 1),
+        _ => (origin.0 + line - 1, column),
+    }
 }
 
 /// serde_json's message without its own " at line L column C" suffix (the error has
@@ -529,6 +582,135 @@ pub(crate) fn toml_from_slice<T: DeserializeOwned>(
     toml::from_slice(part).map_err(|e| {
         let position = e.span().map(|span| line_column(file, offset + span.start));
         deserialize_error("toml", position, e.message().trim_end().to_string())
+    })
+}
+
+#[cfg(feature = "yaml")]
+impl Format for Yaml {
+    fn name(&self) -> &'static str {
+        "yaml"
+    }
+
+    fn serialize<T: Serialize + ?Sized, W: Write>(&self, value: &T, out: W) -> FormatResult<()> {
+        yaml_to_writer(value, out)
+    }
+
+    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> FormatResult<T> {
+        yaml_from_slice(bytes, bytes, 0)
+    }
+}
+
+/// Writes `value` as a YAML document ending with a newline.
+#[cfg(feature = "yaml")]
+pub(crate) fn yaml_to_writer<T: Serialize + ?Sized, W: Write>(
+    value: &T,
+    out: W,
+) -> FormatResult<()> {
+    let mut out = LastByte {
+        inner: out,
+        last: None,
+    };
+    serde_saphyr::to_io_writer(&mut out, &value).map_err(|e| match e {
+        serde_saphyr::SerializeError::IO { error } => io_serialize_error("yaml", error),
+        other => serialize_error("yaml", other),
+    })?;
+    // The envelope's meta starts on a line of its own.
+    if out.last.is_some_and(|b| b != b'\n') {
+        out.write_all(b"\n")
+            .map_err(|e| io_serialize_error("yaml", e))?;
+    }
+    Ok(())
+}
+
+/// A writer that remembers the last byte written.
+#[cfg(feature = "yaml")]
+struct LastByte<W> {
+    inner: W,
+    last: Option<u8>,
+}
+
+#[cfg(feature = "yaml")]
+impl<W: Write> Write for LastByte<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if n > 0 {
+            self.last = Some(buf[n - 1]);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Parses one YAML document, with serde-saphyr's limits scaled to its size: the
+/// defaults (250,000 nodes, 64 levels) fit a hand-written config but not a saved state
+/// of a few megabytes, which must load as it saved. Scaled to the input, they still
+/// bound what aliases can expand to (a linear multiple of the file: what they are for).
+#[cfg(feature = "yaml")]
+pub(crate) fn yaml_parse<T: DeserializeOwned>(
+    bytes: &[u8],
+) -> std::result::Result<T, serde_saphyr::Error> {
+    let len = bytes.len();
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_events = budget.max_events.max(len.saturating_mul(2));
+    budget.max_nodes = budget.max_nodes.max(len);
+    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(len);
+    budget.max_depth = 128; // serde_json's limit
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    serde_saphyr::from_slice_with_options(bytes, options)
+}
+
+/// Parses the YAML document `part`, which starts at byte `offset` of the whole file
+/// `file` at the start of a line, so positions point into the file.
+#[cfg(feature = "yaml")]
+pub(crate) fn yaml_from_slice<T: DeserializeOwned>(
+    file: &[u8],
+    part: &[u8],
+    offset: usize,
+) -> FormatResult<T> {
+    yaml_parse(part).map_err(|e| {
+        let origin = line_column(file, offset).0;
+        let position = e
+            .location()
+            .filter(|l| l.line() > 0)
+            .map(|l| (origin + l.line() as usize - 1, l.column() as usize));
+        deserialize_error("yaml", position, e.without_snippet().to_string())
+    })
+}
+
+#[cfg(feature = "ron")]
+impl Format for Ron {
+    fn name(&self) -> &'static str {
+        "ron"
+    }
+
+    fn serialize<T: Serialize + ?Sized, W: Write>(&self, value: &T, out: W) -> FormatResult<()> {
+        ron::Options::default()
+            .to_io_writer(out, value)
+            .map_err(|e| match e {
+                ron::Error::Io(io) => serialize_error("ron", std::io::Error::other(io)),
+                other => serialize_error("ron", other),
+            })
+    }
+
+    fn deserialize<T: DeserializeOwned>(&self, bytes: &[u8]) -> FormatResult<T> {
+        ron_from_slice(bytes, (1, 1))
+    }
+}
+
+/// Parses the RON value `part`, which starts at `origin` (line, column) of its file.
+#[cfg(feature = "ron")]
+pub(crate) fn ron_from_slice<T: DeserializeOwned>(
+    part: &[u8],
+    origin: (usize, usize),
+) -> FormatResult<T> {
+    ron::Options::default().from_bytes(part).map_err(|e| {
+        let at = e.span.start;
+        let position = (at.line > 0).then(|| shift(origin, (at.line, at.col)));
+        deserialize_error("ron", position, e.code.to_string())
     })
 }
 
@@ -698,10 +880,10 @@ mod tests {
 
     #[test]
     fn unknown_extension_is_a_clear_error() {
-        let e = AnyFormat::from_path("/tmp/settings.yaml").unwrap_err();
+        let e = AnyFormat::from_path("/tmp/settings.ini").unwrap_err();
         assert!(matches!(e, Error::UnknownFormat { .. }));
         let msg = e.to_string();
-        assert!(msg.contains(".yaml") && msg.contains(".json"), "{msg}");
+        assert!(msg.contains(".ini") && msg.contains(".yaml"), "{msg}");
         let e = AnyFormat::from_path("/tmp/settings").unwrap_err();
         assert!(e.to_string().contains("no extension"), "{e}");
     }
@@ -747,6 +929,37 @@ mod tests {
         }
         let e = Toml.deserialize::<C>(b"# c\na = \"x\"\n").unwrap_err();
         assert_eq!((e.line(), e.column()), (Some(2), Some(5)));
+    }
+
+    #[cfg(feature = "yaml")]
+    #[test]
+    fn yaml_errors_have_positions() {
+        let e = Yaml
+            .deserialize::<Vec<u32>>(b"- 1\n- 2\n- x\n")
+            .unwrap_err();
+        assert_eq!(
+            (e.format(), e.line(), e.column()),
+            ("yaml", Some(3), Some(3))
+        );
+    }
+
+    #[cfg(feature = "ron")]
+    #[test]
+    fn ron_errors_have_positions() {
+        let e = Ron.deserialize::<Vec<u32>>(b"[1,\n x]").unwrap_err();
+        assert_eq!(
+            (e.format(), e.line(), e.column()),
+            ("ron", Some(2), Some(2))
+        );
+    }
+
+    #[cfg(feature = "yaml")]
+    #[test]
+    fn yaml_and_yml_pick_yaml_and_ron_picks_ron() {
+        assert_eq!(AnyFormat::from_path("a.yaml").unwrap(), AnyFormat::Yaml);
+        assert_eq!(AnyFormat::from_path("a.YML").unwrap(), AnyFormat::Yaml);
+        #[cfg(feature = "ron")]
+        assert_eq!(AnyFormat::from_path("a.ron").unwrap(), AnyFormat::Ron);
     }
 
     #[cfg(all(feature = "bincode", feature = "binary"))]

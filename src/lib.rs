@@ -32,8 +32,8 @@
 //! # Typed values
 //!
 //! [`Persisted<T>`] keeps a `serde` value in a file. The format comes from the extension
-//! (`.json`, `.toml`, `.bin`) unless the builder names one; every commit is an atomic
-//! save, skipped entirely when the value's bytes did not change.
+//! (`.json`, `.toml`, `.yaml`/`.yml`, `.ron`, `.bin`) unless the builder names one; every
+//! commit is an atomic save, skipped entirely when the value's bytes did not change.
 //!
 //! ```
 //! # #[cfg(feature = "json")] {
@@ -126,13 +126,17 @@
 //!
 //! - `json` (default): [`Json`] and [`JsonPretty`], for `.json` files.
 //! - `toml` (default): [`Toml`], for `.toml` files; a loaded config keeps its comments.
+//! - `yaml`: `Yaml`, for `.yaml` and `.yml` files (serde-saphyr: pure Rust, no unsafe
+//!   code).
+//! - `ron`: `Ron`, for `.ron` files (Rust Object Notation).
 //! - `binary`: `Binary` (postcard), for `.bin` files.
 //! - `bincode`: `format::read_bincode`, to read (and migrate) files that bincode
 //!   programs wrote; bincode is unmaintained, so it is never used to write.
 //! - `derive` (default): `#[derive(Persist)]`, see [`persist`].
 //! - `app-dirs`: `#[persist(app = "name")]` ([`Persist::APP`]) places a relative path in
 //!   the platform's configuration directory (the `directories` crate).
-//! - `cli`: the `atomic-persist` command-line tool (turns on `json`).
+//! - `cli`: the `atomic-persist` command-line tool (turns on every format's feature, to
+//!   read every file the crate writes).
 //! - `tokio`: async wrappers that run the synchronous engine in one
 //!   `tokio::task::spawn_blocking` (`write_atomic_async`, `Persisted::open_async`,
 //!   `Persisted::commit_async`, ...); see the `asynchronous` module for cancellation.
@@ -208,8 +212,12 @@ pub use envelope::{Meta, Timestamp, run_id};
 pub use error::{BoxError, Category, CorruptKind, Error, FileKind, Op, Refusal, Result};
 #[cfg(feature = "binary")]
 pub use format::Binary;
+#[cfg(feature = "ron")]
+pub use format::Ron;
 #[cfg(feature = "toml")]
 pub use format::Toml;
+#[cfg(feature = "yaml")]
+pub use format::Yaml;
 pub use format::{AnyFormat, Format, FormatError};
 #[cfg(feature = "json")]
 pub use format::{Json, JsonPretty};

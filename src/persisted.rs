@@ -117,7 +117,13 @@
 
 // With every format's feature off, nothing can be opened and much compiles away.
 #![cfg_attr(
-    not(any(feature = "json", feature = "toml", feature = "binary")),
+    not(any(
+        feature = "json",
+        feature = "toml",
+        feature = "binary",
+        feature = "yaml",
+        feature = "ron"
+    )),
     allow(unused_variables, unused_mut, unreachable_code, dead_code)
 )]
 
@@ -1123,7 +1129,7 @@ impl<T: Serialize + DeserializeOwned> Persisted<T> {
     #[cfg(feature = "toml")]
     fn toml_payload(&self) -> Result<(Vec<u8>, Option<toml_edit::DocumentMut>)> {
         let merged = |old: &toml_edit::DocumentMut| match self.config.envelope {
-            true => crate::toml_doc::merged(old, &envelope::TomlData { data: &self.value }),
+            true => crate::toml_doc::merged(old, &envelope::Data { data: &self.value }),
             false => crate::toml_doc::merged(old, &self.value),
         };
         let (doc, mut bytes) = match (&self.document, self.config.envelope) {

@@ -4,6 +4,8 @@
 //! with `envelope::seal` / `atomic-persist seal`. Damage that is not an edit stays
 //! `Corrupt` either way.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -13,6 +15,17 @@ use atomic_persist::envelope::{Sealed, seal, verify};
 use atomic_persist::{CorruptKind, Error, Persisted};
 
 type Settings = BTreeMap<String, u32>;
+
+/// The extensions of the text formats this build has: the ones a person edits.
+fn text_extensions() -> Vec<&'static str> {
+    let mut exts: Vec<_> = common::formats()
+        .into_iter()
+        .map(|(ext, _)| ext)
+        .filter(|&ext| ext != "bin")
+        .collect();
+    exts.dedup(); // compact and indented JSON share `.json`
+    exts
+}
 
 /// An enveloped file at `path` holding `{"volume": 3, "width": 80}`, generation 1.
 fn enveloped(path: &Path) {
@@ -48,7 +61,7 @@ fn is_corrupt(r: &atomic_persist::Result<impl std::fmt::Debug>, want: CorruptKin
 #[test]
 fn a_hand_edit_is_corrupt_by_default() {
     let dir = tempfile::tempdir().unwrap();
-    for ext in ["json", "toml"] {
+    for ext in text_extensions() {
         let path = dir.path().join(format!("s.{ext}"));
         enveloped(&path);
         edit(&path, "3", "4");
@@ -63,7 +76,7 @@ fn a_hand_edit_is_corrupt_by_default() {
 #[test]
 fn an_accepted_hand_edit_loads_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    for ext in ["json", "toml"] {
+    for ext in text_extensions() {
         let path = dir.path().join(format!("s.{ext}"));
         enveloped(&path);
         edit(&path, "3", "4");
@@ -89,7 +102,7 @@ fn an_intact_file_is_not_reported_as_edited() {
 #[test]
 fn the_next_commit_restamps_an_edit_even_with_the_value_unchanged() {
     let dir = tempfile::tempdir().unwrap();
-    for ext in ["json", "toml"] {
+    for ext in text_extensions() {
         let path = dir.path().join(format!("s.{ext}"));
         enveloped(&path);
         edit(&path, "3", "4");
@@ -126,7 +139,7 @@ fn an_edited_toml_envelope_keeps_its_comments_through_a_commit() {
 #[test]
 fn a_truncated_envelope_stays_corrupt_with_edits_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    for ext in ["json", "toml"] {
+    for ext in text_extensions() {
         let path = dir.path().join(format!("s.{ext}"));
         enveloped(&path);
         let bytes = fs::read(&path).unwrap();
@@ -212,7 +225,7 @@ fn a_running_writer_does_not_overwrite_a_hand_edit() {
 #[test]
 fn seal_restamps_an_edit_keeping_its_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    for ext in ["json", "toml"] {
+    for ext in text_extensions() {
         let path = dir.path().join(format!("s.{ext}"));
         enveloped(&path);
         edit(&path, "3", "4 ");

@@ -11,6 +11,8 @@
     feature = "json",
     feature = "toml",
     feature = "binary",
+    feature = "yaml",
+    feature = "ron",
     feature = "object-store"
 ))]
 
@@ -63,7 +65,7 @@ fn run_id() -> uuid::Uuid {
 }
 
 /// The single-value files: (file name, enveloped).
-const FILES: [(&str, bool); 7] = [
+const FILES: [(&str, bool); 11] = [
     ("plain.json", false),
     ("plain.toml", false),
     ("plain.bin", false),
@@ -71,6 +73,11 @@ const FILES: [(&str, bool); 7] = [
     ("enveloped-pretty.json", true),
     ("enveloped.toml", true),
     ("enveloped.bin", true),
+    // Since YAML and RON came (see the fixtures' README).
+    ("plain.yaml", false),
+    ("plain.ron", false),
+    ("enveloped.yaml", true),
+    ("enveloped.ron", true),
 ];
 
 fn fixtures() -> PathBuf {

@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use atomic_persist::recovery::{Restored, is_damage};
-use atomic_persist::{AnyFormat, Binary, Error, Json, JsonPretty, Persisted, Recovery, Toml};
+use atomic_persist::{AnyFormat, Error, Json, Persisted, Recovery, Toml};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
@@ -107,20 +107,11 @@ fn outcome(
     }
 }
 
-fn formats() -> [(&'static str, AnyFormat); 4] {
-    [
-        ("json", Json.into()),
-        ("json", JsonPretty.into()),
-        ("toml", Toml.into()),
-        ("bin", Binary.into()),
-    ]
-}
-
 #[test]
 fn every_truncation_and_bit_flip_opens_recovers_or_is_refused_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut counts = std::collections::BTreeMap::<(String, &str), usize>::new();
-    for (ext, format) in formats() {
+    for (ext, format) in common::formats() {
         for envelope in [true, false] {
             let name = format!("settings-{envelope}.{ext}");
             let (path, original) = written(dir.path(), &name, format, envelope);

@@ -4,10 +4,12 @@
 //! where the damage only touched layout the envelope does not cover, the exact original
 //! value and meta), and never a panic.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 
-use atomic_persist::{AnyFormat, Binary, Error, Json, JsonPretty, Meta, Persisted, Toml};
+use atomic_persist::{AnyFormat, Binary, Error, JsonPretty, Meta, Persisted};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -49,15 +51,6 @@ impl From<Strict> for Lenient {
     }
 }
 
-fn formats() -> [(&'static str, AnyFormat); 4] {
-    [
-        ("json", Json.into()),
-        ("json", JsonPretty.into()),
-        ("toml", Toml.into()),
-        ("bin", Binary.into()),
-    ]
-}
-
 fn open<T: Serialize + DeserializeOwned>(
     path: &Path,
     format: AnyFormat,
@@ -90,7 +83,7 @@ where
     T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + Clone,
 {
     let dir = tempfile::tempdir().unwrap();
-    for (ext, format) in formats() {
+    for (ext, format) in common::formats() {
         let path = dir.path().join(format!("state.{ext}"));
         let _ = fs::remove_file(&path);
         let mut p = Persisted::<T>::builder(&path)

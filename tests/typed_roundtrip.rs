@@ -2,9 +2,11 @@
 //! Property tests: any value survives a round trip through every format, plain and
 //! enveloped, and through `Persisted`.
 
+mod common;
+
 use std::collections::BTreeMap;
 
-use atomic_persist::{AnyFormat, Binary, Format, Json, JsonPretty, Persisted, Toml};
+use atomic_persist::{AnyFormat, Format, Persisted};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -51,21 +53,12 @@ fn record() -> impl Strategy<Value = Record> {
         )
 }
 
-fn formats() -> [(&'static str, AnyFormat); 4] {
-    [
-        ("json", Json.into()),
-        ("json", JsonPretty.into()),
-        ("toml", Toml.into()),
-        ("bin", Binary.into()),
-    ]
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn every_format_round_trips(r in record()) {
-        for (_, format) in formats() {
+        for (_, format) in common::formats() {
             let mut bytes = Vec::new();
             format.serialize(&r, &mut bytes).unwrap();
             let back: Record = format.deserialize(&bytes).unwrap();
@@ -76,7 +69,7 @@ proptest! {
     #[test]
     fn persisted_round_trips_plain_and_enveloped(r in record(), envelope in any::<bool>()) {
         let dir = tempfile::tempdir().unwrap();
-        for (ext, format) in formats() {
+        for (ext, format) in common::formats() {
             let path = dir.path().join(format!("r.{ext}"));
             let mut p = Persisted::<Option<Record>>::builder(&path)
                 .format(format)

@@ -10,7 +10,8 @@
 //! [`accept_hand_edits`](crate::PersistedBuilder::accept_hand_edits).
 //!
 //! An enveloped file is still a valid document of its format: `jq .data state.json`
-//! reads a JSON checkpoint, and any TOML parser reads a TOML one.
+//! reads a JSON checkpoint, `yq .data state.yaml` a YAML one, and any TOML or RON parser
+//! reads a TOML or RON one.
 //!
 //! # On-disk format, version 1
 //!
@@ -57,6 +58,33 @@
 //! checksum = "crc32:1a2b3c4d"
 //! ```
 //!
+//! **YAML** (the same plan as TOML, block style):
+//!
+//! ```text
+//! atomic_persist: 1
+//! data:                                ┐ payload: everything after the first line up to
+//!   name: x                            │ the last line that is exactly `meta:`; it is the
+//!                                      ┘ value serialized under the key `data`
+//! meta:
+//!   run_id: "0193…"
+//!   written_at: "2026-11-25T19:41:02.123456789Z"
+//!   generation: 3
+//!   schema_version: 0
+//!   checksum: "crc32:1a2b3c4d"
+//! ```
+//!
+//! The payload ends with a newline. Everything in it is nested under `data`, so no line
+//! of it is `meta:` at the start of a line, and the last such line is the meta's.
+//!
+//! **RON** (compact, as JSON, with a RON struct for the object):
+//!
+//! ```text
+//! (atomic_persist:1,data:PAYLOAD,meta:(run_id:"0193…",written_at:"2026-11-25T19:41:02.123456789Z",generation:3,schema_version:0,checksum:"crc32:1a2b3c4d"))
+//! ```
+//!
+//! The payload is the text of the `data` value. A RON envelope laid out differently (by
+//! hand, with comments) reads too: it is parsed whole.
+//!
 //! **Binary** (all integers little-endian):
 //!
 //! ```text
@@ -76,8 +104,8 @@
 //! # Reading rules
 //!
 //! - Opened with the envelope on, a file that starts like an envelope (its first JSON
-//!   key or TOML line is `atomic_persist`, or it starts with the binary magic, or is a
-//!   truncated start of one) must be a complete, intact envelope: anything else is
+//!   key, TOML or YAML line or RON field is `atomic_persist`, or it starts with the
+//!   binary magic, or is a truncated start of one) must be a complete, intact envelope: anything else is
 //!   [`Error::Corrupt`]. So is a file that does not start like one but whose top level
 //!   has two of the three keys `atomic_persist`, `data`, `meta` and nothing else (or, in
 //!   binary, ends with the magic): one damaged byte must not turn a checkpoint into a
@@ -90,9 +118,9 @@
 //! - Opened with the envelope off, an enveloped file is an error that says so, rather
 //!   than a value read from the wrong place.
 //! - A payload that is intact (the checksum matches) but does not fit the type is
-//!   [`Error::Deserialize`], with line and column in the file for JSON and TOML.
+//!   [`Error::Deserialize`], with line and column in the file for the text formats.
 //! - A newer envelope version is [`Error::Corrupt`] with a reason that names it.
-//! - A JSON or TOML envelope whose checksum does not match but whose structure and meta
+//! - A text envelope (all but binary) whose checksum does not match but whose structure and meta
 //!   parse is a hand edit when the reader asked to accept one
 //!   ([`accept_hand_edits`](crate::PersistedBuilder::accept_hand_edits)): it loads, its
 //!   meta is the one from before the edit, and the next commit re-stamps it. [`seal`]
@@ -101,7 +129,13 @@
 
 // With some formats' features off, parts of the per-format matches compile away.
 #![cfg_attr(
-    not(all(feature = "json", feature = "toml", feature = "binary")),
+    not(all(
+        feature = "json",
+        feature = "toml",
+        feature = "binary",
+        feature = "yaml",
+        feature = "ron"
+    )),
     allow(
         unused_variables,
         unused_mut,
@@ -244,19 +278,20 @@ pub fn run_id() -> Uuid {
 /// knowing the value's type: `Ok(Some(meta))` when it is enveloped and intact,
 /// `Ok(None)` when it is a plain file that is a document of its format (a plain binary
 /// file cannot be checked without its type), [`Error::Corrupt`] when it is damaged: a
-/// broken envelope, or a plain JSON or TOML file that does not parse
+/// broken envelope, or a plain text file that does not parse
 /// ([`CorruptKind::Unparsable`]).
 ///
 /// The file is read in one pass with bounded memory (a few 64 KiB chunks, whatever its
-/// size) when it is in a layout the crate writes, or a plain JSON or binary file: the
+/// size) when it is in a JSON, TOML, YAML or binary layout the crate writes, or a plain
+/// JSON or binary file: the
 /// meta is read from the file's end and the checksum computed as the payload streams
-/// past. Any other file (a hand-reformatted JSON envelope, a plain TOML file) is read
-/// whole. The answer is the same either way.
+/// past. Any other file (a hand-reformatted JSON envelope, a plain TOML or YAML file,
+/// any RON file) is read whole. The answer is the same either way.
 ///
 /// # Errors
 ///
 /// [`Error::Corrupt`] for a damaged file (a broken envelope, or a
-/// plain JSON or TOML file that does not parse);
+/// plain text file that does not parse);
 /// [`Error::UnknownFormat`] for an extension that names no
 /// format; [`Error::NotFound`],
 /// [`Error::Refused`] and [`Error::Io`] as for any
@@ -313,6 +348,15 @@ fn plain_document(format: AnyFormat, bytes: &[u8]) -> Result<()> {
             .map_err(|e| e.message().trim().to_string()),
         #[cfg(feature = "binary")]
         AnyFormat::Binary => Ok(()),
+        #[cfg(feature = "yaml")]
+        AnyFormat::Yaml => crate::format::yaml_parse::<serde::de::IgnoredAny>(bytes)
+            .map(drop)
+            .map_err(|e| e.without_snippet().to_string()),
+        #[cfg(feature = "ron")]
+        AnyFormat::Ron => ron::Options::default()
+            .from_bytes::<serde::de::IgnoredAny>(bytes)
+            .map(drop)
+            .map_err(|e| e.to_string()),
     };
     parsed.map_err(|e| unparsable(format, &e))
 }
@@ -435,7 +479,7 @@ pub(crate) struct Split<'a> {
 pub(crate) enum Edits {
     /// A mismatch is [`CorruptKind::Checksum`]: the default.
     Refuse,
-    /// A JSON or TOML envelope whose structure and meta parse is read despite a
+    /// A text envelope whose structure and meta parse is read despite a
     /// mismatch (binary is never hand-edited, so a mismatch there stays damage).
     Accept,
 }
@@ -504,20 +548,25 @@ pub(crate) fn split_with(
     })
 }
 
-/// [`split_with`] for a caller that decodes the payload right after: a JSON envelope in
-/// the layout the crate writes is split by its fixed head and the meta at its end, and
-/// the payload is parsed only once, by that decode. Anything else, or a checksum that
-/// does not match, takes [`split_with`].
+/// [`split_with`] for a caller that decodes the payload right after: a JSON or RON
+/// envelope in the layout the crate writes is split by its fixed head and the meta at
+/// its end, and the payload is parsed only once, by that decode. Anything else, or a
+/// checksum that does not match, takes [`split_with`].
 pub(crate) fn split_for_decode(
     format: AnyFormat,
     bytes: &[u8],
     envelope: bool,
     edits: Edits,
 ) -> Result<Split<'_>> {
-    #[cfg(feature = "json")]
+    let written: Option<Unchecked<'_>> = match format {
+        #[cfg(feature = "json")]
+        AnyFormat::Json | AnyFormat::JsonPretty => split_json_written(bytes),
+        #[cfg(feature = "ron")]
+        AnyFormat::Ron => split_ron_written(bytes),
+        _ => None,
+    };
     if envelope
-        && matches!(format, AnyFormat::Json | AnyFormat::JsonPretty)
-        && let Some((mut split, meta)) = split_json_written(bytes)
+        && let Some((mut split, meta)) = written
         && let Ok(meta) = verified(split.payload, meta)
     {
         split.meta = Some(meta);
@@ -534,6 +583,14 @@ pub(crate) fn empty_file() -> Error {
         "the file is empty (0 bytes): typically a write interrupted by a crash in a \
          program that does not save atomically",
     )
+}
+
+/// How a TOML or YAML envelope's payload holds the value: under the key `data` (a
+/// `Data<&T>` when written).
+#[cfg(any(feature = "toml", feature = "yaml"))]
+#[derive(Serialize, serde::Deserialize)]
+pub(crate) struct Data<T> {
+    pub(crate) data: T,
 }
 
 /// Deserializes the payload of a split file; positions in errors point into the file.
@@ -560,13 +617,29 @@ pub(crate) fn decode<T: DeserializeOwned>(
         }
         #[cfg(feature = "toml")]
         AnyFormat::Toml if split.meta.is_some() => {
-            #[derive(serde::Deserialize)]
-            struct Data<T> {
-                data: T,
-            }
             crate::format::toml_from_slice::<Data<T>>(file, split.payload, split.offset)
                 .map(|d| d.data)
                 .map_err(FormatError::unplaced)
+        }
+        #[cfg(feature = "yaml")]
+        AnyFormat::Yaml if split.meta.is_some() => {
+            crate::format::yaml_from_slice::<Data<T>>(file, split.payload, split.offset)
+                .map(|d| d.data)
+                .map_err(FormatError::unplaced)
+        }
+        #[cfg(feature = "ron")]
+        AnyFormat::Ron => {
+            let origin = crate::format::line_column(file, split.offset);
+            crate::format::ron_from_slice(split.payload, origin).map_err(|e| {
+                // As for JSON: a payload the written-layout split did not parse may be
+                // a broken envelope, which a full split names.
+                if split.unparsed
+                    && let Err(broken) = split_with(format, file, true, Edits::Refuse)
+                {
+                    return broken;
+                }
+                e.unplaced()
+            })
         }
         #[allow(unreachable_patterns)]
         _ => format
@@ -588,15 +661,33 @@ fn marker(format: AnyFormat, bytes: &[u8]) -> Marker {
             }
         }
         #[cfg(feature = "toml")]
-        AnyFormat::Toml => prefix_marker(bytes, TOML_KEY, TOML_PREFIX),
+        AnyFormat::Toml => prefix_marker(bytes, TOML_LINES.key.as_bytes(), TOML_LINES.prefix),
         #[cfg(feature = "binary")]
         AnyFormat::Binary => prefix_marker(bytes, &MAGIC, &MAGIC),
+        #[cfg(feature = "yaml")]
+        AnyFormat::Yaml => prefix_marker(bytes, YAML_LINES.key.as_bytes(), YAML_LINES.prefix),
+        #[cfg(feature = "ron")]
+        AnyFormat::Ron => {
+            // `(`, then the first field's name as a whole identifier.
+            let rest = skip_ron_ws(bytes);
+            let field = rest.strip_prefix(b"(").map(skip_ron_ws);
+            match field.and_then(|f| f.strip_prefix(b"atomic_persist")) {
+                Some(after)
+                    if !after
+                        .first()
+                        .is_some_and(|&b| b == b'_' || b.is_ascii_alphanumeric()) =>
+                {
+                    Marker::Envelope
+                }
+                _ => Marker::No,
+            }
+        }
     }
 }
 
 /// `Envelope` when `bytes` starts with `start`, `Truncated` when it is a start of
 /// `full`.
-#[cfg(any(feature = "toml", feature = "binary"))]
+#[cfg(any(feature = "toml", feature = "binary", feature = "yaml"))]
 fn prefix_marker(bytes: &[u8], start: &[u8], full: &[u8]) -> Marker {
     if bytes.starts_with(start) {
         Marker::Envelope
@@ -607,13 +698,46 @@ fn prefix_marker(bytes: &[u8], start: &[u8], full: &[u8]) -> Marker {
     }
 }
 
-#[cfg(feature = "json")]
+/// `bytes` after the white space JSON (and RON) skip.
+#[cfg(any(feature = "json", feature = "ron"))]
 fn skip_json_ws(bytes: &[u8]) -> &[u8] {
     let n = bytes
         .iter()
         .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
         .count();
     &bytes[n..]
+}
+
+/// `bytes` after the white space and comments (`// …` to the line's end, `/* … */`,
+/// nested) RON skips; an unclosed block comment skips to the end.
+#[cfg(feature = "ron")]
+fn skip_ron_ws(mut bytes: &[u8]) -> &[u8] {
+    loop {
+        bytes = skip_json_ws(bytes);
+        if let Some(rest) = bytes.strip_prefix(b"//") {
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |i| i + 1);
+            bytes = &rest[end..];
+        } else if bytes.starts_with(b"/*") {
+            let mut depth = 0usize;
+            let mut i = 0;
+            while i < bytes.len() {
+                match &bytes[i..] {
+                    [b'/', b'*', ..] => (depth, i) = (depth + 1, i + 2),
+                    [b'*', b'/', ..] => (depth, i) = (depth - 1, i + 2),
+                    _ => i += 1,
+                }
+                if depth == 0 {
+                    break;
+                }
+            }
+            bytes = &bytes[i..];
+        } else {
+            return bytes;
+        }
+    }
 }
 
 /// A damaged envelope whose marker was hit: the top level has two of the three
@@ -626,6 +750,10 @@ fn looks_enveloped(format: AnyFormat, bytes: &[u8]) -> bool {
         AnyFormat::Toml => toml::from_slice(bytes).ok(),
         #[cfg(feature = "binary")]
         AnyFormat::Binary => return bytes.ends_with(&MAGIC),
+        #[cfg(feature = "yaml")]
+        AnyFormat::Yaml => crate::format::yaml_parse(bytes).ok(),
+        #[cfg(feature = "ron")]
+        AnyFormat::Ron => ron::Options::default().from_bytes(bytes).ok(),
     };
     keys.is_some_and(|k| k.has_envelope_shape())
 }
@@ -633,7 +761,10 @@ fn looks_enveloped(format: AnyFormat, bytes: &[u8]) -> bool {
 /// The count of a document's top-level keys, and of those named like envelope keys;
 /// values are skipped without being built.
 #[derive(Default)]
-#[cfg_attr(not(any(feature = "json", feature = "toml")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "json", feature = "toml", feature = "yaml", feature = "ron")),
+    allow(dead_code)
+)]
 struct TopKeys {
     total: usize,
     envelope_keys: usize,
@@ -682,12 +813,13 @@ impl<'de> serde::Deserialize<'de> for TopKeys {
                 Ok(keys)
             }
         }
-        d.deserialize_map(V)
+        // Any, not map: a RON struct `(a: 1)` is a map only to `deserialize_any`.
+        d.deserialize_any(V)
     }
 }
 
-/// Meta as JSON and TOML spell it.
-#[cfg(any(feature = "json", feature = "toml"))]
+/// Meta as the text formats spell it.
+#[cfg(any(feature = "json", feature = "toml", feature = "yaml", feature = "ron"))]
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TextMeta {
@@ -718,7 +850,7 @@ fn string_or_datetime<'de, D: serde::Deserializer<'de>>(
 #[cfg(feature = "toml")]
 use serde::Deserialize as _;
 
-#[cfg(any(feature = "json", feature = "toml"))]
+#[cfg(any(feature = "json", feature = "toml", feature = "yaml", feature = "ron"))]
 impl TextMeta {
     fn parse(self) -> Result<Meta> {
         let run_id = Uuid::try_parse(&self.run_id).map_err(|e| {
@@ -811,9 +943,13 @@ fn split_envelope(format: AnyFormat, bytes: &[u8], edits: Edits) -> Result<Split
         #[cfg(feature = "json")]
         AnyFormat::Json | AnyFormat::JsonPretty => split_json(bytes)?,
         #[cfg(feature = "toml")]
-        AnyFormat::Toml => split_toml(bytes)?,
+        AnyFormat::Toml => split_lines(&TOML_LINES, bytes)?,
         #[cfg(feature = "binary")]
         AnyFormat::Binary => split_binary(bytes)?,
+        #[cfg(feature = "yaml")]
+        AnyFormat::Yaml => split_lines(&YAML_LINES, bytes)?,
+        #[cfg(feature = "ron")]
+        AnyFormat::Ron => split_ron(bytes)?,
     };
     match verified(split.payload, meta.clone()) {
         Ok(meta) => split.meta = Some(meta),
@@ -915,59 +1051,94 @@ const JSON_HEAD: &[u8] = b"{\"atomic_persist\":1,\"data\":";
 #[cfg(feature = "json")]
 const JSON_PRETTY_HEAD: &[u8] = b"{\n  \"atomic_persist\": 1,\n  \"data\": ";
 
-#[cfg(feature = "toml")]
-const TOML_KEY: &[u8] = b"atomic_persist =";
-#[cfg(feature = "toml")]
-const TOML_PREFIX: &[u8] = b"atomic_persist = 1\n";
-#[cfg(feature = "toml")]
-const TOML_META: &[u8] = b"\n[meta]\n";
+/// A text layout whose first line is the envelope version and whose payload runs from
+/// the second line up to the last line that opens the meta (TOML, YAML).
+#[cfg(any(feature = "toml", feature = "yaml"))]
+pub(super) struct Lines {
+    /// The first line up to the version: `atomic_persist =`.
+    pub(super) key: &'static str,
+    /// The first line as the writer writes it.
+    pub(super) prefix: &'static [u8],
+    /// The line that opens the meta, with the newlines around it.
+    pub(super) meta: &'static [u8],
+    /// The meta (from its opening line to the end), parsed, its checksum not yet checked.
+    pub(super) parse_meta: fn(&[u8]) -> Result<Meta>,
+}
 
 #[cfg(feature = "toml")]
-fn split_toml(bytes: &[u8]) -> Result<Unchecked<'_>> {
+pub(super) const TOML_LINES: Lines = Lines {
+    key: "atomic_persist =",
+    prefix: b"atomic_persist = 1\n",
+    meta: b"\n[meta]\n",
+    parse_meta: toml_meta,
+};
+
+#[cfg(feature = "yaml")]
+pub(super) const YAML_LINES: Lines = Lines {
+    key: "atomic_persist:",
+    prefix: b"atomic_persist: 1\n",
+    meta: b"\nmeta:\n",
+    parse_meta: yaml_meta,
+};
+
+#[cfg(any(feature = "toml", feature = "yaml"))]
+fn split_lines<'a>(layout: &Lines, bytes: &'a [u8]) -> Result<Unchecked<'a>> {
     let line_end = bytes
         .iter()
         .position(|&b| b == b'\n')
         .map_or(bytes.len(), |i| i + 1);
+    let (key, written) = (layout.key, String::from_utf8_lossy(layout.prefix));
     let first = std::str::from_utf8(&bytes[..line_end])
         .ok()
-        .and_then(|l| l.strip_prefix("atomic_persist ="))
+        .and_then(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().parse::<u64>().ok())
         .ok_or_else(|| {
             corrupt(
                 CorruptKind::Damaged,
-                "the first line is not `atomic_persist = VERSION`",
+                format!("the first line is not `{key} VERSION`"),
             )
         })?;
     check_version(first)?;
-    if &bytes[..line_end] != TOML_PREFIX {
+    if &bytes[..line_end] != layout.prefix {
         return Err(corrupt(
             CorruptKind::Damaged,
-            "the first line is not `atomic_persist = 1`",
+            format!("the first line is not `{}`", written.trim_end()),
         ));
     }
     let rest = &bytes[line_end..];
+    let meta_line = String::from_utf8_lossy(layout.meta);
     let at = rest
-        .windows(TOML_META.len())
-        .rposition(|w| w == TOML_META)
+        .windows(layout.meta.len())
+        .rposition(|w| w == layout.meta)
         .ok_or_else(|| {
             corrupt(
                 CorruptKind::Truncated,
-                "no `[meta]` table: the file is truncated or damaged",
+                format!(
+                    "no `{}` line: the file is truncated or damaged",
+                    meta_line.trim()
+                ),
             )
         })?;
     let payload = &rest[..=at];
-    Ok(unchecked(payload, line_end, toml_meta(&rest[at + 1..])?))
+    Ok(unchecked(
+        payload,
+        line_end,
+        (layout.parse_meta)(&rest[at + 1..])?,
+    ))
+}
+
+/// The meta of a TOML or YAML envelope, under the key `meta`.
+#[cfg(any(feature = "toml", feature = "yaml"))]
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetaTable {
+    meta: TextMeta,
 }
 
 /// The `[meta]` table of a TOML envelope (from its `[meta]` line to the end), parsed
 /// (its checksum not yet checked).
 #[cfg(feature = "toml")]
 fn toml_meta(meta_text: &[u8]) -> Result<Meta> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct MetaTable {
-        meta: TextMeta,
-    }
     let table: MetaTable = toml::from_slice(meta_text).map_err(|e| {
         corrupt(
             CorruptKind::Damaged,
@@ -975,6 +1146,90 @@ fn toml_meta(meta_text: &[u8]) -> Result<Meta> {
         )
     })?;
     table.meta.parse()
+}
+
+/// The `meta:` mapping of a YAML envelope (from its `meta:` line to the end), parsed
+/// (its checksum not yet checked).
+#[cfg(feature = "yaml")]
+fn yaml_meta(meta_text: &[u8]) -> Result<Meta> {
+    let table: MetaTable = crate::format::yaml_parse(meta_text).map_err(|e| {
+        corrupt(
+            CorruptKind::Damaged,
+            format!("the meta: mapping is damaged: {}", e.without_snippet()),
+        )
+    })?;
+    table.meta.parse()
+}
+
+/// The head of a RON envelope, as the writer writes it.
+#[cfg(feature = "ron")]
+const RON_HEAD: &[u8] = b"(atomic_persist:1,data:";
+/// What comes between a RON envelope's payload and its meta's fields.
+#[cfg(feature = "ron")]
+const RON_META: &[u8] = b",meta:(";
+
+/// A RON envelope of any layout, parsed whole (the payload as raw RON).
+#[cfg(feature = "ron")]
+fn split_ron(bytes: &[u8]) -> Result<Unchecked<'_>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Envelope<'a> {
+        atomic_persist: u64,
+        #[serde(borrow)]
+        data: &'a ron::value::RawValue,
+        meta: TextMeta,
+    }
+    let envelope: Envelope<'_> = ron::Options::default()
+        .from_bytes(bytes)
+        .map_err(incomplete_ron)?;
+    check_version(envelope.atomic_persist)?;
+    let payload = envelope.data.get_ron().as_bytes();
+    let offset = payload.as_ptr() as usize - bytes.as_ptr() as usize;
+    Ok(unchecked(payload, offset, envelope.meta.parse()?))
+}
+
+/// A RON envelope in the layout the writer makes (head, payload, `,meta:(…))`), split
+/// without parsing the payload; `None` for any other file.
+#[cfg(feature = "ron")]
+fn split_ron_written(bytes: &[u8]) -> Option<Unchecked<'_>> {
+    let body = bytes.strip_prefix(RON_HEAD)?;
+    // A written meta is a few hundred bytes: look for it near the end only.
+    let from = body.len().saturating_sub(1024);
+    let at = from
+        + body[from..]
+            .windows(RON_META.len())
+            .rposition(|w| w == RON_META)?;
+    let fields = body[at + 1..].strip_suffix(b")")?;
+    let payload = &body[..at];
+    let (first, last) = (*payload.first()?, *payload.last()?);
+    if skip_json_ws(&[first]).is_empty() || skip_json_ws(&[last]).is_empty() {
+        return None;
+    }
+    let meta = ron_meta(&fields[b"meta:".len()..]).ok()?;
+    Some(unchecked(payload, RON_HEAD.len(), meta))
+}
+
+/// The meta `(run_id: …, …)` of a RON envelope, parsed (its checksum not yet checked).
+#[cfg(feature = "ron")]
+fn ron_meta(fields: &[u8]) -> Result<Meta> {
+    let meta: TextMeta = ron::Options::default()
+        .from_bytes(fields)
+        .map_err(incomplete_ron)?;
+    meta.parse()
+}
+
+/// A RON envelope that does not parse: cut short when the text ends early, damaged
+/// otherwise.
+#[cfg(feature = "ron")]
+fn incomplete_ron(e: ron::error::SpannedError) -> Error {
+    let kind = match e.code {
+        ron::Error::Eof => CorruptKind::Truncated,
+        _ => CorruptKind::Damaged,
+    };
+    corrupt(
+        kind,
+        format!("not a complete envelope ({e}): truncated, damaged or edited"),
+    )
 }
 
 #[cfg(feature = "binary")]
@@ -1100,13 +1355,6 @@ impl<W: Write> Write for Indent<W> {
     }
 }
 
-/// How a value sits in a TOML envelope's payload: under the key `data`.
-#[cfg(feature = "toml")]
-#[derive(Serialize)]
-pub(crate) struct TomlData<'a, T: ?Sized> {
-    pub(crate) data: &'a T,
-}
-
 /// Writes the payload of `value`: the whole file when plain, the part the checksum
 /// covers when enveloped. TOML has no streaming serializer, so it goes through a string.
 pub(crate) fn write_payload<T: Serialize + ?Sized, W: Write>(
@@ -1121,7 +1369,7 @@ pub(crate) fn write_payload<T: Serialize + ?Sized, W: Write>(
             .map_err(|e| crate::format::json_serialize_error(e).unplaced()),
         #[cfg(feature = "toml")]
         AnyFormat::Toml if enveloped => {
-            let mut text = toml::to_string(&TomlData { data: value })
+            let mut text = toml::to_string(&Data { data: value })
                 .map_err(|e| crate::format::serialize_error("toml", e).unplaced())?;
             if !text.ends_with('\n') {
                 text.push('\n');
@@ -1129,6 +1377,10 @@ pub(crate) fn write_payload<T: Serialize + ?Sized, W: Write>(
             out.write_all(b"\n")
                 .and_then(|()| out.write_all(text.as_bytes()))
                 .map_err(|e| crate::format::io_serialize_error("toml", e).unplaced())
+        }
+        #[cfg(feature = "yaml")]
+        AnyFormat::Yaml if enveloped => {
+            crate::format::yaml_to_writer(&Data { data: value }, out).map_err(FormatError::unplaced)
         }
         _ => format.serialize(value, out).map_err(FormatError::unplaced),
     }
@@ -1142,7 +1394,11 @@ pub(crate) fn write_head<W: Write>(format: AnyFormat, mut out: W) -> io::Result<
         #[cfg(feature = "json")]
         AnyFormat::JsonPretty => out.write_all(JSON_PRETTY_HEAD),
         #[cfg(feature = "toml")]
-        AnyFormat::Toml => out.write_all(TOML_PREFIX),
+        AnyFormat::Toml => out.write_all(TOML_LINES.prefix),
+        #[cfg(feature = "yaml")]
+        AnyFormat::Yaml => out.write_all(YAML_LINES.prefix),
+        #[cfg(feature = "ron")]
+        AnyFormat::Ron => out.write_all(RON_HEAD),
         #[cfg(feature = "binary")]
         AnyFormat::Binary => {
             out.write_all(&MAGIC)?;
@@ -1159,7 +1415,7 @@ pub(crate) fn write_tail<W: Write>(
     mut out: W,
 ) -> io::Result<()> {
     let _ = payload_len;
-    #[cfg(any(feature = "json", feature = "toml"))]
+    #[cfg(any(feature = "json", feature = "toml", feature = "yaml", feature = "ron"))]
     let time = meta.written_at.to_string();
     match format {
         #[cfg(feature = "json")]
@@ -1182,6 +1438,20 @@ pub(crate) fn write_tail<W: Write>(
             out,
             "[meta]\nrun_id = \"{}\"\nwritten_at = {time}\ngeneration = {}\n\
              schema_version = {}\nchecksum = \"crc32:{:08x}\"\n",
+            meta.run_id, meta.generation, meta.schema_version, meta.checksum
+        ),
+        #[cfg(feature = "yaml")]
+        AnyFormat::Yaml => write!(
+            out,
+            "meta:\n  run_id: \"{}\"\n  written_at: \"{time}\"\n  generation: {}\n  \
+             schema_version: {}\n  checksum: \"crc32:{:08x}\"\n",
+            meta.run_id, meta.generation, meta.schema_version, meta.checksum
+        ),
+        #[cfg(feature = "ron")]
+        AnyFormat::Ron => write!(
+            out,
+            ",meta:(run_id:\"{}\",written_at:\"{time}\",generation:{},schema_version:{},\
+             checksum:\"crc32:{:08x}\"))",
             meta.run_id, meta.generation, meta.schema_version, meta.checksum
         ),
         #[cfg(feature = "binary")]

@@ -15,7 +15,12 @@ use std::fs::File;
 use std::io::BufReader;
 use std::io::{self, Read, Seek, SeekFrom};
 
-#[cfg(any(feature = "json", feature = "toml", feature = "binary"))]
+#[cfg(any(
+    feature = "json",
+    feature = "toml",
+    feature = "binary",
+    feature = "yaml"
+))]
 use super::{Marker, check_checksum, marker};
 use super::{Meta, corrupt};
 use crate::error::{CorruptKind, Result};
@@ -50,7 +55,12 @@ pub(super) fn verify(format: AnyFormat, file: &File, size: u64) -> Result<Stream
         #[cfg(feature = "json")]
         AnyFormat::Json | AnyFormat::JsonPretty => json(file, size, &head, &tail),
         #[cfg(feature = "toml")]
-        AnyFormat::Toml => toml(file, size, &head, &tail),
+        AnyFormat::Toml => lines(&super::TOML_LINES, format, (file, size), &head, &tail),
+        #[cfg(feature = "yaml")]
+        AnyFormat::Yaml => lines(&super::YAML_LINES, format, (file, size), &head, &tail),
+        // A RON envelope is parsed whole: its meta is read by the same parse.
+        #[cfg(feature = "ron")]
+        AnyFormat::Ron => Ok(Streamed::Whole),
         #[cfg(feature = "binary")]
         AnyFormat::Binary => binary(file, size, &head, &tail),
     }
@@ -76,31 +86,41 @@ fn binary(file: &File, size: u64, head: &[u8], tail: &[u8]) -> Result<Streamed> 
     }
 }
 
-#[cfg(feature = "toml")]
-fn toml(file: &File, size: u64, head: &[u8], tail: &[u8]) -> Result<Streamed> {
-    use super::{TOML_META, TOML_PREFIX};
-    if marker(AnyFormat::Toml, head) != Marker::Envelope || !head.starts_with(TOML_PREFIX) {
-        return Ok(Streamed::Whole); // plain TOML must be parsed; odd first lines too
+/// A TOML or YAML envelope in the layout the writer makes: the version line, then the
+/// payload, then the line that opens the meta.
+#[cfg(any(feature = "toml", feature = "yaml"))]
+fn lines(
+    layout: &super::Lines,
+    format: AnyFormat,
+    (file, size): (&File, u64),
+    head: &[u8],
+    tail: &[u8],
+) -> Result<Streamed> {
+    if marker(format, head) != Marker::Envelope || !head.starts_with(layout.prefix) {
+        return Ok(Streamed::Whole); // a plain file must be parsed; odd first lines too
     }
     let tail_start = size - tail.len() as u64;
-    let Some(at) = tail.windows(TOML_META.len()).rposition(|w| w == TOML_META) else {
+    let Some(at) = tail
+        .windows(layout.meta.len())
+        .rposition(|w| w == layout.meta)
+    else {
         return Ok(Streamed::Whole);
     };
-    // The `[meta]` line must come after the first line, as `split` looks for it.
+    // The meta line must come after the first line, as `split` looks for it.
     let at_in_file = tail_start + at as u64;
-    if at_in_file < TOML_PREFIX.len() as u64 {
+    if at_in_file < layout.prefix.len() as u64 {
         return Ok(Streamed::Whole);
     }
-    let meta = super::toml_meta(&tail[at + 1..])?;
-    // The payload runs from the second line up to and including the newline before
-    // `[meta]`.
-    let payload = (TOML_PREFIX.len() as u64, at_in_file + 1);
+    let meta = (layout.parse_meta)(&tail[at + 1..])?;
+    // The payload runs from the second line up to and including the newline before the
+    // meta line.
+    let payload = (layout.prefix.len() as u64, at_in_file + 1);
     let crc = hash_range(file, payload, no_check)?;
     check_checksum(crc, meta).map(|m| Streamed::Checked(Some(m)))
 }
 
 /// No syntax to check as the payload goes by (binary, TOML: the checksum says it all).
-#[cfg(any(feature = "binary", feature = "toml"))]
+#[cfg(any(feature = "binary", feature = "toml", feature = "yaml"))]
 fn no_check(_: &mut Hashed<'_>) -> std::result::Result<(), std::convert::Infallible> {
     Ok(())
 }

@@ -133,7 +133,13 @@
 
 // With every format's feature off, nothing can be opened and much compiles away.
 #![cfg_attr(
-    not(any(feature = "json", feature = "toml", feature = "binary")),
+    not(any(
+        feature = "json",
+        feature = "toml",
+        feature = "binary",
+        feature = "yaml",
+        feature = "ron"
+    )),
     allow(unused_variables, unused_mut, unreachable_code, dead_code)
 )]
 

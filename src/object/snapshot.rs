@@ -387,7 +387,7 @@ impl ObjectTransaction<'_> {
     }
 
     /// Serializes `value` as the object `name` of the new set, in the format its
-    /// extension names (`.json`, `.toml`, `.bin`), without the envelope: the pointer's
+    /// extension names (`.json`, `.toml`, `.yaml`, `.ron`, `.bin`), without the envelope: the pointer's
     /// CRC-32 checks it on every read.
     ///
     /// # Errors

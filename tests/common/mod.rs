@@ -544,3 +544,24 @@ pub fn kill_soak(
     }
     wrong
 }
+
+/// Every format this build has, with the extension its files get: JSON twice (compact
+/// and indented), then TOML, YAML, RON and binary as their features allow.
+pub fn formats() -> Vec<(&'static str, atomic_persist::AnyFormat)> {
+    #[allow(unused_mut)]
+    let mut all: Vec<(&'static str, atomic_persist::AnyFormat)> = Vec::new();
+    #[cfg(feature = "json")]
+    all.extend([
+        ("json", atomic_persist::Json.into()),
+        ("json", atomic_persist::JsonPretty.into()),
+    ]);
+    #[cfg(feature = "toml")]
+    all.push(("toml", atomic_persist::Toml.into()));
+    #[cfg(feature = "yaml")]
+    all.push(("yaml", atomic_persist::Yaml.into()));
+    #[cfg(feature = "ron")]
+    all.push(("ron", atomic_persist::Ron.into()));
+    #[cfg(feature = "binary")]
+    all.push(("bin", atomic_persist::Binary.into()));
+    all
+}

@@ -15,7 +15,7 @@ use crate::Failure;
 /// `written_at`, `run_id`, `schema_version`, `checksum`.
 #[derive(Debug, clap::Args)]
 #[command(long_about = "Show a file's format, size and envelope meta.\n\n\
-    Text output is one `key: value` per line: path, format (json, toml, bin or unknown), \
+    Text output is one `key: value` per line: path, format (json, toml, yaml, ron, binary or unknown), \
     size (bytes), points_to (only for a symlink, such as a history's latest pointer), \
     envelope (`1`, `none` for a plain file, or `corrupt: REASON`), then for an intact \
     envelope: generation, written_at (RFC 3339 UTC), run_id, schema_version, checksum \

@@ -17,9 +17,9 @@ use atomic_persist::{AnyFormat, CorruptKind, Error};
     long_about = "Check that files are intact: envelope complete and checksum \
     right.\n\n\
     Each PATH is a file or a directory. A directory is checked one level deep: every \
-    file in it with a known extension (.json, .toml, .bin); hidden files (temporary and \
+    file in it with a known extension (.json, .toml, .yaml, .yml, .ron, .bin); hidden files (temporary and \
     lock files), other files and symlinks (a history's latest pointer) are skipped. A \
-    file with a known extension that does not parse as its format (JSON, TOML) is \
+    file with a known extension that does not parse as its format (JSON, TOML, YAML, RON) is \
     corrupt, and so is a history's version file without an envelope. A file named on \
     the command line is always checked.\n\n\
     Output, one line per file checked, on standard output:\n  \
