@@ -1,4 +1,10 @@
-#![cfg(all(feature = "json", feature = "toml", feature = "binary"))]
+#![cfg(all(
+    feature = "json",
+    feature = "toml",
+    feature = "binary",
+    feature = "yaml",
+    feature = "ron"
+))]
 //! Bad input through the loading entry points: random bytes and mutated valid files
 //! (multi-byte edits, insertions, deletions, truncations, splices of two valid files,
 //! number and line edits of text files, envelopes with meta fields swapped between
@@ -17,7 +23,7 @@ mod oracle;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use atomic_persist::{AnyFormat, Binary, Json, Toml};
+use atomic_persist::{AnyFormat, Binary, Json, Ron, Toml, Yaml};
 use oracle::{Outcome, RefMeta, Ty, check_ty, formats, ref_envelope, ref_write};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -365,33 +371,40 @@ fn valid_files_pass_the_oracle() {
 }
 
 /// The oracle can fail: had the crate loaded an envelope whose checksum does not hold,
-/// or a value other than the payload's, the checks would say so.
+/// or a value other than the payload's, the checks would say so, in every text format
+/// (binary's reference reader is checked by `valid_files_pass_the_oracle`).
 #[test]
 fn the_oracle_catches_a_bad_checksum_or_value() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("x.json");
-    let mut p = atomic_persist::Persisted::<Vec<u32>>::builder(&path)
-        .envelope(true)
-        .open_or_else(|| vec![1, 2])
-        .unwrap();
-    p.commit().unwrap();
-    let meta = p.meta().unwrap().clone();
-    let good = std::fs::read(&path).unwrap();
-    let json: AnyFormat = Json.into();
-    oracle::assert_enveloped_load::<Vec<u32>>(json, &good, &meta, "[1, 2]", "good");
-    let tampered = String::from_utf8(good).unwrap().replace("[1,2]", "[1,3]");
-    let caught = |bytes: Vec<u8>, value: &'static str| {
-        let meta = meta.clone();
-        std::panic::catch_unwind(move || {
-            oracle::assert_enveloped_load::<Vec<u32>>(json, &bytes, &meta, value, "bad")
-        })
-        .is_err()
-    };
-    assert!(caught(tampered.into_bytes(), "[1, 3]"), "a bad checksum");
-    assert!(
-        caught(std::fs::read(&path).unwrap(), "[1, 3]"),
-        "a wrong value"
-    );
+    for format in formats().into_iter().filter(|f| *f != Binary.into()) {
+        let path = dir.path().join(format!("x.{}", oracle::ext(format)));
+        let mut p = atomic_persist::Persisted::<Vec<u32>>::builder(&path)
+            .format(format)
+            .envelope(true)
+            .open_or_else(|| vec![1, 2])
+            .unwrap();
+        p.commit().unwrap();
+        let meta = p.meta().unwrap().clone();
+        let good = std::fs::read(&path).unwrap();
+        oracle::assert_enveloped_load::<Vec<u32>>(format, &good, &meta, "[1, 2]", "good");
+        // The first `2` of the file is the payload's: the head has none.
+        let tampered = String::from_utf8(good).unwrap().replacen('2', "3", 1);
+        let caught = |bytes: Vec<u8>, value: &'static str| {
+            let meta = meta.clone();
+            std::panic::catch_unwind(move || {
+                oracle::assert_enveloped_load::<Vec<u32>>(format, &bytes, &meta, value, "bad")
+            })
+            .is_err()
+        };
+        assert!(
+            caught(tampered.into_bytes(), "[1, 3]"),
+            "{format:?}: a bad checksum"
+        );
+        assert!(
+            caught(std::fs::read(&path).unwrap(), "[1, 3]"),
+            "{format:?}: a wrong value"
+        );
+    }
 }
 
 /// Every input under `fuzz/seeds/` and `fuzz/regressions/` (minimized inputs the fuzz
@@ -405,7 +418,15 @@ fn fuzz_seeds_and_regressions_replay() {
     let fx = oracle::history_fixture(history_dir.path());
     let mut replayed = 0;
     for kind in ["seeds", "regressions"] {
-        for target in ["load_json", "load_toml", "load_binary", "verify", "history"] {
+        for target in [
+            "load_json",
+            "load_toml",
+            "load_binary",
+            "load_yaml",
+            "load_ron",
+            "verify",
+            "history",
+        ] {
             let Ok(entries) = std::fs::read_dir(root.join(kind).join(target)) else {
                 continue;
             };
@@ -424,9 +445,14 @@ fn fuzz_seeds_and_regressions_replay() {
                     "load_binary" => {
                         oracle::fuzz_one(dir.path(), Binary.into(), &data);
                     }
+                    "load_yaml" => {
+                        oracle::fuzz_one(dir.path(), Yaml.into(), &data);
+                    }
+                    "load_ron" => {
+                        oracle::fuzz_one(dir.path(), Ron.into(), &data);
+                    }
                     "verify" => {
-                        let format =
-                            [Json.into(), Toml.into(), Binary.into()][usize::from(sel % 3)];
+                        let format = oracle::verify_format(sel);
                         let _ = oracle::check_verify(dir.path(), format, bytes);
                     }
                     _ => oracle::check_history(&fx, sel, bytes),
@@ -473,10 +499,39 @@ fn edge_shapes() {
         b"\x00",
         b"\x03abc",
     ];
+    let yaml: &[&[u8]] = &[
+        b"atomic_persist: 1\r\ndata:\n  id: 1\nmeta:\n",
+        b"atomic_persist: 1\nmeta:\n",
+        b"atomic_persist: 1\n\nmeta:",
+        b"atomic_persist:1\n",
+        b"atomic_persist: 2\n",
+        b"data: 1\nmeta: 2\n",
+        b"\"atomic_persist\": 1\ndata: {}\nmeta: {}\n",
+        b"data: &a 1\nmeta: *a\n",
+        b"---\natomic_persist: 1\n",
+        b"{atomic_persist: 1, data: 1, meta: 2}",
+        b"data: 1\n---\nmeta: 2\n",
+        b"",
+    ];
+    let ron: &[&[u8]] = &[
+        b"(atomic_persist:1)",
+        b"/* c */(atomic_persist:1,data:1,meta:())",
+        b"(atomic_persist_x:1,data:1,meta:2)",
+        b"(data:1,meta:2)",
+        b"{\"atomic_persist\":1,\"data\":1,\"meta\":2}",
+        b"Envelope(atomic_persist:1,data:1,meta:2)",
+        b"(atomic_persist:1,data:1,meta:(run_id:\"x\"))",
+        b"// only a comment",
+        b"/* unclosed",
+        b"/*/ (atomic_persist:1) */ 5",
+        b"",
+    ];
     for (format, inputs) in [
         (AnyFormat::from(Json), json),
         (Toml.into(), toml),
         (Binary.into(), binary),
+        (Yaml.into(), yaml),
+        (Ron.into(), ron),
     ] {
         for bytes in inputs {
             for ty in oracle::TYS {
@@ -526,6 +581,8 @@ fn write_fuzz_seeds() {
         ("load_json", atomic_persist::JsonPretty.into(), 0),
         ("load_toml", Toml.into(), 1),
         ("load_binary", Binary.into(), 2),
+        ("load_yaml", Yaml.into(), 3),
+        ("load_ron", Ron.into(), 4),
     ] {
         let pretty = if format == atomic_persist::JsonPretty.into() {
             16

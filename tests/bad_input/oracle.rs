@@ -31,7 +31,9 @@
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
-use atomic_persist::{AnyFormat, Binary, Error, Json, JsonPretty, Meta, Persisted, Toml};
+use atomic_persist::{
+    AnyFormat, Binary, Error, Json, JsonPretty, Meta, Persisted, Ron, Toml, Yaml,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -157,16 +159,50 @@ pub enum Ty {
 pub const TYS: [Ty; 3] = [Ty::Record, Ty::Lenient, Ty::Any];
 
 /// The formats with the extension their files get.
-pub fn formats() -> [AnyFormat; 4] {
-    [Json.into(), JsonPretty.into(), Toml.into(), Binary.into()]
+pub fn formats() -> [AnyFormat; 6] {
+    [
+        Json.into(),
+        JsonPretty.into(),
+        Toml.into(),
+        Binary.into(),
+        Yaml.into(),
+        Ron.into(),
+    ]
 }
 
 pub fn ext(format: AnyFormat) -> &'static str {
     match format {
         AnyFormat::Toml => "toml",
         AnyFormat::Binary => "bin",
+        AnyFormat::Yaml => "yaml",
+        AnyFormat::Ron => "ron",
         _ => "json",
     }
+}
+
+/// The format the `verify` fuzz target's selector byte picks.
+pub fn verify_format(sel: u8) -> AnyFormat {
+    match sel % 5 {
+        0 => Json.into(),
+        1 => Toml.into(),
+        2 => Binary.into(),
+        3 => Yaml.into(),
+        _ => Ron.into(),
+    }
+}
+
+/// YAML as the spec reads it: one document, at most 128 levels deep (serde_json's limit;
+/// the parser's own is 64), other limits as serde-saphyr has them for small files.
+fn yaml<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = 128;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    serde_saphyr::from_slice_with_options(bytes, options).ok()
+}
+
+fn ron<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    ron::Options::default().from_bytes(bytes).ok()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -316,8 +352,83 @@ pub fn ref_envelope(format: AnyFormat, bytes: &[u8]) -> Option<(&[u8], RefMeta)>
     match format {
         AnyFormat::Toml => ref_toml(bytes),
         AnyFormat::Binary => ref_binary(bytes),
+        AnyFormat::Yaml => ref_yaml(bytes),
+        AnyFormat::Ron => ref_ron(bytes),
         _ => ref_json(bytes),
     }
+}
+
+/// The meta fields as the text formats spell them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefTextMeta {
+    run_id: String,
+    written_at: String,
+    generation: u64,
+    schema_version: u32,
+    checksum: String,
+}
+
+impl RefTextMeta {
+    fn parse(self) -> Option<RefMeta> {
+        text_meta(
+            &self.run_id,
+            &self.written_at,
+            self.generation,
+            self.schema_version,
+            &self.checksum,
+        )
+    }
+}
+
+/// The byte offset of the last line exactly `line` in `rest`, not at its start (an
+/// empty payload is not an envelope: the writer never makes one).
+fn last_line(rest: &[u8], line: &[u8]) -> Option<usize> {
+    let mut found = None;
+    let mut start = 0;
+    while start <= rest.len() {
+        let end = rest[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |i| start + i);
+        if start > 0 && &rest[start..end] == line {
+            found = Some(start);
+        }
+        start = end + 1;
+    }
+    found
+}
+
+fn ref_yaml(bytes: &[u8]) -> Option<(&[u8], RefMeta)> {
+    const FIRST: &[u8] = b"atomic_persist: 1\n";
+    let rest = bytes.strip_prefix(FIRST)?;
+    let at = last_line(rest, b"meta:")?;
+    let (payload, meta_text) = rest.split_at(at);
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct MetaOnly {
+        meta: RefTextMeta,
+    }
+    let m: MetaOnly = yaml(meta_text)?;
+    Some((payload, m.meta.parse()?))
+}
+
+fn ref_ron(bytes: &[u8]) -> Option<(&[u8], RefMeta)> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Envelope<'a> {
+        atomic_persist: u64,
+        #[serde(borrow)]
+        data: &'a ron::value::RawValue,
+        meta: RefTextMeta,
+    }
+    let e: Envelope<'_> = ron::Options::default().from_bytes(bytes).ok()?;
+    if e.atomic_persist != 1 {
+        return None;
+    }
+    let payload = e.data.get_ron().as_bytes();
+    let start = payload.as_ptr() as usize - bytes.as_ptr() as usize;
+    Some((&bytes[start..start + payload.len()], e.meta.parse()?))
 }
 
 fn ref_json(bytes: &[u8]) -> Option<(&[u8], RefMeta)> {
@@ -362,22 +473,7 @@ fn ref_toml(bytes: &[u8]) -> Option<(&[u8], RefMeta)> {
         return None;
     }
     let rest = &bytes[FIRST.len()..];
-    // The last line that is exactly `[meta]`.
-    let mut meta_line = None;
-    let mut start = 0;
-    while start <= rest.len() {
-        let end = rest[start..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(rest.len(), |i| start + i);
-        // Not the line right after the first: the crate finds `\n[meta]\n` after the
-        // first line, so an empty payload is not an envelope (the writer never makes one).
-        if start > 0 && &rest[start..end] == b"[meta]" {
-            meta_line = Some(start);
-        }
-        start = end + 1;
-    }
-    let at = meta_line?;
+    let at = last_line(rest, b"[meta]")?;
     let (payload, meta_text) = rest.split_at(at);
     let table: toml::Table = toml::from_slice(meta_text).ok()?;
     if table.len() != 1 {
@@ -442,6 +538,19 @@ pub fn starts_like_envelope(format: AnyFormat, bytes: &[u8]) -> bool {
     match format {
         AnyFormat::Toml => prefix(bytes, b"atomic_persist =", b"atomic_persist = 1\n"),
         AnyFormat::Binary => prefix(bytes, b"APERSIST", b"APERSIST"),
+        AnyFormat::Yaml => prefix(bytes, b"atomic_persist:", b"atomic_persist: 1\n"),
+        AnyFormat::Ron => {
+            let rest = ron_skip(bytes);
+            let Some(rest) = rest.strip_prefix(b"(") else {
+                return false;
+            };
+            let rest = ron_skip(rest);
+            rest.strip_prefix(b"atomic_persist").is_some_and(|after| {
+                !after
+                    .first()
+                    .is_some_and(|&c| c == b'_' || c.is_ascii_alphanumeric())
+            })
+        }
         _ => {
             let ws = |b: &[u8]| {
                 let n = b
@@ -456,6 +565,43 @@ pub fn starts_like_envelope(format: AnyFormat, bytes: &[u8]) -> bool {
     }
 }
 
+/// RON's white space and comments (`//` to the end of the line, `/* */` nested),
+/// skipped.
+fn ron_skip(bytes: &[u8]) -> &[u8] {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_whitespace() {
+            i += 1;
+        } else if bytes[i..].starts_with(b"//") {
+            i += bytes[i..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .unwrap_or(bytes.len() - i);
+        } else if bytes[i..].starts_with(b"/*") {
+            let mut depth = 0;
+            loop {
+                if i >= bytes.len() {
+                    return &[];
+                } else if bytes[i..].starts_with(b"/*") {
+                    depth += 1;
+                    i += 2;
+                } else if bytes[i..].starts_with(b"*/") {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        } else {
+            break;
+        }
+    }
+    &bytes[i..]
+}
+
 /// Whether the file has the shape of an envelope: a top level with two of the three
 /// envelope keys and nothing else, or (binary) a file ending with the magic.
 pub fn looks_enveloped(format: AnyFormat, bytes: &[u8]) -> bool {
@@ -465,6 +611,16 @@ pub fn looks_enveloped(format: AnyFormat, bytes: &[u8]) -> bool {
             Ok(t) => t.keys().cloned().collect(),
             Err(_) => return false,
         },
+        AnyFormat::Yaml | AnyFormat::Ron => {
+            let parsed = match format {
+                AnyFormat::Yaml => yaml::<serde_json::Value>(bytes),
+                _ => ron::<serde_json::Value>(bytes),
+            };
+            match parsed {
+                Some(serde_json::Value::Object(o)) => o.keys().cloned().collect(),
+                _ => return false,
+            }
+        }
         _ => match serde_json::from_slice::<serde_json::Value>(bytes) {
             Ok(serde_json::Value::Object(o)) => o.keys().cloned().collect(),
             _ => return false,
@@ -482,6 +638,8 @@ pub fn decode_plain<T: DeserializeOwned>(format: AnyFormat, bytes: &[u8]) -> Opt
             Ok((v, [])) => Some(v),
             _ => None,
         },
+        AnyFormat::Yaml => yaml(bytes),
+        AnyFormat::Ron => ron(bytes),
         _ => serde_json::from_slice(bytes).ok(),
     }
 }
@@ -495,6 +653,7 @@ struct Data<T> {
 pub fn decode_payload<T: DeserializeOwned>(format: AnyFormat, payload: &[u8]) -> Option<T> {
     match format {
         AnyFormat::Toml => toml::from_slice::<Data<T>>(payload).ok().map(|d| d.data),
+        AnyFormat::Yaml => yaml::<Data<T>>(payload).map(|d| d.data),
         _ => decode_plain(format, payload),
     }
 }
@@ -510,6 +669,14 @@ pub fn ref_payload<T: Serialize>(format: AnyFormat, value: &T) -> Option<Vec<u8>
             Some(format!("\n{text}").into_bytes())
         }
         AnyFormat::Binary => postcard::to_stdvec(value).ok(),
+        AnyFormat::Yaml => {
+            let mut text = serde_saphyr::to_string(&Data { data: value }).ok()?;
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+            Some(text.into_bytes())
+        }
+        AnyFormat::Ron => ron::to_string(value).ok().map(String::into_bytes),
         _ => serde_json::to_vec(value).ok(),
     }
 }
@@ -532,6 +699,30 @@ pub fn ref_write(format: AnyFormat, payload: &[u8], m: &RefMeta) -> Vec<u8> {
                 format!(
                     "[meta]\nrun_id = \"{}\"\nwritten_at = {time}\ngeneration = {}\n\
                      schema_version = {}\nchecksum = \"crc32:{:08x}\"\n",
+                    m.run_id, m.generation, m.schema_version, m.checksum
+                )
+                .as_bytes(),
+            );
+        }
+        AnyFormat::Yaml => {
+            out.extend_from_slice(b"atomic_persist: 1\n");
+            out.extend_from_slice(payload);
+            out.extend_from_slice(
+                format!(
+                    "meta:\n  run_id: \"{}\"\n  written_at: \"{time}\"\n  generation: {}\n  \
+                     schema_version: {}\n  checksum: \"crc32:{:08x}\"\n",
+                    m.run_id, m.generation, m.schema_version, m.checksum
+                )
+                .as_bytes(),
+            );
+        }
+        AnyFormat::Ron => {
+            out.extend_from_slice(b"(atomic_persist:1,data:");
+            out.extend_from_slice(payload);
+            out.extend_from_slice(
+                format!(
+                    ",meta:(run_id:\"{}\",written_at:\"{time}\",generation:{},\
+                     schema_version:{},checksum:\"crc32:{:08x}\"))",
                     m.run_id, m.generation, m.schema_version, m.checksum
                 )
                 .as_bytes(),
@@ -598,6 +789,8 @@ pub fn is_document(format: AnyFormat, bytes: &[u8]) -> bool {
         AnyFormat::Toml => std::str::from_utf8(bytes)
             .ok()
             .is_some_and(|t| t.parse::<toml::Table>().is_ok()),
+        AnyFormat::Yaml => yaml::<serde::de::IgnoredAny>(bytes).is_some(),
+        AnyFormat::Ron => ron::<serde::de::IgnoredAny>(bytes).is_some(),
         _ => true,
     }
 }
