@@ -124,20 +124,6 @@ impl<T: DeserializeOwned> Codec<T> {
     /// schema is [`Error::SchemaVersion`] before anything is decoded; then the decode
     /// hook (given the file's schema version, or for a plain file, which does not say,
     /// the handle's own) or plain deserialization; then the validate hook.
-    #[cfg_attr(
-        not(any(
-            feature = "json",
-            feature = "toml",
-            feature = "binary",
-            feature = "yaml",
-            feature = "ron"
-        )),
-        allow(
-            unreachable_code,
-            unused_variables,
-            reason = "no format: no file decodes"
-        )
-    )]
     pub(crate) fn value(&self, path: &Path, file: &[u8], split: &Split<'_>) -> Result<T> {
         let found = split.meta.as_ref().map(|m| m.schema_version);
         let newer = found.is_some_and(|f| f > self.schema_version);
@@ -170,10 +156,12 @@ impl<T: DeserializeOwned> Codec<T> {
 /// field.
 macro_rules! codec_setters {
     ($handle:literal, $($field:ident).+) => {
-        /// The format; by default it is chosen from the extension (`.json`, `.toml`,
-        /// `.yaml`/`.yml`, `.ron`, `.bin`).
-        pub fn format(mut self, format: impl crate::format::Format) -> Self {
-            self.$($field).+.format = Some(crate::format::any_of(&format));
+        /// The format: a built-in one (`Json`, `Toml`, an [`AnyFormat`](crate::AnyFormat))
+        /// or `&'static` a [`CustomFormat`](crate::CustomFormat) of your own. By default
+        /// it is chosen from the extension (`.json`, `.toml`, `.yaml`/`.yml`, `.ron`,
+        /// `.bin`).
+        pub fn format(mut self, format: impl Into<crate::format::AnyFormat>) -> Self {
+            self.$($field).+.format = Some(format.into());
             self
         }
 

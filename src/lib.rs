@@ -218,7 +218,7 @@ pub use format::Ron;
 pub use format::Toml;
 #[cfg(feature = "yaml")]
 pub use format::Yaml;
-pub use format::{AnyFormat, Format, FormatError};
+pub use format::{AnyFormat, CustomFormat, Format, FormatError};
 #[cfg(feature = "json")]
 pub use format::{Json, JsonPretty};
 #[cfg(feature = "json")]

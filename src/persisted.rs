@@ -115,18 +115,6 @@
 //! file survive the program saving its settings. Keys the value no longer has are
 //! removed, new ones are appended to their table.
 
-// With every format's feature off, nothing can be opened and much compiles away.
-#![cfg_attr(
-    not(any(
-        feature = "json",
-        feature = "toml",
-        feature = "binary",
-        feature = "yaml",
-        feature = "ron"
-    )),
-    allow(unused_variables, unused_mut, unreachable_code, dead_code)
-)]
-
 use std::ffi::OsStr;
 use std::fmt;
 use std::fs::File;

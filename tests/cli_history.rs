@@ -828,7 +828,7 @@ fn an_unknown_format_is_explained_without_library_advice() {
         .code(1)
         .stderr(format!(
             "atomic-persist: cannot tell the format of {}: the file name has no extension \
-             to choose a format by (known: .json, .toml, .bin)\n",
+             to choose a format by (known: .json, .toml, .yaml, .yml, .ron, .bin)\n",
             path.display()
         ));
 }
@@ -840,7 +840,7 @@ fn the_cli_feature_turns_on_every_format_it_reads() {
         .lines()
         .find(|l| l.starts_with("cli = ["))
         .expect("a cli feature");
-    for format in ["\"json\"", "\"toml\"", "\"binary\""] {
+    for format in ["\"json\"", "\"toml\"", "\"binary\"", "\"yaml\"", "\"ron\""] {
         assert!(
             line.contains(format),
             "cli does not enable {format}: {line}"
@@ -849,26 +849,28 @@ fn the_cli_feature_turns_on_every_format_it_reads() {
 }
 
 #[test]
-fn verify_and_inspect_read_an_enveloped_bin_file() {
+fn verify_and_inspect_read_enveloped_bin_yaml_and_ron_files() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.bin");
-    let mut p = Persisted::<Vec<u32>>::builder(&path)
-        .envelope(true)
-        .open_or_default()
-        .unwrap();
-    p.set(vec![1, 2, 3]).unwrap();
-    cmd()
-        .arg("verify")
-        .arg(&path)
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("ok (generation 1)"));
-    cmd()
-        .arg("inspect")
-        .arg(&path)
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("format: bin"));
+    for (ext, name) in [("bin", "binary"), ("yaml", "yaml"), ("ron", "ron")] {
+        let path = dir.path().join(format!("state.{ext}"));
+        let mut p = Persisted::<Vec<u32>>::builder(&path)
+            .envelope(true)
+            .open_or_default()
+            .unwrap();
+        p.set(vec![1, 2, 3]).unwrap();
+        cmd()
+            .arg("verify")
+            .arg(&path)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("ok (generation 1)"));
+        cmd()
+            .arg("inspect")
+            .arg(&path)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(format!("format: {name}\n")));
+    }
 }
 
 #[test]

@@ -163,9 +163,9 @@ fn enveloped_payload_errors_point_into_the_file() {
 
 #[test]
 fn unknown_extension_is_a_clear_error() {
-    let e = Persisted::<State>::open("/nonexistent/settings.yaml").unwrap_err();
+    let e = Persisted::<State>::open("/nonexistent/settings.ini").unwrap_err();
     assert!(matches!(e, Error::UnknownFormat { .. }), "{e:?}");
-    assert!(e.to_string().contains(".yaml"), "{e}");
+    assert!(e.to_string().contains(".ini"), "{e}");
     // An explicit format makes any name work.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("settings.conf");

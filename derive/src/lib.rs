@@ -16,7 +16,7 @@
 //!
 //! Keys: `path` (string, required), `app` (string: place a relative `path` in that
 //! application's configuration directory; needs the `app-dirs` feature), `format`
-//! (`"json"`, `"json-pretty"`, `"toml"`, `"binary"`; default from the extension),
+//! (`"json"`, `"json-pretty"`, `"toml"`, `"yaml"`, `"ron"`, `"binary"`; default from the extension),
 //! `envelope` (bool), `hand_edits` (bool: load an enveloped JSON or TOML file a person
 //! edited, see `PersistedBuilder::accept_hand_edits`), `create_dirs` (bool: a save creates
 //! missing parent directories), `backup_before_migrate` (bool: keep a file of an older
@@ -178,6 +178,8 @@ const FORMATS: &[(&str, &str)] = &[
     ("json-pretty", "JsonPretty"),
     ("toml", "Toml"),
     ("binary", "Binary"),
+    ("yaml", "Yaml"),
+    ("ron", "Ron"),
 ];
 
 fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {

@@ -85,7 +85,8 @@
 //! The payload is the text of the `data` value. A RON envelope laid out differently (by
 //! hand, with comments) reads too: it is parsed whole.
 //!
-//! **Binary** (all integers little-endian):
+//! **Binary**, and every [`CustomFormat`](crate::CustomFormat) (the framed layout; all
+//! integers little-endian):
 //!
 //! ```text
 //! offset   size  field
@@ -309,9 +310,19 @@ pub fn run_id() -> Uuid {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn verify(path: impl AsRef<Path>) -> Result<Option<Meta>> {
-    use std::io::{Read, Seek};
     let path = path.as_ref();
-    let format = AnyFormat::from_path(path)?;
+    verify_as(path, AnyFormat::from_path(path)?)
+}
+
+/// [`verify`] in the format `format` rather than the one the extension names: for a
+/// [`CustomFormat`](crate::CustomFormat), which no extension names.
+///
+/// # Errors
+///
+/// As [`verify`], without [`Error::UnknownFormat`].
+pub fn verify_as(path: impl AsRef<Path>, format: impl Into<AnyFormat>) -> Result<Option<Meta>> {
+    use std::io::{Read, Seek};
+    let (path, format) = (path.as_ref(), format.into());
     let (file, entry) = crate::trust::open_regular(path, crate::trust::Read::DATA)?;
     match stream::verify(format, &file, entry.size()).map_err(|e| e.at(path))? {
         stream::Streamed::Checked(meta) => Ok(meta),
@@ -346,8 +357,10 @@ fn plain_document(format: AnyFormat, bytes: &[u8]) -> Result<()> {
         AnyFormat::Toml => toml::from_slice::<toml::Table>(bytes)
             .map(drop)
             .map_err(|e| e.message().trim().to_string()),
+        // Not checkable without the value's type.
         #[cfg(feature = "binary")]
         AnyFormat::Binary => Ok(()),
+        AnyFormat::Custom(_) => Ok(()),
         #[cfg(feature = "yaml")]
         AnyFormat::Yaml => crate::format::yaml_parse::<serde::de::IgnoredAny>(bytes)
             .map(drop)
@@ -664,6 +677,7 @@ fn marker(format: AnyFormat, bytes: &[u8]) -> Marker {
         AnyFormat::Toml => prefix_marker(bytes, TOML_LINES.key.as_bytes(), TOML_LINES.prefix),
         #[cfg(feature = "binary")]
         AnyFormat::Binary => prefix_marker(bytes, &MAGIC, &MAGIC),
+        AnyFormat::Custom(_) => prefix_marker(bytes, &MAGIC, &MAGIC),
         #[cfg(feature = "yaml")]
         AnyFormat::Yaml => prefix_marker(bytes, YAML_LINES.key.as_bytes(), YAML_LINES.prefix),
         #[cfg(feature = "ron")]
@@ -687,7 +701,6 @@ fn marker(format: AnyFormat, bytes: &[u8]) -> Marker {
 
 /// `Envelope` when `bytes` starts with `start`, `Truncated` when it is a start of
 /// `full`.
-#[cfg(any(feature = "toml", feature = "binary", feature = "yaml"))]
 fn prefix_marker(bytes: &[u8], start: &[u8], full: &[u8]) -> Marker {
     if bytes.starts_with(start) {
         Marker::Envelope
@@ -750,6 +763,7 @@ fn looks_enveloped(format: AnyFormat, bytes: &[u8]) -> bool {
         AnyFormat::Toml => toml::from_slice(bytes).ok(),
         #[cfg(feature = "binary")]
         AnyFormat::Binary => return bytes.ends_with(&MAGIC),
+        AnyFormat::Custom(_) => return bytes.ends_with(&MAGIC),
         #[cfg(feature = "yaml")]
         AnyFormat::Yaml => crate::format::yaml_parse(bytes).ok(),
         #[cfg(feature = "ron")]
@@ -946,6 +960,7 @@ fn split_envelope(format: AnyFormat, bytes: &[u8], edits: Edits) -> Result<Split
         AnyFormat::Toml => split_lines(&TOML_LINES, bytes)?,
         #[cfg(feature = "binary")]
         AnyFormat::Binary => split_binary(bytes)?,
+        AnyFormat::Custom(_) => split_binary(bytes)?,
         #[cfg(feature = "yaml")]
         AnyFormat::Yaml => split_lines(&YAML_LINES, bytes)?,
         #[cfg(feature = "ron")]
@@ -1232,14 +1247,10 @@ fn incomplete_ron(e: ron::error::SpannedError) -> Error {
     )
 }
 
-#[cfg(feature = "binary")]
 const MAGIC: [u8; 8] = *b"APERSIST";
-#[cfg(feature = "binary")]
 const BINARY_HEADER: usize = 12;
-#[cfg(feature = "binary")]
 const BINARY_TRAILER: usize = 8 + 16 + 8 + 4 + 8 + 4 + 4 + 8;
 
-#[cfg(feature = "binary")]
 fn split_binary(bytes: &[u8]) -> Result<Unchecked<'_>> {
     let len = bytes.len() as u64;
     let trailer = bytes.len().saturating_sub(BINARY_TRAILER);
@@ -1255,7 +1266,6 @@ fn split_binary(bytes: &[u8]) -> Result<Unchecked<'_>> {
 /// The meta of a binary envelope of `len` bytes from its header (the first
 /// [`BINARY_HEADER`] bytes) and trailer (the last [`BINARY_TRAILER`]), its checksum not
 /// yet checked.
-#[cfg(feature = "binary")]
 fn binary_meta(header: &[u8], trailer: &[u8], len: u64) -> Result<Meta> {
     if len < (BINARY_HEADER + BINARY_TRAILER) as u64 {
         return Err(corrupt(
@@ -1400,10 +1410,8 @@ pub(crate) fn write_head<W: Write>(format: AnyFormat, mut out: W) -> io::Result<
         #[cfg(feature = "ron")]
         AnyFormat::Ron => out.write_all(RON_HEAD),
         #[cfg(feature = "binary")]
-        AnyFormat::Binary => {
-            out.write_all(&MAGIC)?;
-            out.write_all(&ENVELOPE_VERSION.to_le_bytes())
-        }
+        AnyFormat::Binary => write_frame_head(out),
+        AnyFormat::Custom(_) => write_frame_head(out),
     }
 }
 
@@ -1414,7 +1422,6 @@ pub(crate) fn write_tail<W: Write>(
     payload_len: u64,
     mut out: W,
 ) -> io::Result<()> {
-    let _ = payload_len;
     #[cfg(any(feature = "json", feature = "toml", feature = "yaml", feature = "ron"))]
     let time = meta.written_at.to_string();
     match format {
@@ -1455,18 +1462,28 @@ pub(crate) fn write_tail<W: Write>(
             meta.run_id, meta.generation, meta.schema_version, meta.checksum
         ),
         #[cfg(feature = "binary")]
-        AnyFormat::Binary => {
-            let ts = timestamp(meta.written_at.0).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-            out.write_all(&payload_len.to_le_bytes())?;
-            out.write_all(meta.run_id.as_bytes())?;
-            out.write_all(&ts.as_second().to_le_bytes())?;
-            out.write_all(&ts.subsec_nanosecond().to_le_bytes())?;
-            out.write_all(&meta.generation.to_le_bytes())?;
-            out.write_all(&meta.schema_version.to_le_bytes())?;
-            out.write_all(&meta.checksum.to_le_bytes())?;
-            out.write_all(&MAGIC)
-        }
+        AnyFormat::Binary => write_frame_tail(meta, payload_len, out),
+        AnyFormat::Custom(_) => write_frame_tail(meta, payload_len, out),
     }
+}
+
+/// The head of the framed layout (binary, custom formats): magic and version.
+fn write_frame_head<W: Write>(mut out: W) -> io::Result<()> {
+    out.write_all(&MAGIC)?;
+    out.write_all(&ENVELOPE_VERSION.to_le_bytes())
+}
+
+/// The trailer of the framed layout: the payload's length, the meta, the magic again.
+fn write_frame_tail<W: Write>(meta: &Meta, payload_len: u64, mut out: W) -> io::Result<()> {
+    let ts = timestamp(meta.written_at.0).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    out.write_all(&payload_len.to_le_bytes())?;
+    out.write_all(meta.run_id.as_bytes())?;
+    out.write_all(&ts.as_second().to_le_bytes())?;
+    out.write_all(&ts.subsec_nanosecond().to_le_bytes())?;
+    out.write_all(&meta.generation.to_le_bytes())?;
+    out.write_all(&meta.schema_version.to_le_bytes())?;
+    out.write_all(&meta.checksum.to_le_bytes())?;
+    out.write_all(&MAGIC)
 }
 
 #[cfg(all(test, feature = "json"))]

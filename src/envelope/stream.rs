@@ -15,12 +15,6 @@ use std::fs::File;
 use std::io::BufReader;
 use std::io::{self, Read, Seek, SeekFrom};
 
-#[cfg(any(
-    feature = "json",
-    feature = "toml",
-    feature = "binary",
-    feature = "yaml"
-))]
 use super::{Marker, check_checksum, marker};
 use super::{Meta, corrupt};
 use crate::error::{CorruptKind, Result};
@@ -62,14 +56,20 @@ pub(super) fn verify(format: AnyFormat, file: &File, size: u64) -> Result<Stream
         #[cfg(feature = "ron")]
         AnyFormat::Ron => Ok(Streamed::Whole),
         #[cfg(feature = "binary")]
-        AnyFormat::Binary => binary(file, size, &head, &tail),
+        AnyFormat::Binary => framed(format, file, size, (&head, &tail)),
+        AnyFormat::Custom(_) => framed(format, file, size, (&head, &tail)),
     }
 }
 
-#[cfg(feature = "binary")]
-fn binary(file: &File, size: u64, head: &[u8], tail: &[u8]) -> Result<Streamed> {
+/// The framed layout (binary, custom formats).
+fn framed(
+    format: AnyFormat,
+    file: &File,
+    size: u64,
+    (head, tail): (&[u8], &[u8]),
+) -> Result<Streamed> {
     use super::{BINARY_HEADER, BINARY_TRAILER, MAGIC};
-    match marker(AnyFormat::Binary, head) {
+    match marker(format, head) {
         // Shorter than the magic and a start of it: the head is the whole file.
         Marker::Truncated => Ok(Streamed::Whole),
         // The rule of `looks_enveloped`: a plain file must not end with the magic.
@@ -120,7 +120,6 @@ fn lines(
 }
 
 /// No syntax to check as the payload goes by (binary, TOML: the checksum says it all).
-#[cfg(any(feature = "binary", feature = "toml", feature = "yaml"))]
 fn no_check(_: &mut Hashed<'_>) -> std::result::Result<(), std::convert::Infallible> {
     Ok(())
 }

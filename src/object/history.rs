@@ -1,18 +1,6 @@
 //! `ObjectHistory<T>`: a history kept in an object store (feature `object-store`); the
 //! layout, the commit steps and their failures are in [`ObjectHistory`]'s docs.
 
-// With every format's feature off, nothing can be opened and much compiles away.
-#![cfg_attr(
-    not(any(
-        feature = "json",
-        feature = "toml",
-        feature = "binary",
-        feature = "yaml",
-        feature = "ron"
-    )),
-    allow(unused_variables, unused_mut, unreachable_code, dead_code)
-)]
-
 use std::collections::HashSet;
 use std::fmt;
 use std::ops::Deref;

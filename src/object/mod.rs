@@ -131,18 +131,6 @@
 //! # fn main() {}
 //! ```
 
-// With every format's feature off, nothing can be opened and much compiles away.
-#![cfg_attr(
-    not(any(
-        feature = "json",
-        feature = "toml",
-        feature = "binary",
-        feature = "yaml",
-        feature = "ron"
-    )),
-    allow(unused_variables, unused_mut, unreachable_code, dead_code)
-)]
-
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;

@@ -41,23 +41,15 @@
 //! there: the bytes are intact, the type is wrong. Adding or reordering fields also
 //! changes the wire format: bump the [`schema_version`](crate::PersistedBuilder::schema_version).
 //!
-//! # Sealed
+//! # A format of your own
 //!
-//! The trait is sealed: each built-in format has a known way to carry the
+//! [`Format`] is sealed: each built-in format has its own place for the
 //! [envelope](crate::envelope) that keeps an enveloped file a valid document of its
-//! format. You can still call `serialize` and `deserialize` directly.
-
-// With every format's feature off, `AnyFormat` has no variants and its methods no body.
-#![cfg_attr(
-    not(any(
-        feature = "json",
-        feature = "toml",
-        feature = "binary",
-        feature = "yaml",
-        feature = "ron"
-    )),
-    allow(unused_variables, unreachable_code, unreachable_patterns, dead_code)
-)]
+//! format. A format of your own (MessagePack, CBOR, an in-house codec) is a
+//! [`CustomFormat`]: a name and two generic serde functions. Every handle takes it
+//! (`.format(&MyFormat)`), and the envelope, history, locks and object storage work
+//! with it; its enveloped files use the framed layout the binary format uses. The trait's
+//! docs say what a format must guarantee and show MessagePack in a few lines.
 
 use std::io::Write;
 use std::path::Path;
@@ -66,6 +58,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{BoxError, Error, Result};
+
+mod custom;
+
+pub use custom::{Custom, CustomFormat};
 
 /// How a value becomes bytes and back (sealed; see the [module docs](self)).
 ///
@@ -108,11 +104,9 @@ pub trait Format: sealed::Sealed {
 }
 
 mod sealed {
-    /// Seals [`Format`](super::Format) and maps each format to its [`AnyFormat`](super::AnyFormat).
-    pub trait Sealed {
-        /// The format as an enum value.
-        fn any(&self) -> super::AnyFormat;
-    }
+    /// Seals [`Format`](super::Format): a format of your own is a
+    /// [`CustomFormat`](super::CustomFormat).
+    pub trait Sealed {}
 }
 
 /// Compact JSON (`.json`): one line, no trailing newline.
@@ -173,6 +167,8 @@ pub enum AnyFormat {
     /// [`Ron`].
     #[cfg(feature = "ron")]
     Ron,
+    /// A [`CustomFormat`] of your own ([`AnyFormat::custom`]).
+    Custom(Custom),
 }
 
 impl AnyFormat {
@@ -238,22 +234,20 @@ impl AnyFormat {
 const KNOWN: &str = ".json, .toml, .yaml, .yml, .ron, .bin";
 
 impl AnyFormat {
-    /// Whether people read and edit files of this format as text (all but binary).
+    /// Whether people read and edit files of this format as text (the built-in text
+    /// formats: a custom one is framed as binary is).
     pub(crate) fn is_text(self) -> bool {
         match self {
             #[cfg(feature = "binary")]
             AnyFormat::Binary => false,
-            #[allow(unreachable_patterns)] // with only `binary` on
+            AnyFormat::Custom(_) => false,
+            #[allow(unreachable_patterns)] // with no text format on
             _ => true,
         }
     }
 }
 
-impl sealed::Sealed for AnyFormat {
-    fn any(&self) -> AnyFormat {
-        *self
-    }
-}
+impl sealed::Sealed for AnyFormat {}
 
 impl Format for AnyFormat {
     fn name(&self) -> &'static str {
@@ -270,6 +264,7 @@ impl Format for AnyFormat {
             AnyFormat::Yaml => Yaml.name(),
             #[cfg(feature = "ron")]
             AnyFormat::Ron => Ron.name(),
+            AnyFormat::Custom(c) => c.name(),
         }
     }
 
@@ -287,6 +282,7 @@ impl Format for AnyFormat {
             AnyFormat::Yaml => Yaml.serialize(value, out),
             #[cfg(feature = "ron")]
             AnyFormat::Ron => Ron.serialize(value, out),
+            AnyFormat::Custom(c) => c.serialize(value, out),
         }
     }
 
@@ -304,6 +300,7 @@ impl Format for AnyFormat {
             AnyFormat::Yaml => Yaml.deserialize(bytes),
             #[cfg(feature = "ron")]
             AnyFormat::Ron => Ron.deserialize(bytes),
+            AnyFormat::Custom(c) => c.deserialize(bytes),
         }
     }
 }
@@ -312,11 +309,7 @@ impl Format for AnyFormat {
 macro_rules! unit_format {
     ($ty:ident, $feature:literal) => {
         #[cfg(feature = $feature)]
-        impl sealed::Sealed for $ty {
-            fn any(&self) -> AnyFormat {
-                AnyFormat::$ty
-            }
-        }
+        impl sealed::Sealed for $ty {}
         #[cfg(feature = $feature)]
         impl From<$ty> for AnyFormat {
             fn from(_: $ty) -> AnyFormat {
@@ -331,11 +324,6 @@ unit_format!(Toml, "toml");
 unit_format!(Binary, "binary");
 unit_format!(Yaml, "yaml");
 unit_format!(Ron, "ron");
-
-/// The format of a value that implements [`Format`].
-pub(crate) fn any_of(format: &impl Format) -> AnyFormat {
-    format.any()
-}
 
 /// Why a [`Format`] could not write or read a value. A format works on bytes, not
 /// files, so this names no file; a handle reports it as [`Error::Serialize`] or
