@@ -39,7 +39,7 @@
 //! |---|---|---|---|
 //! | `path` | string, required | [`PATH`](Persist::PATH) | — |
 //! | `app` | string | [`APP`](Persist::APP) | none |
-//! | `format` | `"json"`, `"json-pretty"`, `"toml"`, `"yaml"`, `"ron"`, `"binary"` | [`FORMAT`](Persist::FORMAT) | from the extension |
+//! | `format` | `"json"`, `"json-pretty"`, `"toml"`, `"yaml"`, `"ron"`, `"binary"`, or a [`CustomFormat`](crate::CustomFormat) unit struct: `format = MessagePack` | [`FORMAT`](Persist::FORMAT) | from the extension |
 //! | `envelope` | bool | [`ENVELOPE`](Persist::ENVELOPE) | `false` |
 //! | `hand_edits` | bool | [`HAND_EDITS`](Persist::HAND_EDITS) | `false` |
 //! | `create_dirs` | bool | [`CREATE_DIRS`](Persist::CREATE_DIRS) | `false` |

@@ -323,3 +323,20 @@ fn an_object_store_value_in_a_custom_format() {
         assert_eq!(back.meta().unwrap().generation, 1);
     });
 }
+
+#[cfg(feature = "derive")]
+#[test]
+fn a_derived_persist_type_names_a_custom_format() {
+    use atomic_persist::Persist;
+    #[derive(Serialize, Deserialize, Default, Debug, PartialEq, Persist)]
+    #[persist(path = "s.msgpack", format = MessagePack, envelope = true)]
+    struct Settings {
+        volume: u32,
+    }
+    assert_eq!(Settings::FORMAT, Some(AnyFormat::custom(&MessagePack)));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.msgpack");
+    Settings { volume: 3 }.save_to(&path).unwrap();
+    assert!(fs::read(&path).unwrap().starts_with(b"APERSIST"));
+    assert_eq!(Settings::load_from(&path).unwrap(), Settings { volume: 3 });
+}

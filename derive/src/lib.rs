@@ -16,7 +16,8 @@
 //!
 //! Keys: `path` (string, required), `app` (string: place a relative `path` in that
 //! application's configuration directory; needs the `app-dirs` feature), `format`
-//! (`"json"`, `"json-pretty"`, `"toml"`, `"yaml"`, `"ron"`, `"binary"`; default from the extension),
+//! (`"json"`, `"json-pretty"`, `"toml"`, `"yaml"`, `"ron"`, `"binary"`, or the path of a
+//! unit struct implementing `atomic_persist::CustomFormat`; default from the extension),
 //! `envelope` (bool), `hand_edits` (bool: load an enveloped JSON or TOML file a person
 //! edited, see `PersistedBuilder::accept_hand_edits`), `create_dirs` (bool: a save creates
 //! missing parent directories), `backup_before_migrate` (bool: keep a file of an older
@@ -62,7 +63,7 @@ struct Options {
     #[darling(default)]
     app: Option<Str>,
     #[darling(default)]
-    format: Option<Str>,
+    format: Option<FormatKey>,
     #[darling(default)]
     envelope: Option<Bool>,
     #[darling(default)]
@@ -129,6 +130,26 @@ impl FromMeta for Str {
             syn::Expr::Lit(lit) => Self::from_value(&lit.lit),
             other => Err(darling::Error::custom(
                 "expected a string literal (constants and macros are not read here)",
+            )
+            .with_span(other)),
+        }
+    }
+}
+
+/// The `format` key: a built-in format's name, or the path of a unit struct (or
+/// constant) that implements `atomic_persist::CustomFormat`.
+enum FormatKey {
+    Name(Str),
+    Custom(syn::Path),
+}
+
+impl FromMeta for FormatKey {
+    fn from_expr(expr: &syn::Expr) -> darling::Result<Self> {
+        match expr {
+            syn::Expr::Lit(_) => Str::from_expr(expr).map(FormatKey::Name),
+            syn::Expr::Path(p) => Ok(FormatKey::Custom(p.path.clone())),
+            other => Err(darling::Error::custom(
+                "expected a format's name, such as \"toml\", or the path of a CustomFormat",
             )
             .with_span(other)),
         }
@@ -237,8 +258,15 @@ fn expand(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
 
 /// `Persist::FORMAT` for the `format` key: an unknown name is an error on it.
 fn format_tokens(opts: &Options, errors: &mut darling::error::Accumulator) -> TokenStream {
-    let Some(f) = &opts.format else {
-        return quote!(::core::option::Option::None);
+    let f = match &opts.format {
+        None => return quote!(::core::option::Option::None),
+        // A `const` item: the format's reference is promoted to `'static`.
+        Some(FormatKey::Custom(path)) => {
+            return quote_spanned! {path.span()=>
+                ::core::option::Option::Some(::atomic_persist::AnyFormat::custom(&#path))
+            };
+        }
+        Some(FormatKey::Name(f)) => f,
     };
     match FORMATS.iter().find(|(name, _)| *name == f.value()) {
         // Spanned on the literal: with the format's feature off, the missing variant is
