@@ -416,8 +416,24 @@ impl Transaction<'_> {
     /// [`Error::Serialize`] naming the file; as [`write`](Self::write) for the file.
     pub fn put<T: Serialize + ?Sized>(&mut self, name: impl AsRef<Path>, value: &T) -> Result<()> {
         let name = name.as_ref();
+        let format = AnyFormat::from_path(name).map_err(|e| e.at(&self.file_path(name)))?;
+        self.put_as(name, format, value)
+    }
+
+    /// [`put`](Self::put) in the format `format` rather than the one the extension
+    /// names: for a [`CustomFormat`](crate::CustomFormat), which no extension names.
+    ///
+    /// # Errors
+    ///
+    /// As [`put`](Self::put), without [`Error::UnknownFormat`].
+    pub fn put_as<T: Serialize + ?Sized>(
+        &mut self,
+        name: impl AsRef<Path>,
+        format: impl Into<AnyFormat>,
+        value: &T,
+    ) -> Result<()> {
+        let (name, format) = (name.as_ref(), format.into());
         let path = self.file_path(name);
-        let format = AnyFormat::from_path(name).map_err(|e| e.at(&path))?;
         let mut payload = Vec::new();
         envelope::write_payload(format, self.snap.envelope, value, &mut payload)
             .map_err(|e| e.at(&path))?;
@@ -609,6 +625,21 @@ impl View {
     pub fn get<T: DeserializeOwned>(&self, name: impl AsRef<Path>) -> Result<T> {
         let path = self.path.join(name.as_ref());
         let format = AnyFormat::from_path(name.as_ref()).map_err(|e| e.at(&path))?;
+        self.get_as(name, format)
+    }
+
+    /// [`get`](Self::get) in the format `format` rather than the one the extension
+    /// names: for a [`CustomFormat`](crate::CustomFormat).
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get), without [`Error::UnknownFormat`].
+    pub fn get_as<T: DeserializeOwned>(
+        &self,
+        name: impl AsRef<Path>,
+        format: impl Into<AnyFormat>,
+    ) -> Result<T> {
+        let (path, format) = (self.path.join(name.as_ref()), format.into());
         let bytes = self.read(name)?;
         let split = envelope::split_for_decode(format, &bytes, self.envelope, Edits::Refuse)
             .map_err(|e| e.at(&path))?;

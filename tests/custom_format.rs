@@ -340,3 +340,22 @@ fn a_derived_persist_type_names_a_custom_format() {
     assert!(fs::read(&path).unwrap().starts_with(b"APERSIST"));
     assert_eq!(Settings::load_from(&path).unwrap(), Settings { volume: 3 });
 }
+
+#[test]
+fn a_snapshot_file_in_a_custom_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = atomic_persist::Snapshot::builder(dir.path().join("set"))
+        .envelope(true)
+        .open_or_create()
+        .unwrap();
+    let mut tx = snap.begin().unwrap();
+    tx.put_as("state.msgpack", &MessagePack, &state(5)).unwrap();
+    tx.commit().unwrap();
+    let view = snap.current().unwrap();
+    assert_eq!(
+        view.get_as::<State>("state.msgpack", &MessagePack).unwrap(),
+        state(5)
+    );
+    let e = view.get::<State>("state.msgpack").unwrap_err();
+    assert!(matches!(e, Error::UnknownFormat { .. }), "{e:?}");
+}
