@@ -524,6 +524,12 @@ fn edge_shapes() {
         b"// only a comment",
         b"/* unclosed",
         b"/*/ (atomic_persist:1) */ 5",
+        // White space RON skips that JSON does not (found by `load_ron`).
+        b"\x0b(atomic_persist:1,data:1,meta:2)",
+        "\u{2028}\u{85}(atomic_persist:1,data:1,meta:2)".as_bytes(),
+        // Extension attributes and struct names: never written, so never an envelope.
+        b"#![enable(implicit_some)](atomic_persist:1,data:1,meta:2)",
+        b"#![enable(implicit_some)] (data:1,meta:2)",
         b"",
     ];
     for (format, inputs) in [

@@ -721,36 +721,62 @@ fn skip_json_ws(bytes: &[u8]) -> &[u8] {
     &bytes[n..]
 }
 
-/// `bytes` after the white space and comments (`// …` to the line's end, `/* … */`,
-/// nested) RON skips; an unclosed block comment skips to the end.
+/// `bytes` after the white space and comments RON skips before a value, as its parser
+/// defines them: Unicode's pattern white space, `// …` to the line's end and `/* … */`,
+/// nested. An unclosed block comment skips to the end.
 #[cfg(feature = "ron")]
 fn skip_ron_ws(mut bytes: &[u8]) -> &[u8] {
     loop {
-        bytes = skip_json_ws(bytes);
-        if let Some(rest) = bytes.strip_prefix(b"//") {
-            let end = rest
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(rest.len(), |i| i + 1);
+        let space = ron_space_len(bytes);
+        if space > 0 {
+            bytes = &bytes[space..];
+        } else if let Some(rest) = bytes.strip_prefix(b"//") {
+            let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
             bytes = &rest[end..];
         } else if bytes.starts_with(b"/*") {
-            let mut depth = 0usize;
-            let mut i = 0;
-            while i < bytes.len() {
-                match &bytes[i..] {
-                    [b'/', b'*', ..] => (depth, i) = (depth + 1, i + 2),
-                    [b'*', b'/', ..] => (depth, i) = (depth - 1, i + 2),
-                    _ => i += 1,
-                }
-                if depth == 0 {
-                    break;
-                }
-            }
-            bytes = &bytes[i..];
+            bytes = &bytes[block_comment_len(bytes)..];
         } else {
             return bytes;
         }
     }
+}
+
+/// The length of the white space character `bytes` starts with (0 for none): RON's
+/// `is_whitespace_char`, Unicode's `Pattern_White_Space`.
+#[cfg(feature = "ron")]
+fn ron_space_len(bytes: &[u8]) -> usize {
+    const WIDE: [&[u8]; 5] = [
+        "\u{85}".as_bytes(),
+        "\u{200E}".as_bytes(),
+        "\u{200F}".as_bytes(),
+        "\u{2028}".as_bytes(),
+        "\u{2029}".as_bytes(),
+    ];
+    match bytes.first() {
+        Some(b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) => 1,
+        _ => WIDE
+            .iter()
+            .find(|w| bytes.starts_with(w))
+            .map_or(0, |w| w.len()),
+    }
+}
+
+/// The length of the (nested) block comment `bytes` starts with, or all of `bytes` when
+/// it is not closed.
+#[cfg(feature = "ron")]
+fn block_comment_len(bytes: &[u8]) -> usize {
+    let (mut depth, mut i) = (0usize, 0);
+    while i < bytes.len() {
+        match &bytes[i..] {
+            [b'/', b'*', ..] => (depth, i) = (depth + 1, i + 2),
+            [b'*', b'/', ..] => (depth, i) = (depth - 1, i + 2),
+            _ => i += 1,
+        }
+        if depth == 0 {
+            return i;
+        }
+    }
+    bytes.len()
 }
 
 /// A damaged envelope whose marker was hit: the top level has two of the three

@@ -422,6 +422,11 @@ fn ref_ron(bytes: &[u8]) -> Option<(&[u8], RefMeta)> {
         data: &'a ron::value::RawValue,
         meta: RefTextMeta,
     }
+    // The writer writes no extension attributes (`#![enable(..)]`) and no struct name:
+    // an envelope starts with its `(`.
+    if !ron_skip(bytes).starts_with(b"(") {
+        return None;
+    }
     let e: Envelope<'_> = ron::Options::default().from_bytes(bytes).ok()?;
     if e.atomic_persist != 1 {
         return None;
@@ -565,41 +570,63 @@ pub fn starts_like_envelope(format: AnyFormat, bytes: &[u8]) -> bool {
     }
 }
 
-/// RON's white space and comments (`//` to the end of the line, `/* */` nested),
-/// skipped.
+/// RON's white space (its parser's `is_whitespace_char`: Unicode's pattern white space)
+/// and comments (`//` to the end of the line, `/* */` nested), skipped.
 fn ron_skip(bytes: &[u8]) -> &[u8] {
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i].is_ascii_whitespace() {
-            i += 1;
-        } else if bytes[i..].starts_with(b"//") {
-            i += bytes[i..]
-                .iter()
-                .position(|&c| c == b'\n')
-                .unwrap_or(bytes.len() - i);
-        } else if bytes[i..].starts_with(b"/*") {
+    let mut text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        // Up to the first byte that is not UTF-8: RON is UTF-8 text.
+        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap(),
+    };
+    let start = text.as_ptr();
+    loop {
+        let trimmed = text.trim_start_matches(|c| {
+            matches!(
+                c,
+                ' ' | '\t'
+                    | '\n'
+                    | '\r'
+                    | '\x0B'
+                    | '\x0C'
+                    | '\u{85}'
+                    | '\u{200E}'
+                    | '\u{200F}'
+                    | '\u{2028}'
+                    | '\u{2029}'
+            )
+        });
+        if let Some(rest) = trimmed.strip_prefix("//") {
+            // A slice of `rest` even when empty: the offset is taken from its pointer.
+            text = &rest[rest.find('\n').unwrap_or(rest.len())..];
+        } else if trimmed.starts_with("/*") {
             let mut depth = 0;
+            let mut rest = trimmed;
             loop {
-                if i >= bytes.len() {
-                    return &[];
-                } else if bytes[i..].starts_with(b"/*") {
+                if rest.is_empty() {
+                    break;
+                } else if let Some(r) = rest.strip_prefix("/*") {
                     depth += 1;
-                    i += 2;
-                } else if bytes[i..].starts_with(b"*/") {
+                    rest = r;
+                } else if let Some(r) = rest.strip_prefix("*/") {
                     depth -= 1;
-                    i += 2;
+                    rest = r;
                     if depth == 0 {
                         break;
                     }
                 } else {
-                    i += 1;
+                    let mut chars = rest.chars();
+                    chars.next();
+                    rest = chars.as_str();
                 }
             }
+            text = rest;
         } else {
+            text = trimmed;
             break;
         }
     }
-    &bytes[i..]
+    let skipped = text.as_ptr() as usize - start as usize;
+    &bytes[skipped..]
 }
 
 /// Whether the file has the shape of an envelope: a top level with two of the three
