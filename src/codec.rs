@@ -77,6 +77,19 @@ pub(crate) struct Codec<T> {
     pub decode: Option<Decode<T>>,
 }
 
+// Not derived: `T` itself need not be `Clone`.
+impl<T> Clone for Codec<T> {
+    fn clone(&self) -> Self {
+        Codec {
+            format: self.format,
+            schema_version: self.schema_version,
+            run_id: self.run_id,
+            validate: self.validate.clone(),
+            decode: self.decode,
+        }
+    }
+}
+
 impl<T> Codec<T> {
     /// Runs the validate hook, if any, on a value just loaded or about to be committed.
     pub(crate) fn check(&self, value: &T, path: &Path) -> Result<()> {
@@ -188,7 +201,7 @@ macro_rules! codec_setters {
             mut self,
             f: impl Fn(&T) -> std::result::Result<(), String> + Send + Sync + 'static,
         ) -> Self {
-            self.$($field).+.validate = Some(Box::new(f));
+            self.$($field).+.validate = Some(std::sync::Arc::new(f));
             self
         }
 

@@ -555,6 +555,8 @@ pub enum Op {
     List,
     /// Deleting an object from an object store (feature `object-store`).
     Delete,
+    /// Watching a directory for changes (feature `watch`).
+    Watch,
 }
 
 impl Op {
@@ -590,6 +592,7 @@ impl fmt::Display for Op {
             Op::Put => "put object",
             Op::List => "list objects under",
             Op::Delete => "delete object",
+            Op::Watch => "watch",
         })
     }
 }

@@ -1494,3 +1494,41 @@ impl<T: fmt::Debug> fmt::Debug for History<T> {
             .finish_non_exhaustive()
     }
 }
+
+/// Watching the history (feature `watch`).
+#[cfg(feature = "watch")]
+impl<T: DeserializeOwned + Send + 'static> History<T> {
+    /// Watches the history for commits by any writer (rollbacks included: each is a new
+    /// version), as [`Persisted::watch`](crate::Persisted::watch) does a file: each new
+    /// current value, read and verified as [`HistoryBuilder::open`] would.
+    ///
+    /// # Errors
+    ///
+    /// As [`Persisted::watch`](crate::Persisted::watch).
+    pub fn watch(&self) -> Result<crate::watch::Watch<T>> {
+        self.watch_with(crate::watch::WatchOptions::new())
+    }
+
+    /// [`watch`](Self::watch) with `options` (debounce, polling).
+    ///
+    /// # Errors
+    ///
+    /// As [`watch`](Self::watch).
+    pub fn watch_with(
+        &self,
+        options: crate::watch::WatchOptions,
+    ) -> Result<crate::watch::Watch<T>> {
+        use crate::watch::{Found, Stamp};
+        let (raw, codec) = (self.raw.clone(), self.codec.clone());
+        let seen = (self.meta.is_some() || self.payload.is_some())
+            .then_some(Stamp::Generation(self.generation, self.payload));
+        let read = move || {
+            Ok(load(&raw, &codec)?.map(|l| Found {
+                stamp: Stamp::Generation(l.generation, l.payload),
+                value: l.value,
+                meta: l.meta,
+            }))
+        };
+        crate::watch::Watch::start(&self.raw.path, options, seen, Box::new(read))
+    }
+}

@@ -179,6 +179,8 @@ mod sys;
 mod toml_doc;
 mod trust;
 mod version;
+#[cfg(feature = "watch")]
+pub mod watch;
 
 #[cfg(feature = "tokio")]
 pub use asynchronous::write_atomic_async;

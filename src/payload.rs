@@ -109,9 +109,10 @@ impl fmt::Debug for Payload<'_> {
     }
 }
 
-/// The validate hook's type: `Err(reason)` refuses a value ([`Error::Invalid`]).
+/// The validate hook's type: `Err(reason)` refuses a value ([`Error::Invalid`]). Shared,
+/// so that a watch can check what it reads as its handle does.
 pub(crate) type Validate<T> =
-    Box<dyn Fn(&T) -> std::result::Result<(), String> + Send + Sync + 'static>;
+    std::sync::Arc<dyn Fn(&T) -> std::result::Result<(), String> + Send + Sync + 'static>;
 
 /// The decode hook's type: the file's schema version and its verified payload, to a
 /// value.

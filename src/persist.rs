@@ -560,6 +560,36 @@ pub trait Persist: Serialize + DeserializeOwned {
     {
         Self::builder_at(writable::<Self>()?).open_or_default()
     }
+
+    /// Watches the file at the [`default_path`](Self::default_path) for commits (feature
+    /// `watch`): each new value after the one there now, as
+    /// [`Persisted::watch`](crate::Persisted::watch) yields them.
+    ///
+    /// # Errors
+    ///
+    /// As [`persisted`](Self::persisted) and [`Persisted::watch`](crate::Persisted::watch).
+    #[cfg(feature = "watch")]
+    fn watch() -> Result<crate::watch::Watch<Self>>
+    where
+        Self: Default + Send + 'static,
+    {
+        Self::persisted()?.watch()
+    }
+
+    /// Watches the file at `path` for commits (feature `watch`), as
+    /// [`watch`](Self::watch) does the default path's.
+    ///
+    /// # Errors
+    ///
+    /// As [`PersistedBuilder::open_or_default`] and
+    /// [`Persisted::watch`](crate::Persisted::watch).
+    #[cfg(feature = "watch")]
+    fn watch_from(path: impl AsRef<Path>) -> Result<crate::watch::Watch<Self>>
+    where
+        Self: Default + Send + 'static,
+    {
+        Self::builder_at(path).open_or_default()?.watch()
+    }
 }
 
 /// What [`Persist::decode`] does by default: [`Error::SchemaVersion`] when `found` is

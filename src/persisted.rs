@@ -219,7 +219,8 @@ pub struct Persisted<T> {
     document: Option<toml_edit::DocumentMut>,
 }
 
-/// The builder's settings, kept by the `Persisted` they configure.
+/// The builder's settings, kept by the `Persisted` they configure (and cloned by a
+/// watch, which reads as its handle does).
 struct Config<T> {
     codec: Codec<T>,
     envelope: bool,
@@ -229,6 +230,20 @@ struct Config<T> {
     edits: Edits,
     /// Keep a file of an older schema before a migrated value replaces it.
     backup_before_migrate: bool,
+}
+
+// Not derived: `T` itself need not be `Clone`.
+impl<T> Clone for Config<T> {
+    fn clone(&self) -> Self {
+        Config {
+            codec: self.codec.clone(),
+            envelope: self.envelope,
+            local: self.local.clone(),
+            lock: self.lock,
+            edits: self.edits,
+            backup_before_migrate: self.backup_before_migrate,
+        }
+    }
 }
 
 /// What is on disk, as far as this handle knows.
@@ -1448,6 +1463,64 @@ fn load<T: DeserializeOwned>(path: &Path, config: &Config<T>) -> Result<Loaded<T
         #[cfg(feature = "toml")]
         document,
     })
+}
+
+/// Watching the file (feature `watch`).
+#[cfg(feature = "watch")]
+impl<T: DeserializeOwned + Send + 'static> Persisted<T> {
+    /// Watches the file for commits by any writer, this handle's later ones included:
+    /// each new value, read and verified as [`PersistedBuilder::open`] would (see the
+    /// [`watch`](crate::watch) module). The value this handle has is not yielded again.
+    ///
+    /// ```
+    /// # #[cfg(feature = "json")] {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let path = dir.path().join("settings.json");
+    /// use atomic_persist::watch::Update;
+    /// let mut mine = atomic_persist::Persisted::<u32>::open_or_default(&path)?;
+    /// let mut changes = mine.watch()?;
+    /// let mut other = atomic_persist::Persisted::<u32>::open_or_default(&path)?;
+    /// other.set(7)?;
+    /// match changes.next().unwrap()? {
+    ///     Update::Changed { value, .. } => assert_eq!(value, 7),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] with [`Op::Watch`](crate::Op::Watch) when the watch's thread cannot
+    /// start. A watcher the platform refuses (inotify's limits) is not an error: the
+    /// watch polls instead.
+    pub fn watch(&self) -> Result<crate::watch::Watch<T>> {
+        self.watch_with(crate::watch::WatchOptions::new())
+    }
+
+    /// [`watch`](Self::watch) with `options` (debounce, polling).
+    ///
+    /// # Errors
+    ///
+    /// As [`watch`](Self::watch).
+    pub fn watch_with(
+        &self,
+        options: crate::watch::WatchOptions,
+    ) -> Result<crate::watch::Watch<T>> {
+        use crate::watch::{Found, Stamp};
+        let (path, config) = (self.path.clone(), self.config.clone());
+        let seen = self.disk.map(|d| Stamp::of(self.meta.as_ref(), d.payload));
+        let read = move || match load(&path, &config) {
+            Ok(l) => Ok(Some(Found {
+                stamp: Stamp::of(l.meta.as_ref(), l.disk.payload),
+                value: l.value,
+                meta: l.meta,
+            })),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        };
+        crate::watch::Watch::start(&self.path, options, seen, Box::new(read))
+    }
 }
 
 impl<T> PersistedBuilder<T> {

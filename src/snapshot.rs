@@ -134,6 +134,7 @@ impl SnapshotBuilder {
 }
 
 /// A set of files that changes all at once: see the [module docs](self).
+#[derive(Clone)]
 pub struct Snapshot {
     path: PathBuf,
     /// The pointer's directory and name.
@@ -653,6 +654,51 @@ impl fmt::Debug for View {
             .field("path", &self.path)
             .field("generation", &self.generation)
             .finish_non_exhaustive()
+    }
+}
+
+/// Watching the snapshot (feature `watch`).
+#[cfg(feature = "watch")]
+impl Snapshot {
+    /// Watches the snapshot for commits by any writer: a [`View`] of each new set, after
+    /// the one current now (see the [`watch`](crate::watch) module; the meta of each
+    /// [`Update::Changed`](crate::watch::Update::Changed) is `None`).
+    ///
+    /// # Errors
+    ///
+    /// As [`latest_generation`](Self::latest_generation) and
+    /// [`Persisted::watch`](crate::Persisted::watch).
+    pub fn watch(&self) -> Result<crate::watch::Watch<View>> {
+        self.watch_with(crate::watch::WatchOptions::new())
+    }
+
+    /// [`watch`](Self::watch) with `options` (debounce, polling).
+    ///
+    /// # Errors
+    ///
+    /// As [`watch`](Self::watch).
+    pub fn watch_with(
+        &self,
+        options: crate::watch::WatchOptions,
+    ) -> Result<crate::watch::Watch<View>> {
+        use crate::watch::{Found, Stamp};
+        let seen = self
+            .latest_generation()?
+            .map(|g| Stamp::Generation(g, None));
+        let snap = self.clone();
+        let read = move || match snap.latest_generation()? {
+            None => Ok(None),
+            Some(_) => {
+                let view = snap.current()?;
+                let stamp = Stamp::Generation(view.generation(), None);
+                Ok(Some(Found {
+                    value: view,
+                    meta: None,
+                    stamp,
+                }))
+            }
+        };
+        crate::watch::Watch::start(&self.path, options, seen, Box::new(read))
     }
 }
 

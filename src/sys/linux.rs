@@ -76,6 +76,21 @@ pub(super) fn is_btrfs(file: &File) -> bool {
     rustix::fs::fstatfs(file).is_ok_and(|fs| fs.f_type as u32 == BTRFS_SUPER_MAGIC)
 }
 
+/// Whether the filesystem at `path` is one whose changes by other machines no inotify
+/// event reports: NFS, SMB/CIFS (both magics), 9p, FUSE (sshfs and the like).
+#[cfg(feature = "watch")]
+pub(super) fn is_network_filesystem(path: &std::path::Path) -> bool {
+    const MAGICS: [u32; 6] = [
+        0x6969,      // NFS
+        0x517B,      // SMB
+        0xFF53_4D42, // CIFS
+        0xFE53_4D42, // SMB2
+        0x0102_1997, // 9p
+        0x6573_5546, // FUSE
+    ];
+    rustix::fs::statfs(path).is_ok_and(|fs| MAGICS.contains(&(fs.f_type as u32)))
+}
+
 /// The name of the xattr that holds a file's POSIX access ACL.
 const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
 

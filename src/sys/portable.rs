@@ -335,3 +335,10 @@ pub(crate) fn list_names(path: &Path) -> io::Result<Vec<OsString>> {
         .map(|e| e.map(|e| e.file_name()))
         .collect()
 }
+
+/// Whether the filesystem at `path` reports no events of other machines' writes: not
+/// known here, so `false` (a watch uses the platform's events).
+#[cfg(feature = "watch")]
+pub(crate) fn is_network_filesystem(_path: &Path) -> bool {
+    false
+}

@@ -566,6 +566,21 @@ pub(crate) fn filesystem_id(file: &File) -> Option<u64> {
     file.metadata().ok().map(|m| m.dev())
 }
 
+/// Whether the filesystem at `path` reports no events of other machines' writes, so a
+/// watch there polls (Linux only knows; elsewhere `false`).
+#[cfg(feature = "watch")]
+pub(crate) fn is_network_filesystem(path: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        super::linux::is_network_filesystem(path)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        false
+    }
+}
+
 /// Whether the filesystem ignores an fsync done before an anonymous file was linked, so
 /// that it must be synced again once it has a name.
 pub(crate) fn sync_again_after_link(file: &File) -> bool {
