@@ -1246,6 +1246,12 @@ fn split_ron_written(bytes: &[u8]) -> Option<Unchecked<'_>> {
     if skip_json_ws(&[first]).is_empty() || skip_json_ws(&[last]).is_empty() {
         return None;
     }
+    // The writer writes no comments; where the payload might hold one (or a string
+    // with `//` in it), only a whole parse tells what it comments out: a `//` in a
+    // payload parsed alone would end at the payload's end, in the file at the line's.
+    if payload.windows(2).any(|w| w == b"//" || w == b"/*") {
+        return None;
+    }
     let meta = ron_meta(&fields[b"meta:".len()..]).ok()?;
     Some(unchecked(payload, RON_HEAD.len(), meta))
 }
