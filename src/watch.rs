@@ -150,6 +150,7 @@ pub struct Watch<T> {
     path: PathBuf,
     items: Receiver<Result<Update<T>>>,
     /// Woken when an item is sent (the `Stream`'s task).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code, reason = "the stream's"))]
     waker: Arc<Mutex<Option<std::task::Waker>>>,
     /// The platform's watcher; dropped with the watch, which ends the thread.
     _events: Option<notify::RecommendedWatcher>,
