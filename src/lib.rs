@@ -137,6 +137,8 @@
 //!   the platform's configuration directory (the `directories` crate).
 //! - `cli`: the `atomic-persist` command-line tool (turns on every format's feature, to
 //!   read every file the crate writes).
+//! - `watch`: [`Persisted::watch`] and the like ([`watch`] module): each new commit of a
+//!   file as it lands, from any process (the `notify` crate).
 //! - `tokio`: async wrappers that run the synchronous engine in one
 //!   `tokio::task::spawn_blocking` (`write_atomic_async`, `Persisted::open_async`,
 //!   `Persisted::commit_async`, ...); see the `asynchronous` module for cancellation.

@@ -1491,7 +1491,7 @@ impl<T: DeserializeOwned + Send + 'static> Persisted<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] with [`Op::Watch`](crate::Op::Watch) when the watch's thread cannot
+    /// [`Error::Io`] with [`Op::Watch`] when the watch's thread cannot
     /// start. A watcher the platform refuses (inotify's limits) is not an error: the
     /// watch polls instead.
     pub fn watch(&self) -> Result<crate::watch::Watch<T>> {
