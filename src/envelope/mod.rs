@@ -761,6 +761,13 @@ fn ron_space_len(bytes: &[u8]) -> usize {
     }
 }
 
+/// Whether `bytes` ends with a character [`ron_space_len`] counts as white space.
+#[cfg(feature = "ron")]
+fn ends_with_ron_space(bytes: &[u8]) -> bool {
+    // The longest white space character is 3 bytes of UTF-8.
+    (1..=3.min(bytes.len())).any(|n| ron_space_len(&bytes[bytes.len() - n..]) == n)
+}
+
 /// The length of the (nested) block comment `bytes` starts with, or all of `bytes` when
 /// it is not closed.
 #[cfg(feature = "ron")]
@@ -1242,8 +1249,8 @@ fn split_ron_written(bytes: &[u8]) -> Option<Unchecked<'_>> {
             .rposition(|w| w == RON_META)?;
     let fields = body[at + 1..].strip_suffix(b")")?;
     let payload = &body[..at];
-    let (first, last) = (*payload.first()?, *payload.last()?);
-    if skip_json_ws(&[first]).is_empty() || skip_json_ws(&[last]).is_empty() {
+    // A payload from a parse (`RawValue`) never starts or ends with white space.
+    if payload.is_empty() || ron_space_len(payload) > 0 || ends_with_ron_space(payload) {
         return None;
     }
     // The writer writes no comments; where the payload might hold one (or a string
