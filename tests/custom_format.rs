@@ -359,3 +359,21 @@ fn a_snapshot_file_in_a_custom_format() {
     let e = view.get::<State>("state.msgpack").unwrap_err();
     assert!(matches!(e, Error::UnknownFormat { .. }), "{e:?}");
 }
+
+#[cfg(feature = "watch")]
+#[test]
+fn a_watch_reads_a_custom_format() {
+    use atomic_persist::watch::Update;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.msgpack");
+    let mine = committed(&path, true, 1);
+    let mut w = mine.watch().unwrap();
+    committed(&path, true, 2);
+    match w.next_timeout(std::time::Duration::from_secs(10)) {
+        Some(Ok(Update::Changed { value, meta })) => {
+            assert_eq!(value, state(2));
+            assert_eq!(meta.unwrap().generation, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+}
