@@ -1249,8 +1249,14 @@ fn split_ron_written(bytes: &[u8]) -> Option<Unchecked<'_>> {
             .rposition(|w| w == RON_META)?;
     let fields = body[at + 1..].strip_suffix(b")")?;
     let payload = &body[..at];
-    // A payload from a parse (`RawValue`) never starts or ends with white space.
-    if payload.is_empty() || ron_space_len(payload) > 0 || ends_with_ron_space(payload) {
+    // A payload from a parse (`RawValue`) never starts or ends with white space, nor
+    // starts with `#`: extension attributes (`#![enable(..)]`) open a document, and a
+    // payload parsed alone would take them.
+    if payload.is_empty()
+        || ron_space_len(payload) > 0
+        || ends_with_ron_space(payload)
+        || payload[0] == b'#'
+    {
         return None;
     }
     // The writer writes no comments; where the payload might hold one (or a string
