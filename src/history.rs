@@ -134,7 +134,7 @@ use std::fmt;
 use std::io::{self, Write as _};
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -927,12 +927,7 @@ fn read_manifest(path: &Path) -> std::result::Result<Option<Manifest>, ()> {
                 generation: e.generation,
                 path: dir.join(&e.file),
                 run_id: Uuid::try_parse(&e.run_id).ok()?,
-                written_at: e
-                    .written_at
-                    .parse::<jiff::Timestamp>()
-                    .ok()
-                    .and_then(|t| SystemTime::try_from(t).ok())
-                    .map(Timestamp::from)?,
+                written_at: Timestamp::parse(&e.written_at)?,
                 schema_version: e.schema_version,
                 size: e.size,
                 checksum: e

@@ -149,7 +149,7 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -201,8 +201,11 @@ pub struct Meta {
     pub checksum: u32,
 }
 
-/// When a version was written: a [`SystemTime`] that displays as RFC 3339 in UTC, the
-/// way the envelope stores it (`2026-11-25T19:41:02.5Z`).
+/// When a version was written, to the nanosecond as the envelope stores it, whatever the
+/// platform's clock resolution; it displays as RFC 3339 in UTC
+/// (`2026-11-25T19:41:02.5Z`). The checksum covers these exact nanoseconds, so they are
+/// kept as read: a file written on Linux verifies on Windows, whose [`SystemTime`] has
+/// 100 ns steps.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
@@ -216,38 +219,62 @@ pub struct Meta {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(SystemTime);
+pub struct Timestamp(jiff::Timestamp);
 
 impl Timestamp {
     /// The current time.
     pub fn now() -> Timestamp {
-        Timestamp(SystemTime::now())
+        Timestamp::from(SystemTime::now())
     }
 
-    /// The time as a [`SystemTime`], to compute with (`elapsed`, `duration_since`).
+    /// The time as a [`SystemTime`], to compute with (`elapsed`, `duration_since`):
+    /// rounded down to the platform's resolution (100 ns on Windows); a time the
+    /// platform cannot hold (before 1601 on Windows) is the nearest one it can.
     pub fn to_system_time(self) -> SystemTime {
-        self.0
+        let (secs, nanos) = (self.0.as_second(), self.0.subsec_nanosecond());
+        let since = |s: u64, n: u32| Duration::new(s, n);
+        let t = match secs >= 0 {
+            true => SystemTime::UNIX_EPOCH.checked_add(since(secs as u64, nanos.max(0) as u32)),
+            // Negative seconds carry negative nanoseconds: -1.5 s is (-1, -500_000_000).
+            false => {
+                SystemTime::UNIX_EPOCH.checked_sub(since(secs.unsigned_abs(), nanos.unsigned_abs()))
+            }
+        };
+        t.unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    /// An RFC 3339 time, as the text formats store it; `None` when it is not one.
+    pub(crate) fn parse(text: &str) -> Option<Timestamp> {
+        text.parse::<jiff::Timestamp>().ok().map(Timestamp)
+    }
+
+    /// The time as seconds and nanoseconds since 1970 (as the canonical bytes hold it).
+    fn parts(self) -> (i64, i32) {
+        (self.0.as_second(), self.0.subsec_nanosecond())
     }
 }
 
+/// A time past what the envelope can say (years beyond ±9999) is the nearest it can.
 impl From<SystemTime> for Timestamp {
     fn from(t: SystemTime) -> Timestamp {
-        Timestamp(t)
+        Timestamp(jiff::Timestamp::try_from(t).unwrap_or_else(|_| {
+            match t < SystemTime::UNIX_EPOCH {
+                true => jiff::Timestamp::MIN,
+                false => jiff::Timestamp::MAX,
+            }
+        }))
     }
 }
 
 impl From<Timestamp> for SystemTime {
     fn from(t: Timestamp) -> SystemTime {
-        t.0
+        t.to_system_time()
     }
 }
 
 impl std::fmt::Display for Timestamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match timestamp(self.0) {
-            Ok(t) => write!(f, "{t}"),
-            Err(_) => f.write_str("(out of range)"),
-        }
+        write!(f, "{}", self.0)
     }
 }
 
@@ -906,20 +933,15 @@ impl TextMeta {
                 format!("meta.run_id `{}`: {e}", self.run_id),
             )
         })?;
-        let written_at = self
-            .written_at
-            .parse::<jiff::Timestamp>()
-            .ok()
-            .and_then(|t| SystemTime::try_from(t).ok())
-            .ok_or_else(|| {
-                corrupt(
-                    CorruptKind::Damaged,
-                    format!(
-                        "meta.written_at `{}` is not an RFC 3339 time",
-                        self.written_at
-                    ),
-                )
-            })?;
+        let written_at = Timestamp::parse(&self.written_at).ok_or_else(|| {
+            corrupt(
+                CorruptKind::Damaged,
+                format!(
+                    "meta.written_at `{}` is not an RFC 3339 time",
+                    self.written_at
+                ),
+            )
+        })?;
         let checksum = self
             .checksum
             .strip_prefix("crc32:")
@@ -936,7 +958,7 @@ impl TextMeta {
             })?;
         Ok(Meta {
             run_id,
-            written_at: Timestamp(written_at),
+            written_at,
             generation: self.generation,
             schema_version: self.schema_version,
             checksum,
@@ -1346,12 +1368,11 @@ fn binary_meta(header: &[u8], trailer: &[u8], len: u64) -> Result<Meta> {
     let seconds = le(trailer, 24, 8) as i64;
     let nanos = le(trailer, 32, 4) as u32 as i32;
     let written_at = jiff::Timestamp::new(seconds, nanos)
-        .ok()
-        .and_then(|t| SystemTime::try_from(t).ok())
-        .ok_or_else(|| corrupt(CorruptKind::Damaged, "meta.written_at is out of range"))?;
+        .map(Timestamp)
+        .map_err(|_| corrupt(CorruptKind::Damaged, "meta.written_at is out of range"))?;
     Ok(Meta {
         run_id: Uuid::from_bytes(id),
-        written_at: Timestamp(written_at),
+        written_at,
         generation: le(trailer, 36, 8),
         schema_version: le(trailer, 44, 4) as u32,
         checksum: le(trailer, 48, 4) as u32,
@@ -1361,18 +1382,14 @@ fn binary_meta(header: &[u8], trailer: &[u8], len: u64) -> Result<Meta> {
 // ---------------------------------------------------------------------------------------
 // Writing
 
-fn timestamp(t: SystemTime) -> std::result::Result<jiff::Timestamp, jiff::Error> {
-    jiff::Timestamp::try_from(t)
-}
-
 /// The 56 canonical meta bytes of the spec.
 fn canonical(meta: &Meta) -> [u8; 56] {
-    let ts = timestamp(meta.written_at.0).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let (secs, nanos) = meta.written_at.parts();
     let mut out = [0u8; 56];
     out[..16].copy_from_slice(b"atomic-persist/1");
     out[16..32].copy_from_slice(meta.run_id.as_bytes());
-    out[32..40].copy_from_slice(&ts.as_second().to_le_bytes());
-    out[40..44].copy_from_slice(&ts.subsec_nanosecond().to_le_bytes());
+    out[32..40].copy_from_slice(&secs.to_le_bytes());
+    out[40..44].copy_from_slice(&nanos.to_le_bytes());
     out[44..52].copy_from_slice(&meta.generation.to_le_bytes());
     out[52..56].copy_from_slice(&meta.schema_version.to_le_bytes());
     out
@@ -1520,11 +1537,11 @@ fn write_frame_head<W: Write>(mut out: W) -> io::Result<()> {
 
 /// The trailer of the framed layout: the payload's length, the meta, the magic again.
 fn write_frame_tail<W: Write>(meta: &Meta, payload_len: u64, mut out: W) -> io::Result<()> {
-    let ts = timestamp(meta.written_at.0).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let (secs, nanos) = meta.written_at.parts();
     out.write_all(&payload_len.to_le_bytes())?;
     out.write_all(meta.run_id.as_bytes())?;
-    out.write_all(&ts.as_second().to_le_bytes())?;
-    out.write_all(&ts.subsec_nanosecond().to_le_bytes())?;
+    out.write_all(&secs.to_le_bytes())?;
+    out.write_all(&nanos.to_le_bytes())?;
     out.write_all(&meta.generation.to_le_bytes())?;
     out.write_all(&meta.schema_version.to_le_bytes())?;
     out.write_all(&meta.checksum.to_le_bytes())?;
@@ -1539,7 +1556,7 @@ mod tests {
     fn written(payload: &[u8]) -> Vec<u8> {
         let mut meta = Meta {
             run_id: Uuid::from_u128(7),
-            written_at: Timestamp(SystemTime::UNIX_EPOCH),
+            written_at: Timestamp::from(SystemTime::UNIX_EPOCH),
             generation: 1,
             schema_version: 0,
             checksum: 0,

@@ -118,12 +118,7 @@ impl Manifest {
             if entries.last().is_some_and(|e| e.generation >= generation) {
                 return Err(bad("generations out of order"));
             }
-            let written_at = written_at
-                .parse::<jiff::Timestamp>()
-                .ok()
-                .and_then(|t| SystemTime::try_from(t).ok())
-                .map(Timestamp::from)
-                .ok_or_else(|| bad("bad time"))?;
+            let written_at = Timestamp::parse(written_at).ok_or_else(|| bad("bad time"))?;
             let checksum = checksum
                 .strip_prefix("crc32:")
                 .filter(|h| h.len() == 8)

@@ -303,8 +303,7 @@ impl RefMeta {
     /// Whether the crate's `Meta` says the same, field by field.
     pub fn matches(&self, m: &Meta) -> bool {
         m.run_id == self.run_id
-            && jiff::Timestamp::try_from(m.written_at.to_system_time()).ok()
-                == Some(self.written_at)
+            && exact_time(m) == self.written_at
             && m.generation == self.generation
             && m.schema_version == self.schema_version
             && m.checksum == self.checksum
@@ -313,13 +312,21 @@ impl RefMeta {
     pub fn of(m: &Meta) -> RefMeta {
         RefMeta {
             run_id: m.run_id,
-            written_at: jiff::Timestamp::try_from(m.written_at.to_system_time())
-                .expect("a loaded time is in range"),
+            written_at: exact_time(m),
             generation: m.generation,
             schema_version: m.schema_version,
             checksum: m.checksum,
         }
     }
+}
+
+/// A meta's time to the nanosecond, as it displays (a `SystemTime` would round it to
+/// the platform's resolution: 100 ns on Windows).
+fn exact_time(m: &Meta) -> jiff::Timestamp {
+    m.written_at
+        .to_string()
+        .parse()
+        .expect("a meta's time displays as RFC 3339")
 }
 
 fn parse_checksum(text: &str) -> Option<u32> {
