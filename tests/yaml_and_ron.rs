@@ -195,3 +195,19 @@ fn yaml_and_ron_errors_point_at_the_line_in_the_file() {
         }
     }
 }
+
+#[test]
+fn non_finite_floats_round_trip_in_yaml_and_the_file_verifies() {
+    // `.nan` and `.inf` are what a NaN and an infinity serialize to; the document check
+    // of `verify` (an "any" read) once refused them.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("floats.yaml");
+    let value = vec![f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1.5];
+    let mut p = Persisted::<Vec<f64>>::open_or_default(&path).unwrap();
+    p.set(value.clone()).unwrap();
+    let back = Persisted::<Vec<f64>>::open(&path).unwrap().into_inner();
+    let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    assert!(back[0].is_nan());
+    assert_eq!(bits(&back[1..]), bits(&value[1..]));
+    assert_eq!(atomic_persist::envelope::verify(&path).unwrap(), None);
+}

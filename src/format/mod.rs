@@ -632,7 +632,8 @@ impl<W: Write> Write for LastByte<W> {
     }
 }
 
-/// Parses one YAML document, with serde-saphyr's limits scaled to its size: the
+/// Parses one YAML document, non-finite floats as floats, with serde-saphyr's limits
+/// scaled to its size: the
 /// defaults (250,000 nodes, 64 levels) fit a hand-written config but not a saved state
 /// of a few megabytes, which must load as it saved. Scaled to the input, they still
 /// bound what aliases can expand to (a linear multiple of the file: what they are for).
@@ -648,6 +649,10 @@ pub(crate) fn yaml_parse<T: DeserializeOwned>(
     budget.max_depth = 128; // serde_json's limit
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
+    // `.nan` and `.inf` are floats in YAML, and what a saved NaN serializes to: a value
+    // read through `deserialize_any` (an "any" type, an untagged enum, the document
+    // check of `verify`) takes them as the floats they are rather than an error.
+    options.non_finite_float_policy = serde_saphyr::NonFiniteFloatPolicy::PassThrough;
     serde_saphyr::from_slice_with_options(bytes, options)
 }
 

@@ -192,12 +192,14 @@ pub fn verify_format(sel: u8) -> AnyFormat {
 }
 
 /// YAML as the spec reads it: one document, at most 128 levels deep (serde_json's limit;
-/// the parser's own is 64), other limits as serde-saphyr has them for small files.
+/// the parser's own is 64), `.nan` and `.inf` floats wherever a float may be, other
+/// limits as serde-saphyr has them for small files.
 fn yaml<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_depth = 128;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
+    options.non_finite_float_policy = serde_saphyr::NonFiniteFloatPolicy::PassThrough;
     serde_saphyr::from_slice_with_options(bytes, options).ok()
 }
 
