@@ -178,11 +178,10 @@ impl<T: Send + 'static> Watch<T> {
         let (trigger_tx, triggers) = mpsc::channel::<()>();
         let (items_tx, items) = mpsc::channel();
         let waker = Arc::new(Mutex::new(None::<std::task::Waker>));
-        let names = watched_names(path);
-        let dir = parent(path);
-        let network = sys::is_network_filesystem(&dir);
+        let (dirs, names) = watched(path);
+        let network = dirs.iter().any(|d| sys::is_network_filesystem(d));
         let events = match options.poll.is_none() && !network {
-            true => native(&dir, &names, trigger_tx.clone()).ok(),
+            true => native(&dirs, &names, trigger_tx.clone()).ok(),
             false => None,
         };
         // No platform events: poll (the thread reads on every interval's timeout).
@@ -299,22 +298,30 @@ fn parent(path: &Path) -> PathBuf {
     }
 }
 
-/// The names whose events concern `path`: its own, and where it is a symlink in the same
-/// directory (a history's pointer), its target's, whose replacement is the commit.
-fn watched_names(path: &Path) -> Vec<OsString> {
+/// The directories to watch for `path` and the names whose events there concern it:
+/// its own directory and name; where it is a symlink, its target's too, whose
+/// replacement is the commit (a history's pointer names a version beside it; a config
+/// linked from elsewhere is replaced in the directory it is linked to).
+fn watched(path: &Path) -> (Vec<PathBuf>, Vec<OsString>) {
+    let mut dirs = vec![parent(path)];
     let mut names: Vec<OsString> = path.file_name().map(OsString::from).into_iter().collect();
-    if let Ok(target) = std::fs::read_link(path)
+    if std::fs::read_link(path).is_ok()
+        && let Ok(target) = std::fs::canonicalize(path)
         && let Some(name) = target.file_name()
     {
         names.push(name.to_os_string());
+        let same = std::fs::canonicalize(&dirs[0]).ok() == target.parent().map(Path::to_path_buf);
+        if !same {
+            dirs.push(parent(&target));
+        }
     }
-    names
+    (dirs, names)
 }
 
-/// The platform's watcher on `dir`, sending a trigger for every event that may concern
+/// The platform's watcher on `dirs`, sending a trigger for every event that may concern
 /// one of `names` (their own events, a rescan after lost events, a watcher error).
 fn native(
-    dir: &Path,
+    dirs: &[PathBuf],
     names: &[OsString],
     triggers: Sender<()>,
 ) -> notify::Result<notify::RecommendedWatcher> {
@@ -337,7 +344,9 @@ fn native(
             let _ = triggers.send(());
         }
     })?;
-    watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
+    for dir in dirs {
+        watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
+    }
     Ok(watcher)
 }
 

@@ -292,3 +292,22 @@ fn another_process_commit_arrives() {
     assert!(status.success());
     assert_eq!(changed(&mut w), 42);
 }
+
+#[cfg(unix)]
+#[test]
+fn a_file_linked_from_another_directory_is_watched_where_it_is_replaced() {
+    // A save through the link replaces the target in its own directory: only that
+    // directory sees the rename.
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("dotfiles");
+    fs::create_dir(&real).unwrap();
+    let target = real.join("n.json");
+    enveloped(&target).set(1).unwrap();
+    let link = dir.path().join("n.json");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let mut w = enveloped(&link).watch().unwrap();
+    // Past the watch's first look, so that only an event can bring the commit.
+    assert_quiet(&mut w);
+    enveloped(&link).set(2).unwrap();
+    assert_eq!(changed(&mut w), 2);
+}
