@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! powercut_workload run FILE full|data|none       # rewrite FILE forever, "ACK <gen>" after each commit
+//! powercut_workload run FILE nofilesync           # the flush lab's control: a hand-made save
+//!                                                 # that skips the file's fsync (never the crate)
 //! powercut_workload batch DIR full|data|none      # b1.dat..b4.dat in DIR, one Batch per generation
 //! powercut_workload snapshot DIR full|data|none   # s1.dat..s4.dat in the Snapshot DIR/ckpt, keep(2)
 //! powercut_workload sweep DIR                     # after the cut: remove temp debris, print the count
@@ -15,6 +17,10 @@
 //! ```text
 //! apwl1 gen=<n> len=<L> sum=<16 hex digits>\n<L payload bytes>
 //! ```
+//!
+//! The flush lab (`tests/flushlab/`) sets two variables: `APWL_COUNT=K` stops after K
+//! commits (exit 0), and `APWL_MARK=DEV` sends `dmsetup message DEV 0 mark ack-<n>` after
+//! each commit returned, before its `ACK` line, so that the write log records the moment.
 //!
 //! The payload length and bytes are a pure function of the generation and the file's index
 //! (`payload(n ^ index << 48)`; the single file of `run` has index 0, `b<i>.dat` and
@@ -96,12 +102,32 @@ fn file_name(prefix: &str, index: u64) -> String {
 /// Why a commit of the workload failed.
 type Failure = Box<dyn std::error::Error>;
 
-/// Commits generation 1, 2, 3, ... with `commit` forever, printing `ACK <n>` after each.
+/// Records in the flush lab's write log that commit `n` returned (`APWL_MARK`).
+fn mark(n: u64) -> Result<(), Failure> {
+    let Some(dev) = std::env::var_os("APWL_MARK") else {
+        return Ok(());
+    };
+    let status = std::process::Command::new("dmsetup")
+        .arg("message")
+        .arg(dev)
+        .args(["0", "mark", &format!("ack-{n}")])
+        .status()?;
+    match status.success() {
+        true => Ok(()),
+        false => Err(format!("dmsetup message failed: {status}").into()),
+    }
+}
+
+/// Commits generation 1, 2, 3, ... with `commit` (forever, or `APWL_COUNT` times),
+/// printing `ACK <n>` after each.
 fn commit_forever(what: &str, mut commit: impl FnMut(u64) -> Result<(), Failure>) -> ExitCode {
     println!("START {what}");
+    let count = std::env::var("APWL_COUNT")
+        .ok()
+        .and_then(|c| c.parse().ok());
     let stdout = std::io::stdout();
-    for n in 1u64.. {
-        if let Err(e) = commit(n) {
+    for n in 1u64..=count.unwrap_or(u64::MAX) {
+        if let Err(e) = commit(n).and_then(|()| mark(n)) {
             println!("ERROR gen={n} {e}");
             return ExitCode::FAILURE;
         }
@@ -112,6 +138,21 @@ fn commit_forever(what: &str, mut commit: impl FnMut(u64) -> Result<(), Failure>
         let _ = out.flush();
     }
     ExitCode::SUCCESS
+}
+
+/// The flush lab's control: write a temp file, rename it over `path`, fsync the
+/// directory, and never fsync the file (the classic bug the lab must catch).
+fn run_without_file_sync(path: &Path) -> ExitCode {
+    let what = format!("control=nofilesync path={}", path.display());
+    let dir = path.parent().unwrap_or(Path::new("."));
+    // Named as the crate names its temps, so that `sweep` and the checker know it.
+    let temp = dir.join(".state.dat.nofilesynczz.tmp");
+    commit_forever(&what, |n| {
+        std::fs::write(&temp, encode(n, 0))?;
+        std::fs::rename(&temp, path)?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    })
 }
 
 fn run(path: &Path, durability: Durability) -> ExitCode {
@@ -202,6 +243,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
+        ["run", path, "nofilesync"] => run_without_file_sync(Path::new(path)),
         [kind @ ("run" | "batch" | "snapshot"), path, level] => {
             let Some(d) = durability(level) else {
                 eprintln!("unknown durability {level:?}: full, data or none");

@@ -119,6 +119,8 @@ apwl_initrd() {
     mkdir -p "$dir/lib/modules/$(dirname "$m")"
     cp "$APWL_KDIR/root/lib/modules/$APWL_KVER/$m" "$dir/lib/modules/$m"
   done
+  # A lab built on this one (tests/flushlab/) adds its own tools here.
+  if declare -F apwl_initrd_extra >/dev/null; then apwl_initrd_extra "$dir" || return 1; fi
   (cd "$dir" && find . | cpio -o -H newc --quiet | gzip -1) > "$APWL_GUEST/initrd.gz"
   APWL_INITRD=$APWL_GUEST/initrd.gz
 }

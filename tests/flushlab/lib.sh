@@ -1,0 +1,126 @@
+# The flush lab's steps, on top of the power-cut lab's guest (tests/powercut/lib.sh).
+# shellcheck shell=bash
+
+FL_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+APWL_WORK=${APWL_WORK:-$(cd "$FL_HERE/../.." && pwd)/target/flushlab}
+. "$FL_HERE/../powercut/lib.sh"
+
+# The guest also needs dm-log-writes and dmsetup (with the shared libraries it links).
+apwl_initrd_extra() {
+  local dir=$1 lib
+  apwl_modules dm_log_writes > "$dir/modules/dm" || return 1
+  for m in $(cat "$dir/modules/dm"); do
+    mkdir -p "$dir/lib/modules/$(dirname "$m")"
+    cp "$APWL_KDIR/root/lib/modules/$APWL_KVER/$m" "$dir/lib/modules/$m"
+  done
+  cp "$(command -v dmsetup)" "$dir/bin/dmsetup"
+  for lib in $(ldd "$(command -v dmsetup)" | grep -o '/[^ ]*'); do
+    mkdir -p "$dir$(dirname "$lib")"
+    cp -L "$lib" "$dir$lib"
+  done
+}
+
+fl_install() {
+  apwl_install
+  local missing=()
+  command -v dmsetup >/dev/null || missing+=(dmsetup)
+  command -v e2fsck >/dev/null || missing+=(e2fsprogs)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+      --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  command -v dmsetup >/dev/null || { log "dmsetup could not be installed"; return 1; }
+}
+
+fl_setup() {
+  mkdir -p "$APWL_GUEST"
+  fl_install || return 1
+  apwl_kernel || return 1
+  apwl_build || return 1
+  apwl_initrd || return 1
+  log "building the replay tool"
+  (cd "$FL_HERE/../.." && cargo build -q --release -p flushlab-replay) || return 1
+  FL_REPLAY=$(cd "$FL_HERE/../.." && pwd)/target/release/flushlab-replay
+  log "guest ready: kernel $APWL_KVER, qemu $(qemu-system-x86_64 --version | head -1 | awk '{print $4}')"
+}
+
+# Workload name -> the power-cut workload's kind and level.
+fl_workload() {
+  case "$1" in
+    single-full | single-data | single-none | single-nofilesync)
+      FL_WORK=single FL_DUR=${1#single-} ;;
+    batch-full | snapshot-full) FL_WORK=${1%-full} FL_DUR=full ;;
+    *) log "unknown workload $1 (single-full|single-data|single-none|single-nofilesync|batch-full|snapshot-full)"; return 1 ;;
+  esac
+}
+
+# Record: boot the guest on a fresh filesystem with its disk behind dm-log-writes, let it
+# make COUNT commits, wait for it to power off. Leaves $dir/base.img (the filesystem as
+# made on the host, before the log's first entry) and $dir/log.img.
+fl_record() { # fs workload count dir
+  local fs=$1 count=$3 dir=$4
+  apwl_fs "$fs" && fl_workload "$2" || return 2
+  mkdir -p "$dir"
+  apwl_mkfs "$APWL_FSTYPE" "$dir/disk.img" || return 2
+  # The replay starts from a copy of the disk as mkfs left it: the log holds every write
+  # made after that.
+  cp --sparse=always "$dir/disk.img" "$dir/base.img"
+  rm -f "$dir/log.img" && truncate -s 4G "$dir/log.img"
+  local args="apwl.mode=record apwl.fs=$APWL_FSTYPE apwl.opts=$APWL_MOPTS apwl.dur=$FL_DUR apwl.dirty=${APWL_DIRTY:-hold} apwl.work=$FL_WORK apwl.count=$count"
+  (apwl_qemu "$dir/record.log" "$args" \
+    -drive "file=$dir/disk.img,if=virtio,format=raw,cache=$APWL_CACHE" \
+    -drive "file=$dir/log.img,if=virtio,format=raw,cache=$APWL_CACHE") &
+  local pid=$! t=0
+  while kill -0 "$pid" 2>/dev/null && [ $t -lt 9000 ]; do sleep 0.1; t=$((t + 1)); done
+  kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  rm -f "$dir/disk.img"
+  if ! grep -q '^APWL RECORD-DONE' "$dir/record.log" || ! grep -q '^APWL WORKLOAD-EXIT 0' "$dir/record.log"; then
+    log "the record boot failed: $(grep -a '^APWL\|^ERROR' "$dir/record.log" | tr '\n' '|' | tail -c 400)"
+    return 2
+  fi
+}
+
+# Check one replay point: copy the base image (already replayed up to the point, or up to
+# its last flush for a torn point), add a torn point's surviving writes, mount it on the
+# host (the kernel replays the journal/log as after a reboot), keep a copy of the files,
+# run the crate's sweep (and a snapshot's reader), unmount, run the filesystem's checker
+# read-only, and hand it all to the power-cut lab's checker. Prints its results line.
+fl_point() { # dir n entry kind stable seed mark
+  local dir=$1 n=$2 entry=$3 kind=$4 stable=$5 seed=$6 mark=$7
+  local p=$dir/point img=$dir/point/disk.img
+  rm -rf "$p" && mkdir -p "$p/mnt" "$p/files"
+  cp --sparse=always "$dir/base.img" "$img"
+  if [ "$kind" = torn ]; then
+    "$FL_REPLAY" torn "$dir/log.img" "$img" "$stable" "$entry" "$seed" || return 2
+  fi
+  local acked=0
+  case "$mark" in ack-*) acked=${mark#ack-} ;; esac
+  echo "ACK $acked" > "$p/run.log"
+  local verify=$p/verify.log
+  : > "$verify"
+  if mount -t "$APWL_FSTYPE" -o "loop${APWL_MOPTS:+,$APWL_MOPTS}" "$img" "$p/mnt" 2>"$p/mount.err"; then
+    cp -a "$p/mnt/." "$p/files/"
+    "$APWL_BIN" sweep "$p/mnt" | sed 's/^/APWL /' >> "$verify"
+    echo "APWL LEFT $(ls -a "$p/mnt" | grep -cE '^\..*\.(tmp|gen)$')" >> "$verify"
+    [ "$FL_WORK" = snapshot ] && "$APWL_BIN" view "$p/mnt" | sed 's/^/APWL /' >> "$verify"
+    umount "$p/mnt" || { log "umount failed at entry $entry"; return 2; }
+    echo "APWL VERIFY-DONE" >> "$verify"
+  else
+    echo "APWL FAIL mount: $(tr '\n' ' ' < "$p/mount.err")" >> "$verify"
+  fi
+  local fsck
+  case "$APWL_FSTYPE" in
+    ext4) e2fsck -fn "$img" >/dev/null 2>&1 && fsck=clean || fsck="rc$?" ;;
+    xfs) xfs_repair -n "$img" >/dev/null 2>&1 && fsck=clean || fsck="rc$?" ;;
+    btrfs) btrfs check --readonly "$img" >/dev/null 2>&1 && fsck=clean || fsck="rc$?" ;;
+  esac
+  local line
+  line=$(python3 "$APWL_HERE/check.py" --iter "$n" --work "$FL_WORK" --fs "$FL_FS" --dur "$FL_DUR" \
+    --delay 0 --early 0 --fsck "$fsck" --run-log "$p/run.log" --verify-log "$verify" \
+    --files "$p/files" --json "$dir/points/$n.json")
+  local rc=$?
+  echo "entry=$entry kind=$kind stable=$stable $line"
+  return $rc
+}
