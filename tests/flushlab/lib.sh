@@ -2,8 +2,10 @@
 # shellcheck shell=bash
 
 FL_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-APWL_WORK=${APWL_WORK:-$(cd "$FL_HERE/../.." && pwd)/target/flushlab}
+# The guest (kernel, workload build) is the power-cut lab's, in its work directory; the
+# flush lab's runs go apart.
 . "$FL_HERE/../powercut/lib.sh"
+FL_RUNS=${FL_RUNS:-$APWL_ROOT/target/flushlab/runs}
 
 # The guest also needs dm-log-writes and dmsetup (with the shared libraries it links).
 apwl_initrd_extra() {

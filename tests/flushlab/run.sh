@@ -37,7 +37,7 @@ FL_FS=$fs
 seed=${APWL_SEED:-$(date +%s)}
 fl_setup || exit 2
 
-dir=$APWL_WORK/runs/$(date -u +%Y%m%dT%H%M%S)-$workload-$fs
+dir=$FL_RUNS/$(date -u +%Y%m%dT%H%M%S)-$workload-$fs
 mkdir -p "$dir/points"
 log "flushlab fs=$fs workload=$workload commits=$commits torn=$torn seed=$seed -> $dir"
 t0=$SECONDS
