@@ -7,8 +7,12 @@
 //!                                                 # that skips the file's fsync (never the crate)
 //! powercut_workload batch DIR full|data|none      # b1.dat..b4.dat in DIR, one Batch per generation
 //! powercut_workload snapshot DIR full|data|none   # s1.dat..s4.dat in the Snapshot DIR/ckpt, keep(2)
+//! powercut_workload persisted DIR full|data|none  # DIR/state.json, a Persisted with the envelope
+//! powercut_workload history DIR full|data|none    # DIR/state.json, a History keeping 3 versions
 //! powercut_workload sweep DIR                     # after the cut: remove temp debris, print the count
 //! powercut_workload view DIR                      # after the cut: read DIR/ckpt's current set
+//! powercut_workload view-persisted DIR            # after the cut: open DIR/state.json
+//! powercut_workload view-history DIR              # after the cut: open DIR/state.json's history
 //! powercut_workload expect GEN [INDEX]            # print the file a generation must have (for tests)
 //! ```
 //!
@@ -39,7 +43,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use atomic_persist::{Batch, Durability, Snapshot, WriteOptions};
+use atomic_persist::{Batch, Durability, History, Persisted, Snapshot, WriteOptions};
 
 /// SplitMix64: a tiny, well-known generator that `check.py` reimplements bit for bit.
 fn splitmix(state: &mut u64) -> u64 {
@@ -201,6 +205,61 @@ fn snapshot(dir: &Path, durability: Durability) -> ExitCode {
     })
 }
 
+/// A typed value of generation `n`: the generation and, as hex, the bytes `encode`
+/// gives file 0 (a tuple, so that the workload needs no derive).
+type Sample = (u64, String);
+
+fn sample(n: u64) -> Sample {
+    let hex = encode(n, 0).iter().map(|b| format!("{b:02x}")).collect();
+    (n, hex)
+}
+
+/// Each generation is one enveloped `Persisted` commit of `dir/state.json`.
+fn persisted(dir: &Path, durability: Durability) -> ExitCode {
+    let what = format!("durability={durability:?} persisted={}", dir.display());
+    let opened = Persisted::builder(dir.join("state.json"))
+        .envelope(true)
+        .durability(durability)
+        .open_or_else(|| sample(0));
+    let mut p = match opened {
+        Ok(p) => p,
+        Err(e) => {
+            println!("ERROR open {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    commit_forever(&what, |n| Ok(p.set(sample(n))?))
+}
+
+/// Each generation is one commit of a `History` that keeps three versions.
+fn history(dir: &Path, durability: Durability) -> ExitCode {
+    let what = format!("durability={durability:?} history={}", dir.display());
+    let opened = History::builder(dir.join("state.json"))
+        .keep(3)
+        .durability(durability)
+        .open_or_else(|| sample(0));
+    let mut h = match opened {
+        Ok(h) => h,
+        Err(e) => {
+            println!("ERROR open {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    commit_forever(&what, |n| Ok(h.set(sample(n))?))
+}
+
+/// After the cut: the typed value as the crate's reader opens it, checked against the
+/// encoder: `VIEW gen=<g> ok`, `VIEW gen=<g> bad`, `VIEW none` or `VIEW error=..`.
+fn view_typed(opened: atomic_persist::Result<Sample>) -> ExitCode {
+    match opened {
+        Ok((g, hex)) if sample(g).1 == hex => println!("VIEW gen={g} ok"),
+        Ok((g, _)) => println!("VIEW gen={g} bad"),
+        Err(atomic_persist::Error::NotFound { .. }) => println!("VIEW none"),
+        Err(e) => println!("VIEW error={e}"),
+    }
+    ExitCode::SUCCESS
+}
+
 /// After the cut: the current set as the crate's reader sees it, checked against the
 /// encoder: `VIEW gen=<g> ok`, `VIEW gen=<g> bad=<file>`, `VIEW none` or `VIEW error=..`.
 fn view(dir: &Path) -> ExitCode {
@@ -244,7 +303,11 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         ["run", path, "nofilesync"] => run_without_file_sync(Path::new(path)),
-        [kind @ ("run" | "batch" | "snapshot"), path, level] => {
+        [
+            kind @ ("run" | "batch" | "snapshot" | "persisted" | "history"),
+            path,
+            level,
+        ] => {
             let Some(d) = durability(level) else {
                 eprintln!("unknown durability {level:?}: full, data or none");
                 return ExitCode::from(2);
@@ -253,6 +316,8 @@ fn main() -> ExitCode {
             match *kind {
                 "run" => run(path, d),
                 "batch" => batch(path, d),
+                "persisted" => persisted(path, d),
+                "history" => history(path, d),
                 _ => snapshot(path, d),
             }
         }
@@ -267,6 +332,15 @@ fn main() -> ExitCode {
             }
         },
         ["view", dir] => view(Path::new(dir)),
+        ["view-persisted", dir] => view_typed(
+            Persisted::<Sample>::builder(Path::new(dir).join("state.json"))
+                .envelope(true)
+                .open()
+                .map(Persisted::into_inner),
+        ),
+        ["view-history", dir] => view_typed(
+            History::<Sample>::open(Path::new(dir).join("state.json")).map(|h| h.get().clone()),
+        ),
         ["expect", n, index @ ..] if index.len() <= 1 => {
             let parsed = (
                 n.parse::<u64>(),

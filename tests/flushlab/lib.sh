@@ -53,8 +53,8 @@ fl_workload() {
   case "$1" in
     single-full | single-data | single-none | single-nofilesync)
       FL_WORK=single FL_DUR=${1#single-} ;;
-    batch-full | snapshot-full) FL_WORK=${1%-full} FL_DUR=full ;;
-    *) log "unknown workload $1 (single-full|single-data|single-none|single-nofilesync|batch-full|snapshot-full)"; return 1 ;;
+    batch-full | snapshot-full | persisted-full | history-full) FL_WORK=${1%-full} FL_DUR=full ;;
+    *) log "unknown workload $1 (single-full|single-data|single-none|single-nofilesync|batch-full|snapshot-full|persisted-full|history-full)"; return 1 ;;
   esac
 }
 
@@ -106,7 +106,10 @@ fl_point() { # dir n entry kind stable seed mark
     cp -a "$p/mnt/." "$p/files/"
     "$APWL_BIN" sweep "$p/mnt" | sed 's/^/APWL /' >> "$verify"
     echo "APWL LEFT $(ls -a "$p/mnt" | grep -cE '^\..*\.(tmp|gen)$')" >> "$verify"
-    [ "$FL_WORK" = snapshot ] && "$APWL_BIN" view "$p/mnt" | sed 's/^/APWL /' >> "$verify"
+    case "$FL_WORK" in
+      snapshot) "$APWL_BIN" view "$p/mnt" | sed 's/^/APWL /' >> "$verify" ;;
+      persisted | history) "$APWL_BIN" "view-$FL_WORK" "$p/mnt" | sed 's/^/APWL /' >> "$verify" ;;
+    esac
     umount "$p/mnt" || { log "umount failed at entry $entry"; return 2; }
     echo "APWL VERIFY-DONE" >> "$verify"
   else

@@ -3,7 +3,8 @@
 #
 #   tests/flushlab/run.sh FILESYSTEM WORKLOAD [--points N] [--commits K]
 #     FILESYSTEM  ext4 | ext4-noauto (ext4 mounted -o noauto_da_alloc) | xfs | btrfs
-#     WORKLOAD    single-full | single-data | batch-full | snapshot-full (the crate's saves)
+#     WORKLOAD    single-full | single-data | batch-full | snapshot-full | persisted-full
+#                 (an enveloped Persisted) | history-full (a History keeping 3): the crate's saves
 #                 single-none | single-nofilesync (controls: they must be caught)
 #     --points N  torn points (between flushes, part of the writes since the last flush
 #                 lost), drawn at random; default 20. Every flush point is checked.

@@ -19,6 +19,8 @@ and at most one more (that commit may have returned without its ACK reaching the
   reader, run in the verify boot, saw the same generation G complete (its VIEW line).
   Older generations and one newer, unnamed generation (a writer killed between its rename
   and its pointer swap) are allowed.
+- persisted, history: the crate's own reader (`view-persisted`, `view-history`: envelope
+  or version checksum verified, value compared with the encoder) saw a recent generation.
 
 Temp files (and a snapshot's transaction directories) are allowed, but counted, and must
 all be removed by `sweep`.
@@ -36,7 +38,9 @@ MASK = (1 << 64) - 1
 SUFFIX = r"\.[a-z2-7]{12}\.(tmp|gen)$"
 TEMP = {"single": re.compile(r"^\.state\.dat" + SUFFIX),
         "batch": re.compile(r"^\.b[1-4]\.dat" + SUFFIX),
-        "snapshot": re.compile(r"^\.ckpt" + SUFFIX)}
+        "snapshot": re.compile(r"^\.ckpt" + SUFFIX),
+        "persisted": re.compile(r"^\.state\.json" + SUFFIX),
+        "history": re.compile(r"^\.state(\.\d+|\.manifest)?\.json" + SUFFIX)}
 FILES = 4
 HEADER = re.compile(rb"^apwl1 gen=(\d+) len=(\d+) sum=([0-9a-f]{16})\n")
 
@@ -164,6 +168,31 @@ def check_snapshot(files, acked, r, view):
     return expected
 
 
+def check_typed(files, acked, r, view, work):
+    """persisted / history: the crate's own reader (its VIEW line, which verified the
+    envelope or the version's checksum and compared the value with the encoder) saw a
+    recent generation; the files are the value, its lock and, for a history, its versions
+    and manifest."""
+    expected = {"state.json", ".state.json.lock"}
+    if work == "history":
+        expected |= {"state.manifest.json"} | {
+            n for n in os.listdir(files) if re.match(r"^state\.\d+\.json$", n)}
+    if view in (None, "none"):
+        if acked > 0:
+            r["violations"].append(f"state.json missing after {acked} acknowledged commits")
+        return expected
+    m = re.match(r"^gen=(\d+) ok$", view)
+    if not m:
+        r["violations"].append(f"the crate's reader saw {view!r}")
+        return expected
+    g = r["found"] = int(m.group(1))
+    if g < acked:
+        r["violations"].append(f"state.json rolled back: generation {g} < acknowledged {acked}")
+    elif g > acked + 1:
+        r["lab_errors"].append(f"state.json: generation {g} > acknowledged {acked} + 1")
+    return expected
+
+
 def main():
     p = argparse.ArgumentParser()
     for a in ("iter", "work", "fs", "dur", "delay", "early", "fsck", "run-log", "verify-log", "files", "json"):
@@ -207,6 +236,8 @@ def main():
                 f"debris after sweep: {len(temps)} temps, swept {r['swept']}, left {left and left.group(1)}")
         if work == "snapshot":
             expected = check_snapshot(a.files, acked, r, view and view.group(1))
+        elif work in ("persisted", "history"):
+            expected = check_typed(a.files, acked, r, view and view.group(1), work)
         elif work == "batch":
             expected = check_batch(a.files, acked, r)
         else:
