@@ -11,12 +11,12 @@ shift
 [ $# -gt 0 ] || set -- ext4 ext4-noauto xfs btrfs
 export APWL_RESULTS=$out APWL_SEED=${APWL_SEED:-20261204}
 for fs in "$@"; do
-  "$here/run.sh" "$fs" single-full --commits 40 --points 50
+  "$here/run.sh" "$fs" single-full --commits 60 --points 60
   "$here/run.sh" "$fs" single-data --commits 15 --points 20
-  "$here/run.sh" "$fs" batch-full --commits 15 --points 30
+  "$here/run.sh" "$fs" batch-full --commits 20 --points 30
   "$here/run.sh" "$fs" snapshot-full --commits 15 --points 30
-  "$here/run.sh" "$fs" persisted-full --commits 15 --points 20
-  "$here/run.sh" "$fs" history-full --commits 12 --points 20
+  "$here/run.sh" "$fs" persisted-full --commits 20 --points 20
+  "$here/run.sh" "$fs" history-full --commits 15 --points 20
   "$here/run.sh" "$fs" single-none --commits 8 --points 10
   "$here/run.sh" "$fs" single-nofilesync --commits 8 --points 10
 done
