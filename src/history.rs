@@ -775,7 +775,7 @@ impl RawHistory {
             if excess > 0
                 && self.options.durability_level() == Durability::Data
                 && crate::sys::Dir::open(&self.dir)
-                    .and_then(|d| d.sync())
+                    .and_then(|d| d.sync_with(self.options.flush()))
                     .is_err()
             {
                 return; // the next commit applies retention and rewrites the manifest

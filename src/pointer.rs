@@ -101,7 +101,8 @@ pub(crate) fn swap(path: &Path, target: &OsStr, options: &WriteOptions) -> Resul
         return Err(Error::io(Op::Rename, path, e));
     }
     if options.durability_level() == Durability::Full {
-        dir.sync().map_err(|e| Error::io(Op::SyncDir, path, e))?;
+        let synced = dir.sync_with(options.flush());
+        synced.map_err(|e| Error::io(Op::SyncDir, path, e))?;
     }
     Ok(())
 }

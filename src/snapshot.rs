@@ -302,7 +302,7 @@ impl Snapshot {
 
     fn sync_parent(&self, parent: &sys::Dir) -> Result<()> {
         parent
-            .sync()
+            .sync_with(self.options.flush())
             .map_err(|e| Error::io(Op::SyncDir, &self.dir, e))
     }
 
@@ -542,10 +542,14 @@ impl Transaction<'_> {
             _ if self.dir.sync_filesystem().map_err(error)? => return Ok(()),
             _ => {}
         }
+        let flush = self.snap.options.flush();
         for file in &self.files {
-            file.sync_data().map_err(error)?;
+            sys::sync_file(file, true, flush).map_err(error)?;
         }
-        let sync_dir = |d: &sys::Dir| d.sync().map_err(|e| Error::io(Op::SyncDir, path, e));
+        let sync_dir = |d: &sys::Dir| {
+            d.sync_with(flush)
+                .map_err(|e| Error::io(Op::SyncDir, path, e))
+        };
         sync_dir(&self.dir)?;
         sync_dir(&self.parent)
     }

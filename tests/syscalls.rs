@@ -4,6 +4,9 @@
 //! traced: `fsync`, `fdatasync`, `sync`, `syncfs`, `sync_file_range`, `msync`), and the
 //! file is synced before the rename that publishes it.
 //!
+//! `apple_barrier(true)` changes nothing off Apple: the same saves with it issue the same
+//! calls in the same order.
+//!
 //! Two controls show that the counting can fail: a save with std alone (fsync the file,
 //! rename, fsync the directory) must read as `Full` does, and the same save with one
 //! more fsync of the file must read as one sync more.
@@ -17,8 +20,8 @@ use atomic_persist::{Durability, WriteOptions};
 
 const LEVELS: [Durability; 3] = [Durability::Full, Durability::Data, Durability::None];
 
-/// One save: durability, anonymous temp, no_clobber, destination exists.
-type Case = (Durability, bool, bool, bool);
+/// One save: durability, anonymous temp, no_clobber, destination exists, apple_barrier.
+type Case = (Durability, bool, bool, bool, bool);
 
 /// The controls: a save with std alone, and the same with one fsync too many.
 const CONTROLS: [(&str, &[&str]); 2] = [
@@ -58,17 +61,26 @@ fn cases() -> Vec<Case> {
             for no_clobber in [false, true] {
                 for existing in [false, true] {
                     if !(no_clobber && existing) {
-                        v.push((level, anonymous, no_clobber, existing));
+                        v.push((level, anonymous, no_clobber, existing, false));
                     }
                 }
             }
+        }
+    }
+    // Off Apple a barrier is a full sync: these must read as their cases without it.
+    for level in LEVELS {
+        for anonymous in [false, true] {
+            v.push((level, anonymous, false, true, true));
         }
     }
     v
 }
 
 fn label(c: &Case) -> String {
-    format!("{:?}-anon={}-noclobber={}-existing={}", c.0, c.1, c.2, c.3)
+    format!(
+        "{:?}-anon={}-noclobber={}-existing={}-barrier={}",
+        c.0, c.1, c.2, c.3, c.4
+    )
 }
 
 /// The calls that matter in one case, in order: `file-sync`, `dir-sync`, `other-sync`,
@@ -132,6 +144,7 @@ fn each_durability_level_issues_exactly_its_flushes() {
                 .durability(c.0)
                 .anonymous_temp(c.1)
                 .no_clobber(c.2)
+                .apple_barrier(c.4)
                 .write(&path, b"new")
                 .unwrap();
         }

@@ -32,6 +32,16 @@ pub(crate) struct DirTrust {
     pub(crate) shared: bool,
 }
 
+/// How far a sync goes on the way to the medium.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// Through the drive's cache: on stable storage once the call returns.
+    Full,
+    /// Apple's `F_BARRIERFSYNC`: on the drive, and ordered before every write issued
+    /// after it, but possibly still in the drive's cache. Elsewhere the same as `Full`.
+    Barrier,
+}
+
 /// How an existing file is opened by [`open_path`] and `Dir::open_entry`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Access {

@@ -9,7 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{Access, DirTrust};
+use super::{Access, DirTrust, Flush};
 use crate::error::FileKind;
 
 /// A directory, by path.
@@ -277,6 +277,11 @@ impl Dir {
         Ok(())
     }
 
+    /// No barrier here (it is Apple's): as [`Dir::sync`].
+    pub(crate) fn sync_with(&self, _flush: Flush) -> io::Result<()> {
+        self.sync()
+    }
+
     pub(crate) fn create_dir(&self, name: &OsStr) -> io::Result<()> {
         std::fs::create_dir(self.0.join(name))
     }
@@ -292,6 +297,15 @@ impl Dir {
     /// No directory locks here: every directory counts as held, so none is swept.
     pub(crate) fn try_lock(&self) -> io::Result<bool> {
         Ok(false)
+    }
+}
+
+/// Syncs `file`'s data (and its metadata too unless `data_only`); no barrier here (it is
+/// Apple's), so every sync is a full one.
+pub(crate) fn sync_file(file: &File, data_only: bool, _flush: Flush) -> io::Result<()> {
+    match data_only {
+        true => file.sync_data(),
+        false => file.sync_all(),
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Uid};
 
-use super::{Access, DirTrust};
+use super::{Access, DirTrust, Flush};
 use crate::error::FileKind;
 
 /// The mode a new file gets before the umask, as `File::create` does.
@@ -470,6 +470,17 @@ impl Dir {
 
     /// Flushes the directory's entries to stable storage.
     pub(crate) fn sync(&self) -> io::Result<()> {
+        self.sync_with(Flush::Full)
+    }
+
+    /// Flushes the directory's entries as far as `flush` says.
+    pub(crate) fn sync_with(&self, flush: Flush) -> io::Result<()> {
+        #[cfg(target_vendor = "apple")]
+        if flush == Flush::Barrier && barrier_fsync(&self.0)? {
+            return Ok(());
+        }
+        #[cfg(not(target_vendor = "apple"))]
+        let _ = flush; // a barrier is Apple's alone: a full sync everywhere else
         // On Apple, fsync hands the entries to the drive but does not flush its cache;
         // F_FULLFSYNC does (std uses it for the file's sync), so the rename gets the
         // same promise as the data.
@@ -527,6 +538,41 @@ impl Dir {
         {
             Ok(false)
         }
+    }
+}
+
+/// Syncs `file`'s data (and its metadata too unless `data_only`) as far as `flush` says.
+/// std's `sync_data`/`sync_all` are the full syncs (`F_FULLFSYNC` on Apple).
+pub(crate) fn sync_file(file: &File, data_only: bool, flush: Flush) -> io::Result<()> {
+    #[cfg(target_vendor = "apple")]
+    if flush == Flush::Barrier && barrier_fsync(file)? {
+        return Ok(());
+    }
+    #[cfg(not(target_vendor = "apple"))]
+    let _ = flush; // a barrier is Apple's alone: a full sync everywhere else
+    match data_only {
+        true => file.sync_data(),
+        false => file.sync_all(),
+    }
+}
+
+/// `fcntl(F_BARRIERFSYNC)`: an fsync that also orders this file's writes before any
+/// write issued after it, without waiting for the drive to empty its cache. `false`
+/// where the filesystem does not support it (then the caller syncs in full).
+#[cfg(target_vendor = "apple")]
+fn barrier_fsync(fd: &impl std::os::fd::AsFd) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // rustix has no F_BARRIERFSYNC: libc's constant, and fcntl on a descriptor that the
+    // borrow keeps open for the call.
+    // SAFETY: fcntl with F_BARRIERFSYNC takes no argument and touches no memory.
+    let ret = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_BARRIERFSYNC) };
+    if ret != -1 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOTSUP | libc::EINVAL) => Ok(false),
+        _ => Err(e),
     }
 }
 
