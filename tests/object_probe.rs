@@ -1,7 +1,9 @@
 //! The probe of a store's conditional writes (`src/object/probe.rs`): a store that
 //! enforces `If-None-Match: *` and `If-Match` is committed to; one that ignores either is
-//! refused, naming it, before anything is written; the probe can be turned off. Over
-//! `InMemory` and moto's S3 (feature `s3`), each wrapped as the test needs.
+//! refused, naming it, before anything is written; the probe can be turned off. Racing
+//! creators of one key have exactly one winner, and the same race over a store that
+//! ignores conditions (probe off) is seen losing updates. Over `InMemory`, moto's S3 and
+//! MiniStack's (feature `s3`), each wrapped as the test needs.
 #![cfg(all(feature = "object-store", feature = "json"))]
 
 mod common;
@@ -124,7 +126,73 @@ async fn the_probe_can_be_turned_off(make: MakeStore) {
     assert!(results.iter().all(Result::is_ok), "{results:?}");
 }
 
+/// `CREATORS` handles that all found `key` missing create it at once, for `KEYS` keys:
+/// the number of commits that returned `Ok` per key (a `Conflict` is the other answer
+/// allowed), after checking that the stored value is a winner's.
+async fn race_creators(store: Arc<dyn ObjectStore>, prefix: &str, probe: bool) -> Vec<usize> {
+    const KEYS: usize = 12;
+    const CREATORS: u64 = 8;
+    let mut winners = Vec::new();
+    for k in 0..KEYS {
+        let key = format!("{prefix}/k{k}.json");
+        let barrier = Arc::new(tokio::sync::Barrier::new(CREATORS as usize));
+        let mut tasks = Vec::new();
+        for writer in 0..CREATORS {
+            let (store, key, barrier) = (store.clone(), key.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut p = ObjectPersisted::<u64>::builder(store, key)
+                    .envelope(true)
+                    .probe_conditional_writes(probe)
+                    .open_or_default()
+                    .await
+                    .unwrap();
+                barrier.wait().await;
+                match p.set(writer + 1).await {
+                    Ok(()) => Some(writer + 1),
+                    Err(Error::Conflict { .. }) => None,
+                    Err(e) => panic!("creator {writer} of {k}: {e}"),
+                }
+            }));
+        }
+        let mut won = Vec::new();
+        for t in tasks {
+            won.extend(t.await.unwrap());
+        }
+        let stored = ObjectPersisted::<u64>::builder(store.clone(), key)
+            .envelope(true)
+            .open()
+            .await
+            .unwrap();
+        assert!(
+            won.contains(stored.get()),
+            "stored {} not a winner's: {won:?}",
+            stored.get()
+        );
+        winners.push(won.len());
+    }
+    winners
+}
+
+/// 8 handles create each of 12 missing keys at once: exactly one wins each.
+async fn racing_creators_have_exactly_one_winner(make: MakeStore) {
+    assert_eq!(race_creators(make(), "creators", true).await, vec![1; 12]);
+}
+
+/// The control: the same race over a store that ignores the conditions (probe off) has
+/// more than one winner, each overwriting the one before — the lost updates the race
+/// above must not show.
+async fn racing_creators_over_a_store_that_ignores_conditions_have_many_winners(make: MakeStore) {
+    let store = Arc::new(FaultyStore {
+        ignore_conditions: true,
+        ..FaultyStore::over(make())
+    });
+    let winners = race_creators(store, "unconditional", false).await;
+    assert!(winners.iter().all(|&n| n > 1), "{winners:?}");
+}
+
 common::stores::behaviour_suite!(
+    racing_creators_have_exactly_one_winner,
+    racing_creators_over_a_store_that_ignores_conditions_have_many_winners,
     a_store_that_enforces_conditions_is_committed_to,
     a_store_that_ignores_conditions_is_refused_naming_it,
     a_store_that_ignores_only_if_match_is_refused,

@@ -160,7 +160,9 @@ impl ObjectStore for FaultyStore {
 
 /// One test per behaviour `async fn name(MakeStore)` of the calling file, over each
 /// store: `in_memory::name` over [`in_memory`], and with the `s3` feature `s3::name` over
-/// a moto server of its own ([`moto::start`]; skipped loudly without moto).
+/// a moto server of its own ([`moto::start`]; skipped loudly without moto) and
+/// `ministack::name` over a MiniStack server of its own, a second S3 implementation
+/// ([`ministack::start`]; skipped loudly without it).
 #[allow(unused_macros)] // not every test file runs a suite
 macro_rules! behaviour_suite {
     ($($name:ident),* $(,)?) => {
@@ -181,6 +183,21 @@ macro_rules! behaviour_suite {
                 async fn $name() {
                     let test = concat!("s3::", stringify!($name));
                     let Some(server) = moto::start(test, &[]) else {
+                        return;
+                    };
+                    super::$name(moto::maker(server.port)).await;
+                }
+            )*
+        }
+
+        #[cfg(feature = "s3")]
+        mod ministack {
+            use crate::common::stores::{ministack, moto};
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let test = concat!("ministack::", stringify!($name));
+                    let Some(server) = ministack::start(test) else {
                         return;
                     };
                     super::$name(moto::maker(server.port)).await;
@@ -359,5 +376,80 @@ pub mod moto {
 
     pub fn maker(port: u16) -> MakeStore {
         Arc::new(move || client(port, BUCKET, "test"))
+    }
+}
+
+/// MiniStack's S3 (PyPI `ministack`) on 127.0.0.1: a second S3 implementation beside
+/// moto, written apart from it, so that the suites do not rest on one emulator's reading
+/// of S3's conditional writes.
+#[cfg(feature = "s3")]
+pub mod ministack {
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::moto::{BUCKET, free_port, http};
+
+    /// A MiniStack server on 127.0.0.1, killed on drop.
+    pub struct Server {
+        child: Child,
+        pub port: u16,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// The `ministack` command: `ATOMIC_PERSIST_MINISTACK`, else `ministack` on the
+    /// `PATH` (`.ci/run` installs it in a virtual environment of its own: it pins a
+    /// botocore that moto's may not match).
+    fn command() -> String {
+        std::env::var("ATOMIC_PERSIST_MINISTACK").unwrap_or_else(|_| "ministack".into())
+    }
+
+    /// Starts MiniStack with only S3 on a free port, waits until it answers and creates
+    /// the test bucket; `None` (after a visible skip) when it is not installed.
+    pub fn start(test: &str) -> Option<Server> {
+        let found = Command::new(command())
+            .arg("--help")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            crate::common::skip(
+                test,
+                "MiniStack is not installed (pip install ministack; \
+                 ATOMIC_PERSIST_MINISTACK names the command when it is not on the PATH)",
+            );
+            return None;
+        }
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new(command())
+                .env("GATEWAY_PORT", port.to_string())
+                .env("MINISTACK_HOST", "127.0.0.1")
+                .env("SERVICES", "s3")
+                .env("LOG_LEVEL", "WARNING")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn MiniStack");
+            let mut server = Server { child, port };
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(30) {
+                if let Ok(Some(_)) = server.child.try_wait() {
+                    break; // it died (port taken?): try another port
+                }
+                if http(port, "PUT", &format!("/{BUCKET}")).is_some_and(|s| s == 200) {
+                    return Some(server);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = server.child.kill();
+        }
+        panic!("MiniStack did not start on 127.0.0.1");
     }
 }
