@@ -19,7 +19,8 @@ for fs in "$@"; do
   "$here/run.sh" "$fs" history-full --commits 15 --points 20
   "$here/run.sh" "$fs" single-none --commits 8 --points 10
   "$here/run.sh" "$fs" single-nofilesync --commits 8 --points 10
-  # A second record of single saves, with other torn points drawn.
+  # Two more records of single saves, with other torn points drawn.
   APWL_SEED=$((APWL_SEED + 1)) "$here/run.sh" "$fs" single-full --commits 20 --points 20
+  APWL_SEED=$((APWL_SEED + 2)) "$here/run.sh" "$fs" single-full --commits 20 --points 20
 done
 grep '^SUMMARY' "$out"
