@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Markdown table of flush-lab runs: table.py RESULTS_FILE...
 
-Reads the SUMMARY lines that run.sh appends to $APWL_RESULTS and prints one row per
+Reads the SUMMARY lines that run.sh appends to $APWL_RESULTS (gzipped or not) and prints one row per
 filesystem x workload (the runs of a row summed), and the points checked per filesystem.
 """
+import gzip
 import re
 import sys
 from collections import Counter, defaultdict
@@ -20,7 +21,7 @@ rows = defaultdict(lambda: {"runs": 0, "seeds": [], "kinds": Counter(), "fsck": 
                             **{k: 0 for k in NUMBERS}})
 torn = Counter()
 for path in sys.argv[1:]:
-    for line in open(path):
+    for line in (gzip.open(path, "rt") if path.endswith(".gz") else open(path)):
         if " kind=torn " in line:
             f = dict(FIELD.findall(line.partition(" | ")[0]))
             torn[(f["fs"], f"{f['work']}-{f['dur']}")] += 1
