@@ -300,9 +300,8 @@ pub mod moto {
             );
             return None;
         }
-        for _ in 0..5 {
-            let port = free_port();
-            let child = Command::new(python())
+        let (child, port) = serve("moto's server", |port| {
+            Command::new(python())
                 .args([
                     "-c",
                     MOTO_SERIAL,
@@ -315,21 +314,32 @@ pub mod moto {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .expect("spawn moto's server");
-            let mut moto = Moto { child, port };
+                .expect("spawn moto's server")
+        });
+        Some(Moto { child, port })
+    }
+
+    /// Starts an S3 server on a free port with `spawn`, waits until it answers and
+    /// creates the test bucket; a server that dies first (its port taken meanwhile) is
+    /// started again on another port.
+    pub fn serve(what: &str, mut spawn: impl FnMut(u16) -> Child) -> (Child, u16) {
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = spawn(port);
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(30) {
-                if let Ok(Some(_)) = moto.child.try_wait() {
+                if let Ok(Some(_)) = child.try_wait() {
                     break; // it died (port taken?): try another port
                 }
                 if http(port, "PUT", &format!("/{BUCKET}")).is_some_and(|s| s == 200) {
-                    return Some(moto);
+                    return (child, port);
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
-            let _ = moto.child.kill();
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        panic!("moto's server did not start on 127.0.0.1");
+        panic!("{what} did not start on 127.0.0.1");
     }
 
     /// One unsigned HTTP/1.1 request to 127.0.0.1:`port`; its status code.
@@ -385,9 +395,8 @@ pub mod moto {
 #[cfg(feature = "s3")]
 pub mod ministack {
     use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
 
-    use super::moto::{BUCKET, free_port, http};
+    use super::moto::serve;
 
     /// A MiniStack server on 127.0.0.1, killed on drop.
     pub struct Server {
@@ -426,9 +435,8 @@ pub mod ministack {
             );
             return None;
         }
-        for _ in 0..5 {
-            let port = free_port();
-            let child = Command::new(command())
+        let (child, port) = serve("MiniStack", |port| {
+            Command::new(command())
                 .env("GATEWAY_PORT", port.to_string())
                 .env("MINISTACK_HOST", "127.0.0.1")
                 .env("SERVICES", "s3")
@@ -436,20 +444,8 @@ pub mod ministack {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .expect("spawn MiniStack");
-            let mut server = Server { child, port };
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(30) {
-                if let Ok(Some(_)) = server.child.try_wait() {
-                    break; // it died (port taken?): try another port
-                }
-                if http(port, "PUT", &format!("/{BUCKET}")).is_some_and(|s| s == 200) {
-                    return Some(server);
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = server.child.kill();
-        }
-        panic!("MiniStack did not start on 127.0.0.1");
+                .expect("spawn MiniStack")
+        });
+        Some(Server { child, port })
     }
 }

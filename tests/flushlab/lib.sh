@@ -23,16 +23,7 @@ apwl_initrd_extra() {
 }
 
 fl_install() {
-  apwl_install
-  local missing=()
-  command -v dmsetup >/dev/null || missing+=(dmsetup)
-  command -v e2fsck >/dev/null || missing+=(e2fsprogs)
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-      --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  apwl_install dmsetup:dmsetup e2fsck:e2fsprogs
   command -v dmsetup >/dev/null || { log "dmsetup could not be installed"; return 1; }
 }
 

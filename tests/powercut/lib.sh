@@ -8,9 +8,13 @@ APWL_GUEST=$APWL_WORK/guest
 
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
-# Debian packages the lab needs; installed only when a tool is missing.
+# Debian packages the lab needs; installed only when a tool is missing. Arguments add
+# COMMAND:PACKAGE pairs (what a lab built on this one needs besides).
 apwl_install() {
-  local missing=()
+  local missing=() extra
+  for extra in "$@"; do
+    command -v "${extra%%:*}" >/dev/null || missing+=("${extra#*:}")
+  done
   command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
   [ -x /bin/busybox ] && /bin/busybox --help 2>/dev/null | grep -q 'static' ||
     dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
