@@ -78,8 +78,9 @@ fl_record() { # fs workload count dir
 # Check one replay point: copy the base image (already replayed up to the point, or up to
 # its last flush for a torn point), add a torn point's surviving writes, mount it on the
 # host (the kernel replays the journal/log as after a reboot), keep a copy of the files,
-# run the crate's sweep (and a snapshot's reader), unmount, run the filesystem's checker
-# read-only, and hand it all to the power-cut lab's checker. Prints its results line.
+# run the crate's sweep (and a reader), unmount, run the filesystem's checker read-only,
+# and hand it all to the power-cut lab's checker. Prints its results line. With
+# FL_RECOVER=guest the guest's kernel recovers and exports it instead (a boot per point).
 fl_point() { # dir n entry kind stable seed mark
   local dir=$1 n=$2 entry=$3 kind=$4 stable=$5 seed=$6 mark=$7
   local p=$dir/point img=$dir/point/disk.img
@@ -93,7 +94,11 @@ fl_point() { # dir n entry kind stable seed mark
   echo "ACK $acked" > "$p/run.log"
   local verify=$p/verify.log
   : > "$verify"
-  if mount -t "$APWL_FSTYPE" -o "loop${APWL_MOPTS:+,$APWL_MOPTS}" "$img" "$p/mnt" 2>"$p/mount.err"; then
+  if [ "${FL_RECOVER:-host}" = guest ]; then
+    # The guest's own kernel recovers it, in the power-cut lab's verify boot.
+    apwl_verify_boot "$img" "$p/export.img" "$verify" "$p/files" \
+      "apwl.fs=$APWL_FSTYPE apwl.opts=$APWL_MOPTS apwl.dur=$FL_DUR apwl.work=$FL_WORK"
+  elif mount -t "$APWL_FSTYPE" -o "loop${APWL_MOPTS:+,$APWL_MOPTS}" "$img" "$p/mnt" 2>"$p/mount.err"; then
     cp -a "$p/mnt/." "$p/files/"
     "$APWL_BIN" sweep "$p/mnt" | sed 's/^/APWL /' >> "$verify"
     echo "APWL LEFT $(ls -a "$p/mnt" | grep -cE '^\..*\.(tmp|gen)$')" >> "$verify"
@@ -106,17 +111,12 @@ fl_point() { # dir n entry kind stable seed mark
   else
     echo "APWL FAIL mount: $(tr '\n' ' ' < "$p/mount.err")" >> "$verify"
   fi
-  local fsck
-  case "$APWL_FSTYPE" in
-    ext4) e2fsck -fn "$img" >/dev/null 2>&1 && fsck=clean || fsck="rc$?" ;;
-    xfs) xfs_repair -n "$img" >/dev/null 2>&1 && fsck=clean || fsck="rc$?" ;;
-    btrfs) btrfs check --readonly "$img" >/dev/null 2>&1 && fsck=clean || fsck="rc$?" ;;
-  esac
-  local line
+  local fsck line
+  fsck=$(apwl_fsck "$img")
   line=$(python3 "$APWL_HERE/check.py" --iter "$n" --work "$FL_WORK" --fs "$FL_FS" --dur "$FL_DUR" \
     --delay 0 --early 0 --fsck "$fsck" --run-log "$p/run.log" --verify-log "$verify" \
     --files "$p/files" --json "$dir/points/$n.json")
   local rc=$?
-  echo "entry=$entry kind=$kind stable=$stable $line"
+  echo "entry=$entry kind=$kind stable=$stable recover=${FL_RECOVER:-host} $line"
   return $rc
 }

@@ -31,7 +31,7 @@ def kind(v):
 
 def main():
     p = argparse.ArgumentParser()
-    for a in ("fs", "workload", "dur", "seed", "info", "seconds", "lab"):
+    for a in ("fs", "workload", "dur", "seed", "recover", "info", "seconds", "lab"):
         p.add_argument("--" + a, required=True)
     p.add_argument("points", nargs="*")
     a = p.parse_args()
@@ -53,7 +53,7 @@ def main():
     lab = max(lab, int(a.lab))
     info = dict(x.split("=") for x in a.info.split())
     print(
-        f"SUMMARY flushlab fs={a.fs} workload={a.workload} seed={a.seed} points={len(points)} "
+        f"SUMMARY flushlab fs={a.fs} workload={a.workload} recover={a.recover} seed={a.seed} points={len(points)} "
         f"violations={violations} kinds={','.join(f'{k}:{n}' for k, n in sorted(kinds.items())) or '-'} "
         f"documented_loss={documented} fsck={','.join(f'{k}:{n}' for k, n in sorted(fsck.items()))} "
         f"lab_errors={lab} log_entries={info.get('entries')} log_flushes={info.get('flush')} "

@@ -190,6 +190,32 @@ wait_for() { # file pattern timeout-seconds pid
   return 0
 }
 
+# The verify boot: the guest mounts IMAGE (its kernel replays the journal or log, as after
+# a reboot), exports the files as a tar on EXPORT, runs the crate's sweep (and a reader),
+# powers off; the serial log goes to LOG and the files are unpacked into DIR.
+apwl_verify_boot() { # image export log dir args
+  local image=$1 export=$2 serial=$3 files=$4 args=$5
+  rm -f "$export" && truncate -s 64M "$export"
+  (apwl_qemu "$serial" "apwl.mode=verify $args" \
+    -drive "file=$image,if=virtio,format=raw,cache=$APWL_CACHE" \
+    -drive "file=$export,if=virtio,format=raw,cache=$APWL_CACHE") &
+  local vpid=$! vt=0
+  while kill -0 "$vpid" 2>/dev/null && [ $vt -lt 3000 ]; do sleep 0.1; vt=$((vt + 1)); done
+  kill -KILL "$vpid" 2>/dev/null; wait "$vpid" 2>/dev/null
+  rm -rf "$files" && mkdir -p "$files"
+  tar xf "$export" -C "$files" 2>/dev/null || true
+}
+
+# The filesystem's own checker, read-only, on IMAGE: prints clean or rc<exit code>.
+apwl_fsck() { # image
+  case "$APWL_FSTYPE" in
+    ext4) e2fsck -fn "$1" >/dev/null 2>&1 && echo clean || echo "rc$?" ;;
+    xfs) xfs_repair -n "$1" >/dev/null 2>&1 && echo clean || echo "rc$?" ;;
+    btrfs) btrfs check --readonly "$1" >/dev/null 2>&1 && echo clean || echo "rc$?" ;;
+    *) echo skip ;;
+  esac
+}
+
 # One iteration: mkfs, boot, run, kill at a random moment, verify in a second boot on a
 # copy of the image, check on the host. Prints the checker's results line; returns its
 # code (0 ok, 1 violation, 2 lab error).
@@ -224,24 +250,10 @@ apwl_iteration() { # fs durability iteration seed dir [workload]
   local boot=$((SECONDS - t0))
 
   cp --sparse=always "$img" "$copy"
-  rm -f "$export" && truncate -s 64M "$export"
-  (apwl_qemu "$dir/verify.log" "apwl.mode=verify $args" \
-    -drive "file=$copy,if=virtio,format=raw,cache=$APWL_CACHE" \
-    -drive "file=$export,if=virtio,format=raw,cache=$APWL_CACHE") &
-  local vpid=$!
-  local vt=0
-  while kill -0 "$vpid" 2>/dev/null && [ $vt -lt 3000 ]; do sleep 0.1; vt=$((vt + 1)); done
-  kill -KILL "$vpid" 2>/dev/null; wait "$vpid" 2>/dev/null
-  rm -rf "$dir/files" && mkdir -p "$dir/files"
-  tar xf "$export" -C "$dir/files" 2>/dev/null || true
-
+  apwl_verify_boot "$copy" "$export" "$dir/verify.log" "$dir/files" "$args"
   # An independent look at the recovered filesystem (after the guest's own recovery).
-  local fsck=skip
-  case "$APWL_FSTYPE" in
-    ext4) e2fsck -fn "$copy" >/dev/null 2>&1 && fsck=clean || fsck="rc$?" ;;
-    xfs) xfs_repair -n "$copy" >/dev/null 2>&1 && fsck=clean || fsck="rc$?" ;;
-    btrfs) btrfs check --readonly "$copy" >/dev/null 2>&1 && fsck=clean || fsck="rc$?" ;;
-  esac
+  local fsck
+  fsck=$(apwl_fsck "$copy")
 
   python3 "$APWL_HERE/check.py" --iter "$iter" --work "$work" --fs "$fs" --dur "$dur" --delay "$delay" \
     --early "$early" --fsck "$fsck" --run-log "$dir/run.log" --verify-log "$dir/verify.log" \
