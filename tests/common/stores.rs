@@ -241,13 +241,13 @@ pub mod moto {
 
     pub const BUCKET: &str = "atomic-persist-test";
 
-    /// A moto S3 server on 127.0.0.1, killed on drop.
-    pub struct Moto {
-        child: Child,
+    /// An S3 server (moto's or MiniStack's) on 127.0.0.1, killed on drop.
+    pub struct Server {
+        pub(super) child: Child,
         pub port: u16,
     }
 
-    impl Drop for Moto {
+    impl Drop for Server {
         fn drop(&mut self) {
             let _ = self.child.kill();
             let _ = self.child.wait();
@@ -285,7 +285,7 @@ pub mod moto {
     /// Starts moto's S3 server on 127.0.0.1 with `env`, waits until it answers and
     /// creates the test bucket; `None` (after a visible skip) when moto is not
     /// installed.
-    pub fn start(test: &str, env: &[(&str, &str)]) -> Option<Moto> {
+    pub fn start(test: &str, env: &[(&str, &str)]) -> Option<Server> {
         let found = Command::new(python())
             .args(["-c", "import moto.server, flask, werkzeug"])
             .stdout(Stdio::null())
@@ -316,7 +316,7 @@ pub mod moto {
                 .spawn()
                 .expect("spawn moto's server")
         });
-        Some(Moto { child, port })
+        Some(Server { child, port })
     }
 
     /// Starts an S3 server on a free port with `spawn`, waits until it answers and
@@ -394,22 +394,9 @@ pub mod moto {
 /// of S3's conditional writes.
 #[cfg(feature = "s3")]
 pub mod ministack {
-    use std::process::{Child, Command, Stdio};
+    use std::process::{Command, Stdio};
 
-    use super::moto::serve;
-
-    /// A MiniStack server on 127.0.0.1, killed on drop.
-    pub struct Server {
-        child: Child,
-        pub port: u16,
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    use super::moto::{Server, serve};
 
     /// The `ministack` command: `ATOMIC_PERSIST_MINISTACK`, else `ministack` on the
     /// `PATH` (`.ci/run` installs it in a virtual environment of its own: it pins a

@@ -62,12 +62,7 @@ fl_record() { # fs workload count dir
   cp --sparse=always "$dir/disk.img" "$dir/base.img"
   rm -f "$dir/log.img" && truncate -s 4G "$dir/log.img"
   local args="apwl.mode=record apwl.fs=$APWL_FSTYPE apwl.opts=$APWL_MOPTS apwl.dur=$FL_DUR apwl.dirty=${APWL_DIRTY:-hold} apwl.work=$FL_WORK apwl.count=$count"
-  (apwl_qemu "$dir/record.log" "$args" \
-    -drive "file=$dir/disk.img,if=virtio,format=raw,cache=$APWL_CACHE" \
-    -drive "file=$dir/log.img,if=virtio,format=raw,cache=$APWL_CACHE") &
-  local pid=$! t=0
-  while kill -0 "$pid" 2>/dev/null && [ $t -lt 9000 ]; do sleep 0.1; t=$((t + 1)); done
-  kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  apwl_boot_two 900 "$dir/record.log" "$args" "$dir/disk.img" "$dir/log.img"
   rm -f "$dir/disk.img"
   if ! grep -q '^APWL RECORD-DONE' "$dir/record.log" || ! grep -q '^APWL WORKLOAD-EXIT 0' "$dir/record.log"; then
     log "the record boot failed: $(grep -a '^APWL\|^ERROR' "$dir/record.log" | tr '\n' '|' | tail -c 400)"

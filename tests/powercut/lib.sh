@@ -190,18 +190,25 @@ wait_for() { # file pattern timeout-seconds pid
   return 0
 }
 
+# Boots the guest with two raw virtio disks and waits until it powers off, killing it
+# after SECONDS.
+apwl_boot_two() { # seconds serial-log append disk1 disk2
+  local limit=$(($1 * 10)) serial=$2 append=$3
+  (apwl_qemu "$serial" "$append" \
+    -drive "file=$4,if=virtio,format=raw,cache=$APWL_CACHE" \
+    -drive "file=$5,if=virtio,format=raw,cache=$APWL_CACHE") &
+  local pid=$! t=0
+  while kill -0 "$pid" 2>/dev/null && [ $t -lt $limit ]; do sleep 0.1; t=$((t + 1)); done
+  kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+}
+
 # The verify boot: the guest mounts IMAGE (its kernel replays the journal or log, as after
 # a reboot), exports the files as a tar on EXPORT, runs the crate's sweep (and a reader),
 # powers off; the serial log goes to LOG and the files are unpacked into DIR.
 apwl_verify_boot() { # image export log dir args
   local image=$1 export=$2 serial=$3 files=$4 args=$5
   rm -f "$export" && truncate -s 64M "$export"
-  (apwl_qemu "$serial" "apwl.mode=verify $args" \
-    -drive "file=$image,if=virtio,format=raw,cache=$APWL_CACHE" \
-    -drive "file=$export,if=virtio,format=raw,cache=$APWL_CACHE") &
-  local vpid=$! vt=0
-  while kill -0 "$vpid" 2>/dev/null && [ $vt -lt 3000 ]; do sleep 0.1; vt=$((vt + 1)); done
-  kill -KILL "$vpid" 2>/dev/null; wait "$vpid" 2>/dev/null
+  apwl_boot_two 300 "$serial" "apwl.mode=verify $args" "$image" "$export"
   rm -rf "$files" && mkdir -p "$files"
   tar xf "$export" -C "$files" 2>/dev/null || true
 }
