@@ -286,12 +286,8 @@ pub mod moto {
     /// creates the test bucket; `None` (after a visible skip) when moto is not
     /// installed.
     pub fn start(test: &str, env: &[(&str, &str)]) -> Option<Server> {
-        let found = Command::new(python())
-            .args(["-c", "import moto.server, flask, werkzeug"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        let found =
+            succeeds(Command::new(python()).args(["-c", "import moto.server, flask, werkzeug"]));
         if !found {
             crate::common::skip(
                 test,
@@ -317,6 +313,15 @@ pub mod moto {
                 .expect("spawn moto's server")
         });
         Some(Server { child, port })
+    }
+
+    /// Whether `command` runs and exits 0 (how a test asks if a server is installed).
+    pub fn succeeds(command: &mut Command) -> bool {
+        command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     }
 
     /// Starts an S3 server on a free port with `spawn`, waits until it answers and
@@ -396,7 +401,7 @@ pub mod moto {
 pub mod ministack {
     use std::process::{Command, Stdio};
 
-    use super::moto::{Server, serve};
+    use super::moto::{Server, serve, succeeds};
 
     /// The `ministack` command: `ATOMIC_PERSIST_MINISTACK`, else `ministack` on the
     /// `PATH` (`.ci/run` installs it in a virtual environment of its own: it pins a
@@ -408,13 +413,7 @@ pub mod ministack {
     /// Starts MiniStack with only S3 on a free port, waits until it answers and creates
     /// the test bucket; `None` (after a visible skip) when it is not installed.
     pub fn start(test: &str) -> Option<Server> {
-        let found = Command::new(command())
-            .arg("--help")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
+        if !succeeds(Command::new(command()).arg("--help")) {
             crate::common::skip(
                 test,
                 "MiniStack is not installed (pip install ministack; \
